@@ -1,0 +1,31 @@
+using System.Collections.Immutable;
+using Nightshift.Pools;
+using Orleans.Concurrency;
+
+namespace Nightshift.Batches;
+
+/// <summary>One batch: its spec, state and counters. Asks its pool for slots and fans items out.</summary>
+public interface IBatchGrain : IGrainWithStringKey
+{
+    /// <summary>Starts a batch whose items are already in the item store. Idempotent.</summary>
+    Task Start(BatchSpec spec);
+
+    /// <summary>State and counters; <see cref="BatchState.NotFound"/> for an unknown id.</summary>
+    Task<BatchStatus> GetStatus();
+
+    /// <summary>
+    /// Slots granted by the pool. One-way: the pool never waits on a batch, so the pool and its
+    /// batches can call each other without a turn ever waiting on the other.
+    /// </summary>
+    [OneWay]
+    Task SlotsGranted(ImmutableArray<ItemLease> leases);
+
+    /// <summary>An item's attempt has ended; called by the item grain.</summary>
+    Task ItemFinished(ItemReport report);
+
+    Task Pause();
+
+    Task Resume();
+
+    Task Cancel();
+}

@@ -1,0 +1,39 @@
+using Nightshift.Batches;
+using Nightshift.Pools;
+
+namespace Nightshift.Items;
+
+/// <summary>One model request of a batch; key: <see cref="ItemKey.Format"/>.</summary>
+public interface IItemGrain : IGrainWithStringKey
+{
+    /// <summary>
+    /// Starts one attempt under <paramref name="assignment"/>'s lease and returns at once: the call runs
+    /// on the item's own activation, which reports to its batch and pool when it ends.
+    /// </summary>
+    Task Start(ItemAssignment assignment);
+
+    /// <summary>Aborts the running attempt, if any; its slot is freed and the item is recorded cancelled.</summary>
+    Task Abort();
+}
+
+/// <summary>Everything an item needs for one attempt, claimed from the item store by its batch.</summary>
+[GenerateSerializer, Immutable, Alias("nightshift.ItemAssignment")]
+public sealed record ItemAssignment(
+    [property: Id(0)] string BatchId,
+    [property: Id(1)] int Index,
+    [property: Id(2)] string CustomId,
+    [property: Id(3)] string Body,
+    [property: Id(4)] int Attempts,
+    [property: Id(5)] int RateLimitedAttempts,
+    [property: Id(6)] ItemLease Lease,
+    [property: Id(7)] BatchOptions Options,
+    [property: Id(8)] ModelBinding Model);
+
+public static class ItemKey
+{
+    /// <summary>
+    /// The item grain's key. Starts with a letter that is not a hex digit, so no key is ever read as an
+    /// integer or Guid key by Orleans' storage providers.
+    /// </summary>
+    public static string Format(string batchId, int index) => $"i/{batchId}/{index}";
+}

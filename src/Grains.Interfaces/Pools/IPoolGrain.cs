@@ -1,0 +1,46 @@
+using System.Collections.Immutable;
+
+namespace Nightshift.Pools;
+
+/// <summary>
+/// The limiter of one model deployment or quota. Every silo's items take their slots here, so the
+/// cap on concurrent calls is global.
+/// </summary>
+public interface IPoolGrain : IGrainWithStringKey
+{
+    /// <summary>Creates the pool or replaces its configuration.</summary>
+    Task Configure(PoolConfig config);
+
+    /// <summary>The pool's configuration, or <c>null</c> when the pool was never configured.</summary>
+    Task<PoolConfig?> GetConfig();
+
+    /// <summary>Live figures: slots in use, items queued, cooldown.</summary>
+    Task<PoolSnapshot> GetSnapshot();
+
+    /// <summary>
+    /// Reserves room for a new batch's items in the pool's queue. Refused whole, never in part, when
+    /// the pool would pass <see cref="PoolConfig.MaxQueued"/>.
+    /// </summary>
+    Task<QueueReservation> Reserve(string batchId, int itemCount, int priority);
+
+    /// <summary>
+    /// Declares a known batch and how many of its items are not yet terminal, replacing what the pool
+    /// believed. Called when a batch activation (re)joins the pool.
+    /// </summary>
+    Task Register(string batchId, long outstanding, int priority);
+
+    /// <summary>Holds or releases a paused batch's share without losing its place in the queue.</summary>
+    Task SetPaused(string batchId, bool paused);
+
+    /// <summary>Forgets a batch that was cancelled or has completed.</summary>
+    Task Remove(string batchId);
+
+    /// <summary>Frees slots whose calls have ended, with what each call's outcome says about the pool.</summary>
+    Task Release(ImmutableArray<SlotRelease> releases);
+
+    /// <summary>
+    /// Returns granted slots the batch could not use because none of its items is due yet; the pool
+    /// grants the batch nothing more before <paramref name="notBefore"/>.
+    /// </summary>
+    Task ReturnUnused(string batchId, ImmutableArray<long> tokens, DateTimeOffset? notBefore);
+}

@@ -1,0 +1,80 @@
+using System.Collections.Immutable;
+
+namespace Nightshift.Pools;
+
+/// <summary>The model a pool's items are sent to.</summary>
+[GenerateSerializer, Immutable, Alias("nightshift.ModelBinding")]
+public sealed record ModelBinding
+{
+    /// <summary>The provider's name: <c>simulated</c> is built in.</summary>
+    [Id(0)] public string Provider { get; init; } = ModelProviders.Simulated;
+
+    /// <summary>The model or deployment name reported in results.</summary>
+    [Id(1)] public string Model { get; init; } = "nightshift-sim";
+}
+
+/// <summary>Names of the model providers Nightshift knows.</summary>
+public static class ModelProviders
+{
+    public const string Simulated = "simulated";
+}
+
+/// <summary>A pool's limits and the model behind it.</summary>
+[GenerateSerializer, Immutable, Alias("nightshift.PoolConfig")]
+public sealed record PoolConfig
+{
+    /// <summary>Calls that may run at once across the whole cluster. Default: 16.</summary>
+    [Id(0)] public int MaxRunning { get; init; } = 16;
+
+    /// <summary>Items that may wait in the pool across all its batches. Default: 10,000,000.</summary>
+    [Id(1)] public long MaxQueued { get; init; } = 10_000_000;
+
+    /// <summary>Cooldown after a 429 that carried no wait of its own. Default: 5 s.</summary>
+    [Id(2)] public TimeSpan DefaultCooldown { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long the pool takes to ramp from one slot back to <see cref="MaxRunning"/> after a cooldown. Default: 10 s.</summary>
+    [Id(3)] public TimeSpan SlowStart { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a granted slot stays held without its call reporting back. Default: 10 min.</summary>
+    [Id(4)] public TimeSpan LeaseDuration { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>The model this pool's items are sent to.</summary>
+    [Id(5)] public ModelBinding Model { get; init; } = new();
+}
+
+/// <summary>The answer to a queue reservation; a refusal carries its reason.</summary>
+[GenerateSerializer, Immutable, Alias("nightshift.QueueReservation")]
+public sealed record QueueReservation([property: Id(0)] bool Accepted, [property: Id(1)] string? Reason)
+{
+    public static QueueReservation Granted { get; } = new(true, null);
+}
+
+/// <summary>Live figures of a pool.</summary>
+[GenerateSerializer, Immutable, Alias("nightshift.PoolSnapshot")]
+public sealed record PoolSnapshot(
+    [property: Id(0)] string Name,
+    [property: Id(1)] PoolConfig Config,
+    [property: Id(2)] int Running,
+    [property: Id(3)] long Queued,
+    [property: Id(4)] int EffectiveCap,
+    [property: Id(5)] DateTimeOffset? CooldownUntil,
+    [property: Id(6)] long RateLimited,
+    [property: Id(7)] int Batches);
+
+/// <summary>
+/// A slot granted to a batch for one item. <see cref="Token"/> is the fencing token: unique per pool
+/// across activations, so a result written under a lease that was lost can be told apart.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("nightshift.ItemLease")]
+public sealed record ItemLease(
+    [property: Id(0)] string Pool,
+    [property: Id(1)] long Token,
+    [property: Id(2)] DateTimeOffset ExpiresAt);
+
+/// <summary>A freed slot and what its call said about the pool.</summary>
+[GenerateSerializer, Immutable, Alias("nightshift.SlotRelease")]
+public sealed record SlotRelease(
+    [property: Id(0)] string BatchId,
+    [property: Id(1)] long Token,
+    [property: Id(2)] bool ItemTerminal,
+    [property: Id(3)] TimeSpan? RateLimitedFor);

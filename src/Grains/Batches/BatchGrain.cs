@@ -1,0 +1,273 @@
+using System.Collections.Immutable;
+using Microsoft.Extensions.Logging;
+using Nightshift.Hosting;
+using Nightshift.Items;
+using Nightshift.Pools;
+using Nightshift.Storage;
+
+namespace Nightshift.Batches;
+
+[GenerateSerializer, Alias("nightshift.BatchGrainState")]
+public sealed class BatchGrainState
+{
+    [Id(0)] public BatchSpec? Spec { get; set; }
+
+    [Id(1)] public BatchState State { get; set; }
+
+    [Id(2)] public DateTimeOffset CreatedAt { get; set; }
+
+    [Id(3)] public DateTimeOffset? FinishedAt { get; set; }
+}
+
+/// <summary>
+/// One batch. Persists only its spec and state; its counters are rebuilt from the item store on
+/// activation and kept in memory after that, so finishing an item costs no grain-state write.
+/// </summary>
+internal sealed partial class BatchGrain(
+    [PersistentState(StorageNames.BatchState, StorageNames.Grains)] IPersistentState<BatchGrainState> state,
+    IItemStore store,
+    TimeProvider time,
+    ILogger<BatchGrain> logger) : Grain, IBatchGrain
+{
+    private readonly Dictionary<int, long> _inFlight = [];
+    private ModelBinding _model = new();
+    private long _pending;
+    private long _succeeded;
+    private long _failed;
+    private long _cancelled;
+    private long _inputTokens;
+    private long _outputTokens;
+    private IGrainTimer? _keepAlive;
+
+    private string Id => this.GetPrimaryKeyString();
+
+    private BatchSpec Spec => state.State.Spec ?? throw new InvalidOperationException($"Batch '{Id}' was never started.");
+
+    private IPoolGrain Pool => GrainFactory.GetGrain<IPoolGrain>(Spec.Pool);
+
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        if (!state.RecordExists || state.State.Spec is null)
+        {
+            return;
+        }
+
+        await store.RequeueExpiredLeasesAsync(Id, time.GetUtcNow(), cancellationToken);
+        var counts = await store.CountAsync(Id, cancellationToken);
+        _pending = counts.Pending + counts.Leased;
+        _succeeded = counts.Succeeded;
+        _failed = counts.Failed;
+        _cancelled = counts.Cancelled;
+        _inputTokens = counts.InputTokens;
+        _outputTokens = counts.OutputTokens;
+        if (state.State.State is BatchState.Running or BatchState.Paused)
+        {
+            await JoinPoolAsync();
+        }
+    }
+
+    public async Task Start(BatchSpec spec)
+    {
+        if (state.State.Spec is not null)
+        {
+            return;
+        }
+
+        state.State.Spec = spec;
+        state.State.State = BatchState.Running;
+        state.State.CreatedAt = time.GetUtcNow();
+        await state.WriteStateAsync();
+        _pending = spec.ItemCount;
+        LogStarted(logger, Id, spec.Pool, spec.ItemCount);
+        await JoinPoolAsync();
+    }
+
+    public Task<BatchStatus> GetStatus()
+    {
+        if (state.State.Spec is not { } spec)
+        {
+            DeactivateOnIdle();
+            return Task.FromResult(new BatchStatus { BatchId = Id, State = BatchState.NotFound });
+        }
+
+        return Task.FromResult(new BatchStatus
+        {
+            BatchId = Id,
+            State = state.State.State,
+            Pool = spec.Pool,
+            Total = spec.ItemCount,
+            Pending = _pending,
+            Running = _inFlight.Count,
+            Succeeded = _succeeded,
+            Failed = _failed,
+            Cancelled = _cancelled,
+            InputTokens = _inputTokens,
+            OutputTokens = _outputTokens,
+            CreatedAt = state.State.CreatedAt,
+            FinishedAt = state.State.FinishedAt,
+        });
+    }
+
+    public async Task SlotsGranted(ImmutableArray<ItemLease> leases)
+    {
+        if (state.State.State != BatchState.Running)
+        {
+            await Pool.ReturnUnused(Id, [.. leases.Select(l => l.Token)], null);
+            return;
+        }
+
+        var claimed = await store.ClaimAsync(Id, leases, time.GetUtcNow(), CancellationToken.None);
+        var starts = new List<Task>(claimed.Count);
+        foreach (var item in claimed)
+        {
+            _inFlight[item.Index] = item.Lease.Token;
+            _pending--;
+            var assignment = new ItemAssignment(Id, item.Index, item.CustomId, item.Body, item.Attempts, item.RateLimitedAttempts, item.Lease, Spec.Options, _model);
+            starts.Add(GrainFactory.GetGrain<IItemGrain>(ItemKey.Format(Id, item.Index)).Start(assignment));
+        }
+
+        await Task.WhenAll(starts);
+        if (claimed.Count < leases.Length)
+        {
+            // Fewer items were due than slots granted: the rest wait for their backoff (or there are
+            // none), so give the slots back and tell the pool when to offer more.
+            var notBefore = await store.NextDueAsync(Id, CancellationToken.None);
+            await Pool.ReturnUnused(Id, [.. leases.Skip(claimed.Count).Select(l => l.Token)], notBefore);
+        }
+    }
+
+    public async Task ItemFinished(ItemReport report)
+    {
+        if (!_inFlight.TryGetValue(report.Index, out var token) || token != report.LeaseToken)
+        {
+            LogStaleReport(logger, Id, report.Index, report.LeaseToken);
+            return;
+        }
+
+        _inFlight.Remove(report.Index);
+        switch (report.Outcome)
+        {
+            case ItemOutcome.Succeeded:
+                _succeeded++;
+                _inputTokens += report.InputTokens;
+                _outputTokens += report.OutputTokens;
+                break;
+            case ItemOutcome.Failed:
+                _failed++;
+                break;
+            case ItemOutcome.Cancelled:
+                _cancelled++;
+                break;
+            case ItemOutcome.Retrying:
+            case ItemOutcome.Fenced:
+                _pending++;
+                break;
+        }
+
+        await FinishIfDoneAsync();
+    }
+
+    public async Task Pause()
+    {
+        EnsureNotFinished("pause");
+        if (state.State.State == BatchState.Paused)
+        {
+            return;
+        }
+
+        state.State.State = BatchState.Paused;
+        await state.WriteStateAsync();
+        await Pool.SetPaused(Id, true);
+    }
+
+    public async Task Resume()
+    {
+        EnsureNotFinished("resume");
+        if (state.State.State == BatchState.Running)
+        {
+            return;
+        }
+
+        state.State.State = BatchState.Running;
+        await state.WriteStateAsync();
+        await Pool.SetPaused(Id, false);
+    }
+
+    public async Task Cancel()
+    {
+        if (state.State.State == BatchState.Cancelled)
+        {
+            return;
+        }
+
+        EnsureNotFinished("cancel");
+        state.State.State = BatchState.Cancelled;
+        await state.WriteStateAsync();
+        await Pool.Remove(Id);
+        var cancelled = await store.CancelPendingAsync(Id, CancellationToken.None);
+        _pending -= cancelled;
+        _cancelled += cancelled;
+        await Task.WhenAll(_inFlight.Keys.Select(index => GrainFactory.GetGrain<IItemGrain>(ItemKey.Format(Id, index)).Abort()));
+        await FinishIfDoneAsync();
+    }
+
+    private void EnsureNotFinished(string action)
+    {
+        if (state.State.State is BatchState.Cancelled or BatchState.Completed)
+        {
+            throw new InvalidOperationException($"Batch '{Id}' is {state.State.State.ToString().ToLowerInvariant()}; it cannot {action}.");
+        }
+
+        if (state.State.Spec is null)
+        {
+            throw new KeyNotFoundException($"Batch '{Id}' does not exist.");
+        }
+    }
+
+    private async Task JoinPoolAsync()
+    {
+        _model = await Pool.GetConfig() is { } config ? config.Model : new ModelBinding();
+        _keepAlive ??= this.RegisterGrainTimer(static _ => Task.CompletedTask,
+            new GrainTimerCreationOptions(TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1)) { KeepAlive = true });
+        await Pool.Register(Id, _pending + _inFlight.Count, Spec.Options.Priority);
+        if (state.State.State == BatchState.Paused)
+        {
+            await Pool.SetPaused(Id, true);
+        }
+
+        await FinishIfDoneAsync();
+    }
+
+    private async Task FinishIfDoneAsync()
+    {
+        if (_inFlight.Count > 0 || state.State.FinishedAt is not null)
+        {
+            return;
+        }
+
+        var current = state.State.State;
+        if (current == BatchState.Cancelled || (current is BatchState.Running or BatchState.Paused && _pending == 0))
+        {
+            if (current != BatchState.Cancelled)
+            {
+                state.State.State = BatchState.Completed;
+                await Pool.Remove(Id);
+            }
+
+            state.State.FinishedAt = time.GetUtcNow();
+            await state.WriteStateAsync();
+            _keepAlive?.Dispose();
+            _keepAlive = null;
+            LogFinished(logger, Id, state.State.State, _succeeded, _failed, _cancelled);
+        }
+    }
+
+    [LoggerMessage(EventId = 2001, Level = LogLevel.Information, Message = "Batch {BatchId} started on pool {Pool} with {Count} items")]
+    private static partial void LogStarted(ILogger logger, string batchId, string pool, int count);
+
+    [LoggerMessage(EventId = 2002, Level = LogLevel.Information, Message = "Batch {BatchId} {State}: {Succeeded} succeeded, {Failed} failed, {Cancelled} cancelled")]
+    private static partial void LogFinished(ILogger logger, string batchId, BatchState state, long succeeded, long failed, long cancelled);
+
+    [LoggerMessage(EventId = 2003, Level = LogLevel.Warning, Message = "Batch {BatchId} ignored a report for item {Index} under lease {Token}: not the item's current lease")]
+    private static partial void LogStaleReport(ILogger logger, string batchId, int index, long token);
+}

@@ -1,0 +1,55 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using Nightshift.Models;
+using Nightshift.Storage;
+using Nightshift.Storage.Sqlite;
+using Nightshift.Submission;
+using Orleans.Configuration;
+
+namespace Nightshift.Hosting;
+
+public static class NightshiftSiloBuilderExtensions
+{
+    /// <summary>The ADO.NET invariant under which Orleans loads Microsoft.Data.Sqlite (see shared/ORLEANS-ADONET.md).</summary>
+    private const string SqliteInvariant = "System.Data.SQLite";
+
+    /// <summary>
+    /// Adds Nightshift's grains and services on the embedded SQLite store: the item store, grain
+    /// state through Orleans' ADO.NET provider on the same file, and the simulated model.
+    /// </summary>
+    public static ISiloBuilder AddNightshift(this ISiloBuilder builder, Action<SqliteStoreOptions>? configureStore = null)
+    {
+        var services = builder.Services;
+        services.TryAddSingleton(TimeProvider.System);
+        var store = services.AddOptions<SqliteStoreOptions>().BindConfiguration("Nightshift:Store");
+        if (configureStore is not null)
+        {
+            store.Configure(configureStore);
+        }
+
+        services.AddOptions<SubmissionOptions>().BindConfiguration(SubmissionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<SimulatedModelOptions>().BindConfiguration(SimulatedModelOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<SqliteItemStore>();
+        services.AddSingleton<IItemStore>(sp => sp.GetRequiredService<SqliteItemStore>());
+        services.AddSingleton<SimulatedModel>();
+        services.AddSingleton<IModelResolver, ModelResolver>();
+        services.AddSingleton<BatchSubmitter>();
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, ItemStoreInitializer>();
+
+        builder.AddAdoNetGrainStorage(StorageNames.Grains, options => options
+            .Configure<IOptions<SqliteStoreOptions>>((storage, sqlite) =>
+            {
+                storage.Invariant = SqliteInvariant;
+                storage.ConnectionString = sqlite.Value.ConnectionString;
+            }));
+        return builder;
+    }
+
+    /// <summary>Applies the schema before any storage provider reads its queries or any grain runs.</summary>
+    private sealed class ItemStoreInitializer(IItemStore store) : ILifecycleParticipant<ISiloLifecycle>
+    {
+        public void Participate(ISiloLifecycle lifecycle) =>
+            lifecycle.Subscribe(nameof(ItemStoreInitializer), ServiceLifecycleStage.RuntimeInitialize, store.InitializeAsync);
+    }
+}

@@ -1,0 +1,182 @@
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Nightshift.Batches;
+using Nightshift.Models;
+using Nightshift.Pools;
+using Nightshift.Retry;
+using Nightshift.Storage;
+
+namespace Nightshift.Items;
+
+/// <summary>
+/// One model request. <see cref="Start"/> returns at once; the attempt runs on this activation, records
+/// its result in the item store, then frees its slot and reports to its batch. No grain state: the item
+/// store is the record.
+/// </summary>
+internal sealed partial class ItemGrain(
+    IItemStore store,
+    IModelResolver models,
+    TimeProvider time,
+    ILogger<ItemGrain> logger) : Grain, IItemGrain
+{
+    private CancellationTokenSource? _abort;
+    private Task? _attempt;
+
+    public Task Start(ItemAssignment assignment)
+    {
+        if (_attempt is { IsCompleted: false })
+        {
+            LogAlreadyRunning(logger, assignment.BatchId, assignment.Index, assignment.Lease.Token);
+            return Task.CompletedTask;
+        }
+
+        _abort = new CancellationTokenSource();
+        _attempt = RunAttemptAsync(assignment, _abort.Token);
+        return Task.CompletedTask;
+    }
+
+    public Task Abort()
+    {
+        _abort?.Cancel();
+        return Task.CompletedTask;
+    }
+
+    private async Task RunAttemptAsync(ItemAssignment assignment, CancellationToken abort)
+    {
+        try
+        {
+            var (result, cancelled) = await CallModelAsync(assignment, abort);
+            var record = Decide(assignment, result, cancelled, out var outcome, out var rateLimitedFor);
+
+            // Checkpoint 2: the call has happened and may be billed. Its result must be recorded now;
+            // a crash before the write below costs this one call again, never more.
+            var recorded = await store.RecordAttemptAsync(record, CancellationToken.None);
+
+            // Checkpoint 3: the result is durable (or was fenced off because our lease was lost).
+            // From here a crash costs nothing: the item is never called again for this attempt.
+            if (!recorded)
+            {
+                LogFenced(logger, assignment.BatchId, assignment.Index, assignment.Lease.Token);
+                outcome = ItemOutcome.Fenced;
+            }
+
+            var terminal = outcome is ItemOutcome.Succeeded or ItemOutcome.Failed or ItemOutcome.Cancelled;
+            var release = new SlotRelease(assignment.BatchId, assignment.Lease.Token, terminal, rateLimitedFor);
+            await Task.WhenAll(
+                GrainFactory.GetGrain<IPoolGrain>(assignment.Lease.Pool).Release([release]),
+                GrainFactory.GetGrain<IBatchGrain>(assignment.BatchId).ItemFinished(
+                    new ItemReport(assignment.Index, assignment.Lease.Token, outcome, record.Usage.InputTokens, record.Usage.OutputTokens)));
+        }
+        catch (Exception failure)
+        {
+            // The lease stays unreleased: it expires, and the pool and the batch recover the slot and
+            // the item from there.
+            LogAttemptCrashed(logger, failure, assignment.BatchId, assignment.Index);
+        }
+        finally
+        {
+            DeactivateOnIdle();
+        }
+    }
+
+    private async Task<(ModelCallResult Result, bool Cancelled)> CallModelAsync(ItemAssignment assignment, CancellationToken abort)
+    {
+        var model = models.Resolve(assignment.Model);
+        var request = new ModelRequest(assignment.CustomId, assignment.Body, assignment.Model.Model, assignment.Attempts + assignment.RateLimitedAttempts + 1);
+        using var timeout = new CancellationTokenSource(assignment.Options.AttemptTimeout, time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(abort, timeout.Token);
+
+        // Checkpoint 1: nothing has been sent. A crash before the call leaves the item leased and
+        // unbilled; recovery puts it back to pending.
+        try
+        {
+            return (await model.CompleteAsync(request, linked.Token), false);
+        }
+        catch (OperationCanceledException) when (abort.IsCancellationRequested)
+        {
+            return (ModelCallResult.Network("cancelled"), true);
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+        {
+            return (ModelCallResult.TimedOut(assignment.Options.AttemptTimeout), false);
+        }
+        catch (HttpRequestException network)
+        {
+            return (ModelCallResult.Network(network.Message), false);
+        }
+        catch (IOException network)
+        {
+            return (ModelCallResult.Network(network.Message), false);
+        }
+    }
+
+    private AttemptRecord Decide(ItemAssignment assignment, ModelCallResult result, bool cancelled, out ItemOutcome outcome, out TimeSpan? rateLimitedFor)
+    {
+        var now = time.GetUtcNow();
+        var attempts = assignment.Attempts;
+        var rateLimited = assignment.RateLimitedAttempts;
+        rateLimitedFor = result is { Status: ModelCallStatus.HttpError, StatusCode: 429 } ? result.RetryAfter ?? TimeSpan.Zero : null;
+        if (cancelled)
+        {
+            outcome = ItemOutcome.Cancelled;
+            return Record(ItemState.Cancelled, null, null, "cancelled");
+        }
+
+        var policy = new RetryPolicy(assignment.Options, time, Random.Shared.NextDouble);
+        switch (policy.Decide(attempts, rateLimited, result))
+        {
+            case RetryDecision.Succeed:
+                outcome = ItemOutcome.Succeeded;
+                return Record(ItemState.Succeeded, null, null, null);
+            case RetryDecision.RetryAt retry:
+                outcome = ItemOutcome.Retrying;
+                if (retry.RateLimited)
+                {
+                    rateLimited++;
+                }
+                else
+                {
+                    attempts++;
+                }
+
+                return Record(ItemState.Pending, retry.NotBefore, RetryState(result, retry.Delay), result.Error);
+            case RetryDecision.Fail fail:
+                outcome = ItemOutcome.Failed;
+                if (result is { Status: ModelCallStatus.HttpError, StatusCode: 429 })
+                {
+                    rateLimited++;
+                }
+                else
+                {
+                    attempts++;
+                }
+
+                return Record(ItemState.Failed, null, RetryState(result, null), fail.Reason);
+            default:
+                throw new InvalidOperationException("Unknown retry decision.");
+        }
+
+        AttemptRecord Record(ItemState itemState, DateTimeOffset? next, string? retryState, string? error) => new(
+            assignment.BatchId, assignment.Index, assignment.Lease.Token, itemState,
+            itemState == ItemState.Succeeded ? attempts + 1 : attempts, rateLimited, next, retryState,
+            result.StatusCode == 0 ? null : result.StatusCode, result.Body, error, result.Usage, now);
+
+        string RetryState(ModelCallResult last, TimeSpan? delay) => JsonSerializer.Serialize(new
+        {
+            last_status = last.StatusCode == 0 ? (int?)null : last.StatusCode,
+            last_error = last.Error,
+            retry_after_ms = last.RetryAfter?.TotalMilliseconds,
+            delay_ms = delay?.TotalMilliseconds,
+            at = now,
+        });
+    }
+
+    [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "Item {BatchId}/{Index} discarded its result: lease {Token} is no longer its lease")]
+    private static partial void LogFenced(ILogger logger, string batchId, int index, long token);
+
+    [LoggerMessage(EventId = 3002, Level = LogLevel.Error, Message = "Item {BatchId}/{Index} could not finish its attempt; its lease will expire and the item will be retried")]
+    private static partial void LogAttemptCrashed(ILogger logger, Exception exception, string batchId, int index);
+
+    [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "Item {BatchId}/{Index} ignored a start under lease {Token}: an attempt is already running")]
+    private static partial void LogAlreadyRunning(ILogger logger, string batchId, int index, long token);
+}

@@ -1,0 +1,51 @@
+namespace Nightshift.Models;
+
+/// <summary>
+/// One model endpoint. An implementation makes exactly one request per call and never retries on its
+/// own: Nightshift owns retrying.
+/// </summary>
+public interface IChatModel
+{
+    Task<ModelCallResult> CompleteAsync(ModelRequest request, CancellationToken cancellationToken);
+}
+
+/// <summary>One attempt of one item. <see cref="Body"/> is the JSONL line's <c>body</c>, passed through unchanged.</summary>
+public sealed record ModelRequest(string CustomId, string Body, string Model, int Attempt);
+
+public enum ModelCallStatus
+{
+    /// <summary>A 2xx response with a body.</summary>
+    Succeeded,
+
+    /// <summary>A non-2xx response; <see cref="ModelCallResult.StatusCode"/> says which.</summary>
+    HttpError,
+
+    /// <summary>No response within the attempt's timeout.</summary>
+    Timeout,
+
+    /// <summary>The connection failed or the response could not be read.</summary>
+    NetworkError,
+}
+
+public readonly record struct TokenUsage(long InputTokens, long OutputTokens);
+
+public sealed record ModelCallResult(
+    ModelCallStatus Status,
+    int StatusCode,
+    string? Body,
+    TokenUsage Usage,
+    TimeSpan? RetryAfter,
+    string? Error)
+{
+    public static ModelCallResult Success(string body, TokenUsage usage) =>
+        new(ModelCallStatus.Succeeded, 200, body, usage, null, null);
+
+    public static ModelCallResult Http(int statusCode, string? body, string error, TimeSpan? retryAfter = null) =>
+        new(ModelCallStatus.HttpError, statusCode, body, default, retryAfter, error);
+
+    public static ModelCallResult TimedOut(TimeSpan timeout) =>
+        new(ModelCallStatus.Timeout, 0, null, default, null, $"no response within the attempt timeout of {timeout.TotalSeconds:0.###} s");
+
+    public static ModelCallResult Network(string error) =>
+        new(ModelCallStatus.NetworkError, 0, null, default, null, error);
+}

@@ -1,0 +1,243 @@
+namespace Nightshift.Pools;
+
+/// <summary>
+/// The slot accounting of one pool, free of Orleans so it can be tested with a fake clock: the cap on
+/// running calls, queue room, fair shares between batches, cooldown after a 429 and the slow start
+/// after it. Not thread-safe; the pool grain's turns serialize every call.
+/// </summary>
+/// <remarks>
+/// Fairness is stride scheduling: each batch has a virtual "pass" that grows by 1/priority per slot it
+/// is granted, and the next slot goes to the waiting batch with the lowest pass. A batch that joins
+/// late starts at the current pass, so it neither waits behind a huge batch nor gets a burst to catch up.
+/// </remarks>
+internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, TimeProvider time)
+{
+    private readonly Dictionary<string, BatchShare> _batches = new(StringComparer.Ordinal);
+    private readonly Dictionary<long, Holder> _leases = [];
+    private long _sequence;
+    private double _virtualPass;
+    private DateTimeOffset? _cooldownEnd;
+
+    public PoolConfig Config { get; set; } = config;
+
+    /// <summary>Slots held now.</summary>
+    public int Running => _leases.Count;
+
+    /// <summary>Items of registered batches that are neither running nor terminal.</summary>
+    public long Queued => _batches.Values.Sum(b => b.Waiting);
+
+    public DateTimeOffset? CooldownUntil => _cooldownEnd > time.GetUtcNow() ? _cooldownEnd : null;
+
+    public long RateLimited { get; private set; }
+
+    public int BatchCount => _batches.Count;
+
+    /// <summary>The cap in force now: zero while cooling down, then ramping linearly back to <see cref="PoolConfig.MaxRunning"/>.</summary>
+    public int EffectiveCap
+    {
+        get
+        {
+            if (_cooldownEnd is not { } end)
+            {
+                return Config.MaxRunning;
+            }
+
+            var sinceEnd = time.GetUtcNow() - end;
+            if (sinceEnd < TimeSpan.Zero)
+            {
+                return 0;
+            }
+
+            if (sinceEnd >= Config.SlowStart)
+            {
+                return Config.MaxRunning;
+            }
+
+            return Math.Max(1, (int)(Config.MaxRunning * (sinceEnd / Config.SlowStart)));
+        }
+    }
+
+    public bool IsIdle => _batches.Count == 0 && _leases.Count == 0;
+
+    public QueueReservation Reserve(string batchId, int itemCount, int priority)
+    {
+        var existing = _batches.GetValueOrDefault(batchId)?.Waiting ?? 0;
+        var queued = Queued - existing;
+        if (queued + itemCount > Config.MaxQueued)
+        {
+            return new QueueReservation(false,
+                $"pool '{name}' has {queued} items queued; {itemCount} more would pass its maxQueued of {Config.MaxQueued}");
+        }
+
+        Register(batchId, itemCount, priority);
+        return QueueReservation.Granted;
+    }
+
+    public void Register(string batchId, long outstanding, int priority)
+    {
+        if (!_batches.TryGetValue(batchId, out var share))
+        {
+            share = new BatchShare { Pass = _virtualPass };
+            _batches[batchId] = share;
+        }
+
+        share.Outstanding = outstanding;
+        share.Priority = Math.Clamp(priority, 1, 10);
+        share.NotBefore = null;
+    }
+
+    public void SetPaused(string batchId, bool paused)
+    {
+        if (_batches.TryGetValue(batchId, out var share))
+        {
+            share.Paused = paused;
+        }
+    }
+
+    /// <summary>Forgets the batch. Its slots still held stay counted until released, so the cap holds.</summary>
+    public void Remove(string batchId) => _batches.Remove(batchId);
+
+    /// <summary>Frees a slot; <c>false</c> when the token is not held (released twice, or expired).</summary>
+    public bool Release(SlotRelease release)
+    {
+        if (!_leases.Remove(release.Token, out var holder))
+        {
+            return false;
+        }
+
+        if (_batches.TryGetValue(holder.BatchId, out var share))
+        {
+            share.Running--;
+            if (release.ItemTerminal)
+            {
+                share.Outstanding--;
+            }
+        }
+
+        if (release.RateLimitedFor is { } wait)
+        {
+            RateLimited++;
+            var end = time.GetUtcNow() + (wait > TimeSpan.Zero ? wait : Config.DefaultCooldown);
+            if (_cooldownEnd is null || end > _cooldownEnd)
+            {
+                _cooldownEnd = end;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// Takes back slots a batch could not use. <paramref name="notBefore"/> is when its next item is
+    /// due; <c>null</c> means it has nothing pending, so only what it has running is still outstanding.
+    /// </summary>
+    public void ReturnUnused(string batchId, IEnumerable<long> tokens, DateTimeOffset? notBefore)
+    {
+        foreach (var token in tokens)
+        {
+            if (_leases.Remove(token) && _batches.TryGetValue(batchId, out var holder))
+            {
+                holder.Running--;
+            }
+        }
+
+        if (_batches.TryGetValue(batchId, out var share))
+        {
+            share.NotBefore = notBefore;
+            if (notBefore is null)
+            {
+                share.Outstanding = share.Running;
+            }
+        }
+    }
+
+    /// <summary>Restores a cooldown that a previous activation persisted.</summary>
+    public void RestoreCooldown(DateTimeOffset? until) => _cooldownEnd = until;
+
+    /// <summary>Frees slots whose holders stopped reporting; returns how many.</summary>
+    public int ExpireLeases()
+    {
+        var now = time.GetUtcNow();
+        var expired = _leases.Where(l => l.Value.ExpiresAt < now).Select(l => l.Key).ToList();
+        foreach (var token in expired)
+        {
+            Release(new SlotRelease(_leases[token].BatchId, token, ItemTerminal: false, RateLimitedFor: null));
+        }
+
+        return expired.Count;
+    }
+
+    /// <summary>Hands out every slot free under the effective cap, to the waiting batches by fair share.</summary>
+    public IReadOnlyList<(string BatchId, List<ItemLease> Leases)> Grant()
+    {
+        var free = EffectiveCap - Running;
+        if (free <= 0 || _batches.Count == 0)
+        {
+            return [];
+        }
+
+        var now = time.GetUtcNow();
+        var grants = new Dictionary<string, List<ItemLease>>(StringComparer.Ordinal);
+        while (free > 0)
+        {
+            var next = NextBatch(now);
+            if (next is not var (batchId, share))
+            {
+                break;
+            }
+
+            var lease = new ItemLease(name, (epoch << 32) | ++_sequence, now + Config.LeaseDuration);
+            _leases[lease.Token] = new Holder(batchId, lease.ExpiresAt);
+            share.Running++;
+            _virtualPass = share.Pass;
+            share.Pass += 1.0 / share.Priority;
+            free--;
+            if (!grants.TryGetValue(batchId, out var list))
+            {
+                grants[batchId] = list = [];
+            }
+
+            list.Add(lease);
+        }
+
+        return grants.Select(g => (g.Key, g.Value)).ToList();
+    }
+
+    private (string, BatchShare)? NextBatch(DateTimeOffset now)
+    {
+        (string, BatchShare)? best = null;
+        foreach (var (batchId, share) in _batches)
+        {
+            if (share.Paused || share.Waiting <= 0 || share.NotBefore > now)
+            {
+                continue;
+            }
+
+            if (best is not { } current || share.Pass < current.Item2.Pass)
+            {
+                best = (batchId, share);
+            }
+        }
+
+        return best;
+    }
+
+    private sealed class BatchShare
+    {
+        public long Outstanding { get; set; }
+
+        public int Running { get; set; }
+
+        public int Priority { get; set; } = 1;
+
+        public double Pass { get; set; }
+
+        public bool Paused { get; set; }
+
+        public DateTimeOffset? NotBefore { get; set; }
+
+        public long Waiting => Math.Max(0, Outstanding - Running);
+    }
+
+    private readonly record struct Holder(string BatchId, DateTimeOffset ExpiresAt);
+}

@@ -1,0 +1,84 @@
+using System.Text.Json;
+using Nightshift.Storage;
+
+namespace Nightshift.Results;
+
+/// <summary>
+/// Writes items as OpenAI Batch output lines: <c>id</c>, <c>custom_id</c>,
+/// <c>response{status_code, request_id, body}</c> and <c>error{code, message}</c>.
+/// </summary>
+public static class BatchOutputWriter
+{
+    private static readonly JsonWriterOptions WriterOptions = new() { SkipValidation = false };
+
+    public static async Task<(long Succeeded, long Failed)> WriteAsync(IAsyncEnumerable<ItemResult> results, string batchId, Stream output, CancellationToken cancellationToken)
+    {
+        long succeeded = 0, failed = 0;
+        await using var json = new Utf8JsonWriter(output, WriterOptions);
+        await foreach (var result in results.WithCancellation(cancellationToken))
+        {
+            WriteLine(json, batchId, result);
+            await json.FlushAsync(cancellationToken);
+            json.Reset();
+            output.WriteByte((byte)'\n');
+            if (result.State == ItemState.Succeeded)
+            {
+                succeeded++;
+            }
+            else
+            {
+                failed++;
+            }
+        }
+
+        return (succeeded, failed);
+    }
+
+    private static void WriteLine(Utf8JsonWriter json, string batchId, ItemResult result)
+    {
+        json.WriteStartObject();
+        json.WriteString("id", $"batch_req_{batchId}_{result.Index}");
+        json.WriteString("custom_id", result.CustomId);
+        if (result.StatusCode is { } status && result.Response is { } body)
+        {
+            json.WriteStartObject("response");
+            json.WriteNumber("status_code", status);
+            json.WriteString("request_id", $"{batchId}-{result.Index}");
+            json.WritePropertyName("body");
+            WriteBody(json, body);
+            json.WriteEndObject();
+        }
+        else
+        {
+            json.WriteNull("response");
+        }
+
+        if (result.State == ItemState.Succeeded)
+        {
+            json.WriteNull("error");
+        }
+        else
+        {
+            json.WriteStartObject("error");
+            json.WriteString("code", result.State == ItemState.Cancelled ? "cancelled" : "failed");
+            json.WriteString("message", result.Error ?? result.State.ToString().ToLowerInvariant());
+            json.WriteEndObject();
+        }
+
+        json.WriteEndObject();
+    }
+
+    /// <summary>Bodies are written as JSON when they are JSON, and as a string when a provider sent something else.</summary>
+    private static void WriteBody(Utf8JsonWriter json, string body)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(body);
+            document.RootElement.WriteTo(json);
+        }
+        catch (JsonException)
+        {
+            json.WriteStringValue(body);
+        }
+    }
+}

@@ -1,0 +1,96 @@
+using Nightshift.Models;
+using Nightshift.Pools;
+
+namespace Nightshift.Storage;
+
+/// <summary>
+/// The bulk table of items: requests, attempts, retry state, results and leases. Items live here,
+/// not in grain state, so a million-item batch never sits in one grain's memory.
+/// </summary>
+public interface IItemStore
+{
+    /// <summary>Applies the schema (idempotent) and, for a store owned by one process, requeues items whose process died.</summary>
+    Task InitializeAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Opens an all-or-nothing ingest of a batch's items: nothing is visible to anyone until
+    /// <see cref="IItemIngestSession.CommitAsync"/>, and disposing without committing leaves nothing behind.
+    /// </summary>
+    Task<IItemIngestSession> BeginIngestAsync(string batchId, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Claims up to one due pending item per lease, in input order, and marks each leased under its
+    /// lease's fencing token.
+    /// </summary>
+    Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string batchId, IReadOnlyList<ItemLease> leases, DateTimeOffset now, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Records an attempt's end. Fenced: written only while the item is still leased under
+    /// <see cref="AttemptRecord.LeaseToken"/>; returns <c>false</c> (and writes nothing) otherwise.
+    /// </summary>
+    Task<bool> RecordAttemptAsync(AttemptRecord record, CancellationToken cancellationToken);
+
+    Task<ItemCounts> CountAsync(string batchId, CancellationToken cancellationToken);
+
+    /// <summary>When the earliest pending item of the batch is due, or <c>null</c> when none is pending.</summary>
+    Task<DateTimeOffset?> NextDueAsync(string batchId, CancellationToken cancellationToken);
+
+    /// <summary>Puts leased items whose lease expired before <paramref name="now"/> back to pending, counting the interruption.</summary>
+    Task<int> RequeueExpiredLeasesAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken);
+
+    /// <summary>Marks every pending item of the batch cancelled.</summary>
+    Task<int> CancelPendingAsync(string batchId, CancellationToken cancellationToken);
+
+    /// <summary>Streams the batch's terminal items in input order.</summary>
+    IAsyncEnumerable<ItemResult> ReadResultsAsync(string batchId, CancellationToken cancellationToken);
+}
+
+public interface IItemIngestSession : IAsyncDisposable
+{
+    /// <summary>Adds one item; returns the error when its custom_id is already in the batch.</summary>
+    ValueTask<LineError?> AddAsync(ItemRequest item, CancellationToken cancellationToken);
+
+    Task CommitAsync(CancellationToken cancellationToken);
+}
+
+public enum ItemState
+{
+    Pending = 0,
+    Leased = 1,
+    Succeeded = 2,
+    Failed = 3,
+    Cancelled = 4,
+}
+
+/// <summary>One validated input line. <see cref="Index"/> is the 0-based line number.</summary>
+public sealed record ItemRequest(int Index, string CustomId, string Method, string Url, string Body);
+
+/// <summary>An input problem, with the 1-based line and the field it concerns.</summary>
+public sealed record LineError(long Line, string? Field, string Message)
+{
+    public override string ToString() => Field is null ? $"line {Line}: {Message}" : $"line {Line}, field '{Field}': {Message}";
+}
+
+public sealed record ClaimedItem(int Index, string CustomId, string Body, int Attempts, int RateLimitedAttempts, ItemLease Lease);
+
+public sealed record AttemptRecord(
+    string BatchId,
+    int Index,
+    long LeaseToken,
+    ItemState State,
+    int Attempts,
+    int RateLimitedAttempts,
+    DateTimeOffset? NextAttemptAt,
+    string? RetryState,
+    int? StatusCode,
+    string? Response,
+    string? Error,
+    TokenUsage Usage,
+    DateTimeOffset At);
+
+public sealed record ItemCounts(long Pending, long Leased, long Succeeded, long Failed, long Cancelled, long InputTokens, long OutputTokens)
+{
+    public long Total => Pending + Leased + Succeeded + Failed + Cancelled;
+}
+
+public sealed record ItemResult(int Index, string CustomId, ItemState State, int? StatusCode, string? Response, string? Error);

@@ -1,0 +1,339 @@
+using System.Runtime.CompilerServices;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Options;
+using Nightshift.Pools;
+
+namespace Nightshift.Storage.Sqlite;
+
+/// <summary>
+/// The item store on one SQLite file. Writes go through <see cref="SqliteWriteQueue"/> (group commit);
+/// reads use their own pooled connections, which WAL lets run beside the writer.
+/// </summary>
+public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
+{
+    private readonly SqliteStoreOptions _options;
+    private readonly TimeProvider _time;
+    private readonly Dictionary<string, SqliteCommand> _writerCommands = [];
+    private SqliteWriteQueue? _writer;
+
+    public SqliteItemStore(IOptions<SqliteStoreOptions> options, TimeProvider time)
+    {
+        _options = options.Value;
+        _time = time;
+    }
+
+    private SqliteWriteQueue Writer => _writer ?? throw new InvalidOperationException("The item store was used before InitializeAsync.");
+
+    public async Task InitializeAsync(CancellationToken cancellationToken)
+    {
+        if (_writer is not null)
+        {
+            return;
+        }
+
+        var directory = Path.GetDirectoryName(Path.GetFullPath(_options.Path));
+        if (!string.IsNullOrEmpty(directory))
+        {
+            Directory.CreateDirectory(directory);
+        }
+
+        await using (var connection = await OpenAsync(cancellationToken))
+        {
+            await SqliteSchema.ApplyAsync(connection, cancellationToken);
+            if (_options.RecoverLeasesAtStart)
+            {
+                await using var recover = connection.CreateCommand();
+                recover.CommandText = """
+                    UPDATE ns_items
+                    SET state = 0, lease_token = NULL, lease_expires_at = NULL, interruptions = interruptions + 1, updated_at = @now
+                    WHERE state = 1;
+                    """;
+                recover.Parameters.AddWithValue("@now", Now());
+                await recover.ExecuteNonQueryAsync(cancellationToken);
+            }
+        }
+
+        _writer = new SqliteWriteQueue(_options.ConnectionString);
+    }
+
+    public async Task<IItemIngestSession> BeginIngestAsync(string batchId, CancellationToken cancellationToken)
+    {
+        var connection = await OpenAsync(cancellationToken);
+        try
+        {
+            var transaction = connection.BeginTransaction(deferred: false);
+            return new IngestSession(batchId, connection, transaction, Now());
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
+    public Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string batchId, IReadOnlyList<ItemLease> leases, DateTimeOffset now, CancellationToken cancellationToken) =>
+        Writer.RunAsync<IReadOnlyList<ClaimedItem>>((connection, transaction) =>
+        {
+            // One statement per lease: each picks the first due pending item in input order and
+            // stamps it with that lease's fencing token, inside the same group transaction.
+            var claim = WriterCommand(connection, transaction, "claim", """
+                UPDATE ns_items
+                SET state = 1, lease_token = @token, lease_expires_at = @expires, updated_at = @now
+                WHERE batch_id = @batch AND idx = (
+                    SELECT idx FROM ns_items
+                    WHERE batch_id = @batch AND state = 0 AND next_attempt_at <= @now
+                    ORDER BY next_attempt_at, idx
+                    LIMIT 1)
+                RETURNING idx, custom_id, body, attempts, rate_limited_attempts;
+                """);
+            var claimed = new List<ClaimedItem>(leases.Count);
+            foreach (var lease in leases)
+            {
+                Bind(claim, "@batch", batchId);
+                Bind(claim, "@token", lease.Token);
+                Bind(claim, "@expires", lease.ExpiresAt.ToUnixTimeMilliseconds());
+                Bind(claim, "@now", now.ToUnixTimeMilliseconds());
+                using var reader = claim.ExecuteReader();
+                if (!reader.Read())
+                {
+                    break;
+                }
+
+                claimed.Add(new ClaimedItem(reader.GetInt32(0), reader.GetString(1), reader.GetString(2), reader.GetInt32(3), reader.GetInt32(4), lease));
+            }
+
+            return claimed;
+        });
+
+    public Task<bool> RecordAttemptAsync(AttemptRecord record, CancellationToken cancellationToken) =>
+        Writer.RunAsync((connection, transaction) =>
+        {
+            // Fenced on the lease token: a result from a lease that was lost (expired, then handed
+            // to another attempt) matches no row and is discarded.
+            var update = WriterCommand(connection, transaction, "record", """
+                UPDATE ns_items
+                SET state = @state, attempts = @attempts, rate_limited_attempts = @rate_limited,
+                    next_attempt_at = @next, retry_state = @retry_state, status_code = @status_code,
+                    response = @response, error = @error, input_tokens = @input_tokens, output_tokens = @output_tokens,
+                    lease_token = NULL, lease_expires_at = NULL, updated_at = @now
+                WHERE batch_id = @batch AND idx = @idx AND state = 1 AND lease_token = @token;
+                """);
+            Bind(update, "@batch", record.BatchId);
+            Bind(update, "@idx", record.Index);
+            Bind(update, "@token", record.LeaseToken);
+            Bind(update, "@state", (int)record.State);
+            Bind(update, "@attempts", record.Attempts);
+            Bind(update, "@rate_limited", record.RateLimitedAttempts);
+            Bind(update, "@next", record.NextAttemptAt?.ToUnixTimeMilliseconds() ?? 0);
+            Bind(update, "@retry_state", record.RetryState);
+            Bind(update, "@status_code", record.StatusCode);
+            Bind(update, "@response", record.Response);
+            Bind(update, "@error", record.Error);
+            Bind(update, "@input_tokens", record.Usage.InputTokens);
+            Bind(update, "@output_tokens", record.Usage.OutputTokens);
+            Bind(update, "@now", record.At.ToUnixTimeMilliseconds());
+            return update.ExecuteNonQuery() == 1;
+        });
+
+    public async Task<ItemCounts> CountAsync(string batchId, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = """
+            SELECT state, COUNT(*), SUM(input_tokens), SUM(output_tokens)
+            FROM ns_items WHERE batch_id = @batch GROUP BY state;
+            """;
+        command.Parameters.AddWithValue("@batch", batchId);
+        var perState = new long[5];
+        long input = 0, output = 0;
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            perState[reader.GetInt32(0)] = reader.GetInt64(1);
+            input += reader.GetInt64(2);
+            output += reader.GetInt64(3);
+        }
+
+        return new ItemCounts(perState[0], perState[1], perState[2], perState[3], perState[4], input, output);
+    }
+
+    public async Task<DateTimeOffset?> NextDueAsync(string batchId, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT MIN(next_attempt_at) FROM ns_items WHERE batch_id = @batch AND state = 0;";
+        command.Parameters.AddWithValue("@batch", batchId);
+        return await command.ExecuteScalarAsync(cancellationToken) is long due ? DateTimeOffset.FromUnixTimeMilliseconds(due) : null;
+    }
+
+    public Task<int> RequeueExpiredLeasesAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken) =>
+        Writer.RunAsync((connection, transaction) =>
+        {
+            using var command = connection.CreateCommand();
+            command.Transaction = transaction;
+            command.CommandText = """
+                UPDATE ns_items
+                SET state = 0, lease_token = NULL, lease_expires_at = NULL, interruptions = interruptions + 1, updated_at = @now
+                WHERE batch_id = @batch AND state = 1 AND lease_expires_at < @now;
+                """;
+            command.Parameters.AddWithValue("@batch", batchId);
+            command.Parameters.AddWithValue("@now", now.ToUnixTimeMilliseconds());
+            return command.ExecuteNonQuery();
+        });
+
+    public Task<int> CancelPendingAsync(string batchId, CancellationToken cancellationToken) =>
+        Writer.RunAsync((connection, transaction) =>
+        {
+            using var command = connection.CreateCommand();
+            command.Transaction = transaction;
+            command.CommandText = """
+                UPDATE ns_items SET state = 4, error = 'cancelled', updated_at = @now
+                WHERE batch_id = @batch AND state = 0;
+                """;
+            command.Parameters.AddWithValue("@batch", batchId);
+            command.Parameters.AddWithValue("@now", Now());
+            return command.ExecuteNonQuery();
+        });
+
+    public async IAsyncEnumerable<ItemResult> ReadResultsAsync(string batchId, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = """
+            SELECT idx, custom_id, state, status_code, response, error
+            FROM ns_items WHERE batch_id = @batch AND state >= 2 ORDER BY idx;
+            """;
+        command.Parameters.AddWithValue("@batch", batchId);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            yield return new ItemResult(
+                reader.GetInt32(0),
+                reader.GetString(1),
+                (ItemState)reader.GetInt32(2),
+                reader.IsDBNull(3) ? null : reader.GetInt32(3),
+                reader.IsDBNull(4) ? null : reader.GetString(4),
+                reader.IsDBNull(5) ? null : reader.GetString(5));
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_writer is not null)
+        {
+            await _writer.DisposeAsync();
+        }
+
+        foreach (var command in _writerCommands.Values)
+        {
+            command.Dispose();
+        }
+    }
+
+    private async Task<SqliteConnection> OpenAsync(CancellationToken cancellationToken)
+    {
+        var connection = new SqliteConnection(_options.ConnectionString);
+        await connection.OpenAsync(cancellationToken);
+        return connection;
+    }
+
+    private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    /// <summary>A prepared command kept for the writer's connection; only the writer loop calls this.</summary>
+    private SqliteCommand WriterCommand(SqliteConnection connection, SqliteTransaction transaction, string name, string sql)
+    {
+        if (!_writerCommands.TryGetValue(name, out var command))
+        {
+            command = connection.CreateCommand();
+            command.CommandText = sql;
+            _writerCommands[name] = command;
+        }
+
+        command.Transaction = transaction;
+        return command;
+    }
+
+    private static void Bind(SqliteCommand command, string name, object? value)
+    {
+        var parameters = command.Parameters;
+        var index = parameters.IndexOf(name);
+        if (index < 0)
+        {
+            parameters.AddWithValue(name, value ?? DBNull.Value);
+        }
+        else
+        {
+            parameters[index].Value = value ?? DBNull.Value;
+        }
+    }
+
+    private sealed class IngestSession(string batchId, SqliteConnection connection, SqliteTransaction transaction, long now) : IItemIngestSession
+    {
+        private SqliteCommand? _insert;
+        private bool _committed;
+
+        public async ValueTask<LineError?> AddAsync(ItemRequest item, CancellationToken cancellationToken)
+        {
+            _insert ??= CreateInsert();
+            _insert.Parameters["@idx"].Value = item.Index;
+            _insert.Parameters["@custom_id"].Value = item.CustomId;
+            _insert.Parameters["@method"].Value = item.Method;
+            _insert.Parameters["@url"].Value = item.Url;
+            _insert.Parameters["@body"].Value = item.Body;
+            if (await _insert.ExecuteNonQueryAsync(cancellationToken) == 1)
+            {
+                return null;
+            }
+
+            await using var first = connection.CreateCommand();
+            first.Transaction = transaction;
+            first.CommandText = "SELECT idx FROM ns_items WHERE batch_id = @batch AND custom_id = @custom_id;";
+            first.Parameters.AddWithValue("@batch", batchId);
+            first.Parameters.AddWithValue("@custom_id", item.CustomId);
+            var firstIndex = (long)(await first.ExecuteScalarAsync(cancellationToken))!;
+            return new LineError(item.Index + 1, "custom_id", $"duplicate custom_id '{item.CustomId}' (first used on line {firstIndex + 1})");
+        }
+
+        public async Task CommitAsync(CancellationToken cancellationToken)
+        {
+            await transaction.CommitAsync(cancellationToken);
+            _committed = true;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (!_committed)
+            {
+                await transaction.RollbackAsync();
+            }
+
+            if (_insert is not null)
+            {
+                await _insert.DisposeAsync();
+            }
+
+            await transaction.DisposeAsync();
+            await connection.DisposeAsync();
+        }
+
+        private SqliteCommand CreateInsert()
+        {
+            var insert = connection.CreateCommand();
+            insert.Transaction = transaction;
+            insert.CommandText = """
+                INSERT INTO ns_items (batch_id, idx, custom_id, method, url, body, updated_at)
+                VALUES (@batch, @idx, @custom_id, @method, @url, @body, @now)
+                ON CONFLICT (batch_id, custom_id) DO NOTHING;
+                """;
+            insert.Parameters.AddWithValue("@batch", batchId);
+            insert.Parameters.AddWithValue("@now", now);
+            insert.Parameters.Add("@idx", SqliteType.Integer);
+            insert.Parameters.Add("@custom_id", SqliteType.Text);
+            insert.Parameters.Add("@method", SqliteType.Text);
+            insert.Parameters.Add("@url", SqliteType.Text);
+            insert.Parameters.Add("@body", SqliteType.Text);
+            insert.Prepare();
+            return insert;
+        }
+    }
+}

@@ -1,0 +1,139 @@
+using Microsoft.Data.Sqlite;
+
+namespace Nightshift.Storage.Sqlite;
+
+/// <summary>
+/// Versioned schema of the embedded store: Nightshift's item table and the tables and queries that
+/// Orleans' ADO.NET grain storage reads (the query contract in shared/ORLEANS-ADONET.md, section 3).
+/// Applied at start under SQLite's write lock, so processes starting at once apply each step once.
+/// </summary>
+internal static class SqliteSchema
+{
+    private static readonly string[] Migrations =
+    [
+        """
+        CREATE TABLE ns_items (
+            batch_id              TEXT    NOT NULL,
+            idx                   INTEGER NOT NULL,
+            custom_id             TEXT    NOT NULL,
+            method                TEXT    NOT NULL,
+            url                   TEXT    NOT NULL,
+            body                  TEXT    NOT NULL,
+            state                 INTEGER NOT NULL DEFAULT 0,
+            attempts              INTEGER NOT NULL DEFAULT 0,
+            rate_limited_attempts INTEGER NOT NULL DEFAULT 0,
+            interruptions         INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at       INTEGER NOT NULL DEFAULT 0,
+            lease_token           INTEGER NULL,
+            lease_expires_at      INTEGER NULL,
+            retry_state           TEXT    NULL,
+            status_code           INTEGER NULL,
+            response              TEXT    NULL,
+            error                 TEXT    NULL,
+            input_tokens          INTEGER NOT NULL DEFAULT 0,
+            output_tokens         INTEGER NOT NULL DEFAULT 0,
+            updated_at            INTEGER NOT NULL,
+            PRIMARY KEY (batch_id, idx)
+        );
+        CREATE UNIQUE INDEX ns_items_custom_id ON ns_items (batch_id, custom_id);
+        CREATE INDEX ns_items_dispatch ON ns_items (batch_id, state, next_attempt_at, idx);
+
+        CREATE TABLE OrleansQuery (
+            QueryKey  TEXT NOT NULL PRIMARY KEY,
+            QueryText TEXT NOT NULL
+        );
+
+        -- The nullable key extension is stored as '' because NULLs are distinct in a primary key.
+        CREATE TABLE OrleansStorage (
+            ServiceId        TEXT    NOT NULL,
+            GrainType        TEXT    NOT NULL,
+            GrainIdN0        INTEGER NOT NULL,
+            GrainIdN1        INTEGER NOT NULL,
+            GrainIdExtension TEXT    NOT NULL,
+            PayloadBinary    BLOB    NULL,
+            Version          INTEGER NOT NULL,
+            ModifiedOn       TEXT    NOT NULL,
+            PRIMARY KEY (ServiceId, GrainType, GrainIdN0, GrainIdN1, GrainIdExtension)
+        );
+
+        INSERT INTO OrleansQuery (QueryKey, QueryText) VALUES
+        ('ReadFromStorageKey',
+         'SELECT PayloadBinary, Version FROM OrleansStorage
+          WHERE ServiceId = @ServiceId AND GrainType = @GrainTypeString
+            AND GrainIdN0 = @GrainIdN0 AND GrainIdN1 = @GrainIdN1
+            AND GrainIdExtension = COALESCE(@GrainIdExtensionString, '''');'),
+        -- Two statements, at most one of which returns a row: a first write inserts only when no row
+        -- exists; a later write updates only where the stored version still equals the grain''s ETag.
+        ('WriteToStorageKey',
+         'INSERT INTO OrleansStorage (ServiceId, GrainType, GrainIdN0, GrainIdN1, GrainIdExtension, PayloadBinary, Version, ModifiedOn)
+          SELECT @ServiceId, @GrainTypeString, @GrainIdN0, @GrainIdN1, COALESCE(@GrainIdExtensionString, ''''), @PayloadBinary, 1, strftime(''%Y-%m-%d %H:%M:%f'', ''now'')
+          WHERE @GrainStateVersion IS NULL
+          ON CONFLICT DO NOTHING
+          RETURNING Version AS NewGrainStateVersion;
+          UPDATE OrleansStorage SET PayloadBinary = @PayloadBinary, Version = Version + 1, ModifiedOn = strftime(''%Y-%m-%d %H:%M:%f'', ''now'')
+          WHERE @GrainStateVersion IS NOT NULL AND ServiceId = @ServiceId AND GrainType = @GrainTypeString
+            AND GrainIdN0 = @GrainIdN0 AND GrainIdN1 = @GrainIdN1
+            AND GrainIdExtension = COALESCE(@GrainIdExtensionString, '''') AND Version = @GrainStateVersion
+          RETURNING Version AS NewGrainStateVersion;'),
+        ('ClearStorageKey',
+         'UPDATE OrleansStorage SET PayloadBinary = NULL, Version = Version + 1, ModifiedOn = strftime(''%Y-%m-%d %H:%M:%f'', ''now'')
+          WHERE ServiceId = @ServiceId AND GrainType = @GrainTypeString
+            AND GrainIdN0 = @GrainIdN0 AND GrainIdN1 = @GrainIdN1
+            AND GrainIdExtension = COALESCE(@GrainIdExtensionString, '''') AND Version = @GrainStateVersion
+          RETURNING Version;'),
+        ('DeleteStorageKey',
+         'DELETE FROM OrleansStorage
+          WHERE ServiceId = @ServiceId AND GrainType = @GrainTypeString
+            AND GrainIdN0 = @GrainIdN0 AND GrainIdN1 = @GrainIdN1
+            AND GrainIdExtension = COALESCE(@GrainIdExtensionString, '''') AND Version = @GrainStateVersion
+          RETURNING Version + 1;');
+        """,
+    ];
+
+    /// <summary>The newest schema version this build knows.</summary>
+    public static int LatestVersion => Migrations.Length;
+
+    public static async Task ApplyAsync(SqliteConnection connection, CancellationToken cancellationToken)
+    {
+        await using (var wal = connection.CreateCommand())
+        {
+            wal.CommandText = "PRAGMA journal_mode = WAL;";
+            await wal.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        // BEGIN IMMEDIATE takes the database's write lock before reading the version, so a second
+        // process starting at the same moment waits here and then finds the work done.
+        await using var transaction = connection.BeginTransaction(deferred: false);
+        await using (var create = connection.CreateCommand())
+        {
+            create.Transaction = transaction;
+            create.CommandText = "CREATE TABLE IF NOT EXISTS ns_schema_version (version INTEGER NOT NULL PRIMARY KEY, applied_at TEXT NOT NULL);";
+            await create.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        long current;
+        await using (var read = connection.CreateCommand())
+        {
+            read.Transaction = transaction;
+            read.CommandText = "SELECT COALESCE(MAX(version), 0) FROM ns_schema_version;";
+            current = (long)(await read.ExecuteScalarAsync(cancellationToken))!;
+        }
+
+        if (current > LatestVersion)
+        {
+            throw new InvalidOperationException(
+                $"The database is at schema version {current}, newer than this build's {LatestVersion}. Run a newer Nightshift.");
+        }
+
+        for (var version = (int)current + 1; version <= LatestVersion; version++)
+        {
+            await using var migrate = connection.CreateCommand();
+            migrate.Transaction = transaction;
+            migrate.CommandText = Migrations[version - 1] + "\nINSERT INTO ns_schema_version (version, applied_at) VALUES (@version, datetime('now'));";
+            migrate.Parameters.AddWithValue("@version", version);
+            await migrate.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        await transaction.CommitAsync(cancellationToken);
+    }
+}

@@ -1,0 +1,16 @@
+namespace Nightshift.Storage.Sqlite;
+
+/// <summary>The embedded store: one SQLite file for items, grain state and reminders.</summary>
+public sealed class SqliteStoreOptions
+{
+    /// <summary>Path of the database file; its folder is created. Default: <c>./data/nightshift.db</c>.</summary>
+    public string Path { get; set; } = System.IO.Path.Combine("data", "nightshift.db");
+
+    /// <summary>
+    /// The file belongs to this one process, so at start every item still leased was leased by a
+    /// process that died, and goes back to pending at once. Default: true.
+    /// </summary>
+    public bool RecoverLeasesAtStart { get; set; } = true;
+
+    public string ConnectionString => $"Data Source={System.IO.Path.GetFullPath(Path)};Pooling=True;Default Timeout=30";
+}

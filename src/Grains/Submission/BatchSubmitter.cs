@@ -1,0 +1,94 @@
+using Microsoft.Extensions.Options;
+using Nightshift.Batches;
+using Nightshift.Pools;
+using Nightshift.Storage;
+
+namespace Nightshift.Submission;
+
+public enum SubmissionRejection
+{
+    None = 0,
+    InvalidInput,
+    UnknownPool,
+    QueueFull,
+    BatchExists,
+}
+
+/// <summary>The outcome of a submission. A rejected submission wrote nothing.</summary>
+public sealed record SubmissionResult(string BatchId, int ItemCount, SubmissionRejection Rejection, IReadOnlyList<LineError> Errors, string? Reason)
+{
+    public bool Accepted => Rejection == SubmissionRejection.None;
+}
+
+/// <summary>
+/// Turns a JSONL stream into a running batch, all or nothing: the items are streamed into the store in
+/// one transaction, the pool reserves queue room for them, and only then is the transaction committed
+/// and the batch started.
+/// </summary>
+public sealed class BatchSubmitter(IItemStore store, IGrainFactory grains, IOptions<SubmissionOptions> options)
+{
+    private readonly JsonlBatchReader _reader = new(options.Value);
+
+    public async Task<SubmissionResult> SubmitAsync(string batchId, string pool, BatchOptions batchOptions, Stream jsonl, CancellationToken cancellationToken)
+    {
+        if (await grains.GetGrain<IPoolGrain>(pool).GetConfig() is null)
+        {
+            return Rejected(batchId, SubmissionRejection.UnknownPool, $"pool '{pool}' does not exist");
+        }
+
+        var batch = grains.GetGrain<IBatchGrain>(batchId);
+        if ((await batch.GetStatus()).State != BatchState.NotFound)
+        {
+            return Rejected(batchId, SubmissionRejection.BatchExists, $"batch '{batchId}' already exists");
+        }
+
+        var errors = new List<LineError>();
+        var count = 0;
+        await using var session = await store.BeginIngestAsync(batchId, cancellationToken);
+        await foreach (var line in _reader.ReadAsync(jsonl, cancellationToken))
+        {
+            var error = line.Error;
+            if (line.Item is { } item)
+            {
+                error = await session.AddAsync(item, cancellationToken);
+                count++;
+            }
+
+            if (error is not null)
+            {
+                errors.Add(error);
+                if (errors.Count >= options.Value.MaxReportedErrors)
+                {
+                    break;
+                }
+            }
+        }
+
+        if (errors.Count > 0)
+        {
+            return new SubmissionResult(batchId, 0, SubmissionRejection.InvalidInput, errors, $"{errors.Count} invalid line(s); first: {errors[0]}");
+        }
+
+        var reservation = await grains.GetGrain<IPoolGrain>(pool).Reserve(batchId, count, batchOptions.Priority);
+        if (!reservation.Accepted)
+        {
+            return Rejected(batchId, SubmissionRejection.QueueFull, reservation.Reason);
+        }
+
+        try
+        {
+            await session.CommitAsync(cancellationToken);
+        }
+        catch
+        {
+            await grains.GetGrain<IPoolGrain>(pool).Remove(batchId);
+            throw;
+        }
+
+        await batch.Start(new BatchSpec(pool, count, batchOptions));
+        return new SubmissionResult(batchId, count, SubmissionRejection.None, [], null);
+    }
+
+    private static SubmissionResult Rejected(string batchId, SubmissionRejection rejection, string? reason) =>
+        new(batchId, 0, rejection, [], reason);
+}

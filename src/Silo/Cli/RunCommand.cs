@@ -1,0 +1,262 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Security.Cryptography;
+using Nightshift.Batches;
+using Nightshift.Pools;
+using Nightshift.Results;
+using Nightshift.Silo.Hosting;
+using Nightshift.Storage;
+using Nightshift.Submission;
+using Spectre.Console;
+
+namespace Nightshift.Silo.Cli;
+
+/// <summary>
+/// <c>run &lt;input.jsonl&gt;</c>: runs one JSONL file to completion in an embedded silo and writes the
+/// results. The batch id is derived from the file's content, so running the same file again resumes
+/// the batch from the store instead of starting over.
+/// </summary>
+internal static class RunCommand
+{
+    public const string PoolName = "default";
+
+    /// <summary>Exit code when every item succeeded.</summary>
+    public const int Succeeded = 0;
+
+    /// <summary>Exit code when the batch finished with failed or cancelled items.</summary>
+    public const int ItemsFailed = 1;
+
+    /// <summary>Exit code when the input was rejected; nothing was written.</summary>
+    public const int InputRejected = 2;
+
+    /// <summary>Exit code when interrupted (Ctrl+C, SIGTERM); run the same command again to resume.</summary>
+    public const int Interrupted = 130;
+
+    private static readonly Argument<FileInfo> Input = new("input") { Description = "The OpenAI Batch JSONL file to run." };
+    private static readonly Option<FileInfo?> Out = new("--out") { Description = "Where to write the results JSONL (default: <input>.results.jsonl beside the input)." };
+    private static readonly Option<string?> Store = new("--store") { Description = "Path of the SQLite store file (default: ./data/nightshift.db)." };
+    private static readonly Option<int> MaxRunning = new("--max-running") { Description = "Calls that may run at once.", DefaultValueFactory = _ => 16 };
+    private static readonly Option<int> MaxAttempts = new("--max-attempts") { Description = "Attempts per item that may end in a model error (429s have their own budget).", DefaultValueFactory = _ => 5 };
+    private static readonly Option<bool> Verbose = new("--verbose") { Description = "Show Nightshift's and Orleans' informational logs." };
+
+    public static Command Create()
+    {
+        Input.AcceptExistingOnly();
+        MaxRunning.Validators.Add(result =>
+        {
+            if (result.GetValue(MaxRunning) < 1)
+            {
+                result.AddError("--max-running must be at least 1.");
+            }
+        });
+        MaxAttempts.Validators.Add(result =>
+        {
+            if (result.GetValue(MaxAttempts) < 1)
+            {
+                result.AddError("--max-attempts must be at least 1.");
+            }
+        });
+        var command = new Command("run", "Run a JSONL file to completion in an embedded silo and write the results; run again to resume.")
+        {
+            Input, Out, Store, MaxRunning, MaxAttempts, Verbose,
+        };
+        command.SetAction(RunAsync);
+        return command;
+    }
+
+    private static async Task<int> RunAsync(ParseResult parseResult, CancellationToken cancellationToken)
+    {
+        var input = parseResult.GetRequiredValue(Input);
+        var output = parseResult.GetValue(Out) ?? new FileInfo(Path.ChangeExtension(input.FullName, null) + ".results.jsonl");
+        var batchId = await BatchIdAsync(input, cancellationToken);
+        var options = new BatchOptions { MaxAttempts = parseResult.GetValue(MaxAttempts) };
+
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { ContentRootPath = AppContext.BaseDirectory });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace);
+        var level = parseResult.GetValue(Verbose) ? nameof(LogLevel.Information) : nameof(LogLevel.Warning);
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Logging:LogLevel:Default"] = level,
+            ["Logging:LogLevel:Orleans"] = level,
+            ["Logging:LogLevel:Microsoft"] = nameof(LogLevel.Warning),
+            ["Logging:LogLevel:Polly"] = nameof(LogLevel.Warning),
+        });
+
+        var store = parseResult.GetValue(Store);
+        NightshiftSilo.Configure(builder, NightshiftSilo.PrivateEndpoints(), store);
+        using var host = builder.Build();
+        await host.StartAsync(cancellationToken);
+        try
+        {
+            var services = host.Services;
+            var grains = services.GetRequiredService<IGrainFactory>();
+            await grains.GetGrain<IPoolGrain>(PoolName).Configure(new PoolConfig { MaxRunning = parseResult.GetValue(MaxRunning) });
+            var batch = grains.GetGrain<IBatchGrain>(batchId);
+            var status = await batch.GetStatus();
+            if (status.State == BatchState.NotFound)
+            {
+                var started = await StartAsync(services, batchId, input, options, cancellationToken);
+                if (!started)
+                {
+                    return InputRejected;
+                }
+            }
+            else
+            {
+                await Console.Error.WriteLineAsync($"Resuming batch {batchId} from {NightshiftSilo.StorePath(builder.Configuration, store)}: " +
+                    $"{status.Succeeded + status.Failed + status.Cancelled} of {status.Total} items already done.");
+                if (status.State == BatchState.Paused)
+                {
+                    await batch.Resume();
+                }
+            }
+
+            var final = await RunProgress.FollowAsync(batch, cancellationToken);
+            var (succeeded, failed) = await WriteResultsAsync(services.GetRequiredService<IItemStore>(), batchId, output, cancellationToken);
+            await Console.Error.WriteLineAsync($"Batch {batchId} {final.State.ToString().ToLowerInvariant()}: {succeeded} succeeded, {failed} failed or cancelled. Results: {output.FullName}");
+            return failed == 0 && succeeded == final.Total ? Succeeded : ItemsFailed;
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            await Console.Error.WriteLineAsync($"Interrupted. Run the same command again to resume batch {batchId}.");
+            return Interrupted;
+        }
+        finally
+        {
+            await host.StopAsync(CancellationToken.None);
+        }
+    }
+
+    /// <summary>Submits the file, or starts a batch whose items were committed by a run that died before starting it.</summary>
+    private static async Task<bool> StartAsync(IServiceProvider services, string batchId, FileInfo input, BatchOptions options, CancellationToken cancellationToken)
+    {
+        var store = services.GetRequiredService<IItemStore>();
+        var grains = services.GetRequiredService<IGrainFactory>();
+        var committed = await store.CountAsync(batchId, cancellationToken);
+        if (committed.Total > 0)
+        {
+            var pool = grains.GetGrain<IPoolGrain>(PoolName);
+            await pool.Reserve(batchId, (int)committed.Total, options.Priority);
+            await grains.GetGrain<IBatchGrain>(batchId).Start(new BatchSpec(PoolName, (int)committed.Total, options));
+            return true;
+        }
+
+        await using var stream = input.OpenRead();
+        var result = await services.GetRequiredService<BatchSubmitter>().SubmitAsync(batchId, PoolName, options, stream, cancellationToken);
+        if (result.Accepted)
+        {
+            await Console.Error.WriteLineAsync($"Batch {batchId}: {result.ItemCount} items accepted.");
+            return true;
+        }
+
+        await Console.Error.WriteLineAsync($"Rejected {input.FullName}: {result.Reason}");
+        foreach (var error in result.Errors)
+        {
+            await Console.Error.WriteLineAsync($"  {error}");
+        }
+
+        return false;
+    }
+
+    private static async Task<(long Succeeded, long Failed)> WriteResultsAsync(IItemStore store, string batchId, FileInfo output, CancellationToken cancellationToken)
+    {
+        output.Directory?.Create();
+        var temporary = output.FullName + ".tmp";
+        (long, long) counts;
+        await using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 64 * 1024, useAsync: true))
+        {
+            counts = await BatchOutputWriter.WriteAsync(store.ReadResultsAsync(batchId, cancellationToken), batchId, stream, cancellationToken);
+        }
+
+        File.Move(temporary, output.FullName, overwrite: true);
+        return counts;
+    }
+
+    private static async Task<string> BatchIdAsync(FileInfo input, CancellationToken cancellationToken)
+    {
+        await using var stream = input.OpenRead();
+        var hash = await SHA256.HashDataAsync(stream, cancellationToken);
+        return "run-" + Convert.ToHexStringLower(hash.AsSpan(0, 12));
+    }
+}
+
+/// <summary>Follows a batch to its end: a live progress bar on a terminal, plain lines when output is redirected.</summary>
+internal static class RunProgress
+{
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan PlainLineInterval = TimeSpan.FromSeconds(2);
+
+    public static async Task<BatchStatus> FollowAsync(IBatchGrain batch, CancellationToken cancellationToken)
+    {
+        var first = await batch.GetStatus();
+        var meter = new RateMeter(Done(first));
+        if (Console.IsOutputRedirected || Console.IsErrorRedirected)
+        {
+            return await FollowPlainAsync(batch, meter, cancellationToken);
+        }
+
+        BatchStatus status = first;
+        var progress = AnsiConsole.Progress();
+        progress.AutoClear = false;
+        await progress
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn())
+            .StartAsync(async context =>
+            {
+                var task = context.AddTask("starting", maxValue: Math.Max(1, first.Total));
+                while (true)
+                {
+                    status = await batch.GetStatus();
+                    task.Value = Done(status);
+                    task.Description = Describe(status, meter);
+                    if (status.IsFinished)
+                    {
+                        return;
+                    }
+
+                    await Task.Delay(PollInterval, cancellationToken);
+                }
+            });
+        return status;
+    }
+
+    private static async Task<BatchStatus> FollowPlainAsync(IBatchGrain batch, RateMeter meter, CancellationToken cancellationToken)
+    {
+        var lastLine = Stopwatch.StartNew();
+        while (true)
+        {
+            var status = await batch.GetStatus();
+            if (status.IsFinished || lastLine.Elapsed >= PlainLineInterval)
+            {
+                Console.WriteLine($"progress: {Describe(status, meter)}");
+                lastLine.Restart();
+            }
+
+            if (status.IsFinished)
+            {
+                return status;
+            }
+
+            await Task.Delay(PollInterval, cancellationToken);
+        }
+    }
+
+    private static long Done(BatchStatus status) => status.Succeeded + status.Failed + status.Cancelled;
+
+    private static string Describe(BatchStatus status, RateMeter meter)
+    {
+        var done = Done(status);
+        var rate = meter.Rate(done);
+        var remaining = status.Total - done;
+        var eta = rate > 0 ? TimeSpan.FromSeconds(remaining / rate).ToString(@"hh\:mm\:ss") : "--:--:--";
+        return $"{done}/{status.Total} done, {status.Failed} failed, {status.Running} running, {rate:0.0} items/s, ETA {eta}";
+    }
+
+    /// <summary>Items per second finished by this run (items done before a resume do not count).</summary>
+    private sealed class RateMeter(long doneAtStart)
+    {
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+
+        public double Rate(long done) => _clock.Elapsed.TotalSeconds < 0.5 ? 0 : (done - doneAtStart) / _clock.Elapsed.TotalSeconds;
+    }
+}
