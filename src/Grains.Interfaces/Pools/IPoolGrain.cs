@@ -39,8 +39,8 @@ public interface IPoolGrain : IGrainWithStringKey
     Task Release(ImmutableArray<SlotRelease> releases);
 
     /// <summary>
-    /// Returns granted slots the batch could not use because none of its items is due yet; the pool
-    /// grants the batch nothing more before <paramref name="notBefore"/>.
+    /// Returns granted slots the batch could not use: it is paused, or none of its items is due yet. The
+    /// pool grants the batch nothing more before <paramref name="notBefore"/> (at once when <c>null</c>).
     /// </summary>
     Task ReturnUnused(string batchId, ImmutableArray<long> tokens, DateTimeOffset? notBefore);
 }

@@ -29,6 +29,9 @@ internal sealed partial class BatchGrain(
     TimeProvider time,
     ILogger<BatchGrain> logger) : Grain, IBatchGrain
 {
+    /// <summary>How long a batch with nothing due waits before it asks for slots again.</summary>
+    private static readonly TimeSpan RecheckDelay = TimeSpan.FromMilliseconds(500);
+
     private readonly Dictionary<int, long> _inFlight = [];
     private ModelBinding _model = new();
     private long _pending;
@@ -112,7 +115,7 @@ internal sealed partial class BatchGrain(
     {
         if (state.State.State != BatchState.Running)
         {
-            await Pool.ReturnUnused(Id, [.. leases.Select(l => l.Token)], null);
+            await GrainFactory.GetGrain<IPoolGrain>(leases[0].Pool).ReturnUnused(Id, [.. leases.Select(l => l.Token)], null);
             return;
         }
 
@@ -120,6 +123,13 @@ internal sealed partial class BatchGrain(
         var starts = new List<Task>(claimed.Count);
         foreach (var item in claimed)
         {
+            if (_inFlight.ContainsKey(item.Index))
+            {
+                // The store has the item pending again, so its previous attempt ended in a retry whose
+                // report has not reached us yet; count it as reported (the late report is then stale).
+                _pending++;
+            }
+
             _inFlight[item.Index] = item.Lease.Token;
             _pending--;
             var assignment = new ItemAssignment(Id, item.Index, item.CustomId, item.Body, item.Attempts, item.RateLimitedAttempts, item.Lease, Spec.Options, _model);
@@ -129,10 +139,12 @@ internal sealed partial class BatchGrain(
         await Task.WhenAll(starts);
         if (claimed.Count < leases.Length)
         {
-            // Fewer items were due than slots granted: the rest wait for their backoff (or there are
-            // none), so give the slots back and tell the pool when to offer more.
-            var notBefore = await store.NextDueAsync(Id, CancellationToken.None);
-            await Pool.ReturnUnused(Id, [.. leases.Skip(claimed.Count).Select(l => l.Token)], notBefore);
+            // Fewer items were due than slots granted: the rest wait for their backoff, or are still
+            // finishing an attempt whose slot was already freed. Give the slots back and ask again
+            // when the next item is due.
+            var now = time.GetUtcNow();
+            var nextDue = await store.NextDueAsync(Id, CancellationToken.None) ?? now + RecheckDelay;
+            await Pool.ReturnUnused(Id, [.. leases.Skip(claimed.Count).Select(l => l.Token)], nextDue > now ? nextDue : null);
         }
     }
 

@@ -19,26 +19,39 @@ internal sealed partial class ItemGrain(
     TimeProvider time,
     ILogger<ItemGrain> logger) : Grain, IItemGrain
 {
-    private CancellationTokenSource? _abort;
-    private Task? _attempt;
+    private readonly CancellationTokenSource _abort = new();
+    private Task _attempts = Task.CompletedTask;
+    private int _unfinished;
 
     public Task Start(ItemAssignment assignment)
     {
-        if (_attempt is { IsCompleted: false })
-        {
-            LogAlreadyRunning(logger, assignment.BatchId, assignment.Index, assignment.Lease.Token);
-            return Task.CompletedTask;
-        }
-
-        _abort = new CancellationTokenSource();
-        _attempt = RunAttemptAsync(assignment, _abort.Token);
+        // A retry can be granted while the previous attempt is still reporting its end (its result is
+        // already written); the new attempt then runs right after it, never beside it.
+        _unfinished++;
+        _attempts = RunAfterAsync(_attempts, assignment);
         return Task.CompletedTask;
     }
 
     public Task Abort()
     {
-        _abort?.Cancel();
+        _abort.Cancel();
         return Task.CompletedTask;
+    }
+
+    private async Task RunAfterAsync(Task previous, ItemAssignment assignment)
+    {
+        await previous;
+        try
+        {
+            await RunAttemptAsync(assignment, _abort.Token);
+        }
+        finally
+        {
+            if (--_unfinished == 0)
+            {
+                DeactivateOnIdle();
+            }
+        }
     }
 
     private async Task RunAttemptAsync(ItemAssignment assignment, CancellationToken abort)
@@ -47,6 +60,13 @@ internal sealed partial class ItemGrain(
         {
             var (result, cancelled) = await CallModelAsync(assignment, abort);
             var record = Decide(assignment, result, cancelled, out var outcome, out var rateLimitedFor);
+
+            // The slot bounds calls to the model, and this call is over: free it now, while the result
+            // is written, so the next item need not wait for our commit. (A lease that was lost is no
+            // longer held by the pool, which then ignores this release.)
+            var terminal = outcome is ItemOutcome.Succeeded or ItemOutcome.Failed or ItemOutcome.Cancelled;
+            var release = GrainFactory.GetGrain<IPoolGrain>(assignment.Lease.Pool)
+                .Release([new SlotRelease(assignment.BatchId, assignment.Lease.Token, terminal, rateLimitedFor)]);
 
             // Checkpoint 2: the call has happened and may be billed. Its result must be recorded now;
             // a crash before the write below costs this one call again, never more.
@@ -60,10 +80,8 @@ internal sealed partial class ItemGrain(
                 outcome = ItemOutcome.Fenced;
             }
 
-            var terminal = outcome is ItemOutcome.Succeeded or ItemOutcome.Failed or ItemOutcome.Cancelled;
-            var release = new SlotRelease(assignment.BatchId, assignment.Lease.Token, terminal, rateLimitedFor);
             await Task.WhenAll(
-                GrainFactory.GetGrain<IPoolGrain>(assignment.Lease.Pool).Release([release]),
+                release,
                 GrainFactory.GetGrain<IBatchGrain>(assignment.BatchId).ItemFinished(
                     new ItemReport(assignment.Index, assignment.Lease.Token, outcome, record.Usage.InputTokens, record.Usage.OutputTokens)));
         }
@@ -72,10 +90,6 @@ internal sealed partial class ItemGrain(
             // The lease stays unreleased: it expires, and the pool and the batch recover the slot and
             // the item from there.
             LogAttemptCrashed(logger, failure, assignment.BatchId, assignment.Index);
-        }
-        finally
-        {
-            DeactivateOnIdle();
         }
     }
 
@@ -176,7 +190,4 @@ internal sealed partial class ItemGrain(
 
     [LoggerMessage(EventId = 3002, Level = LogLevel.Error, Message = "Item {BatchId}/{Index} could not finish its attempt; its lease will expire and the item will be retried")]
     private static partial void LogAttemptCrashed(ILogger logger, Exception exception, string batchId, int index);
-
-    [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "Item {BatchId}/{Index} ignored a start under lease {Token}: an attempt is already running")]
-    private static partial void LogAlreadyRunning(ILogger logger, string batchId, int index, long token);
 }

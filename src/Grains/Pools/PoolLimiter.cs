@@ -69,7 +69,14 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
                 $"pool '{name}' has {queued} items queued; {itemCount} more would pass its maxQueued of {Config.MaxQueued}");
         }
 
-        Register(batchId, itemCount, priority);
+        if (!_batches.ContainsKey(batchId))
+        {
+            // Room is held, but nothing is granted until the batch itself registers (it has started).
+            _batches[batchId] = new BatchShare { Pass = _virtualPass, Started = false };
+        }
+
+        _batches[batchId].Outstanding = itemCount;
+        _batches[batchId].Priority = Math.Clamp(priority, 1, 10);
         return QueueReservation.Granted;
     }
 
@@ -84,6 +91,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         share.Outstanding = outstanding;
         share.Priority = Math.Clamp(priority, 1, 10);
         share.NotBefore = null;
+        share.Started = true;
     }
 
     public void SetPaused(string batchId, bool paused)
@@ -128,26 +136,23 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     }
 
     /// <summary>
-    /// Takes back slots a batch could not use. <paramref name="notBefore"/> is when its next item is
-    /// due; <c>null</c> means it has nothing pending, so only what it has running is still outstanding.
+    /// Takes back slots a batch could not use; the batch gets no more before <paramref name="notBefore"/>
+    /// (when its next item is due), or at once when <c>null</c>.
     /// </summary>
     public void ReturnUnused(string batchId, IEnumerable<long> tokens, DateTimeOffset? notBefore)
     {
+        var share = _batches.GetValueOrDefault(batchId);
         foreach (var token in tokens)
         {
-            if (_leases.Remove(token) && _batches.TryGetValue(batchId, out var holder))
+            if (_leases.Remove(token) && share is not null)
             {
-                holder.Running--;
+                share.Running--;
             }
         }
 
-        if (_batches.TryGetValue(batchId, out var share))
+        if (share is not null)
         {
             share.NotBefore = notBefore;
-            if (notBefore is null)
-            {
-                share.Outstanding = share.Running;
-            }
         }
     }
 
@@ -178,14 +183,9 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 
         var now = time.GetUtcNow();
         var grants = new Dictionary<string, List<ItemLease>>(StringComparer.Ordinal);
-        while (free > 0)
+        while (free > 0 && NextBatch(now) is { } batchId)
         {
-            var next = NextBatch(now);
-            if (next is not var (batchId, share))
-            {
-                break;
-            }
-
+            var share = _batches[batchId];
             var lease = new ItemLease(name, (epoch << 32) | ++_sequence, now + Config.LeaseDuration);
             _leases[lease.Token] = new Holder(batchId, lease.ExpiresAt);
             share.Running++;
@@ -203,19 +203,21 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         return grants.Select(g => (g.Key, g.Value)).ToList();
     }
 
-    private (string, BatchShare)? NextBatch(DateTimeOffset now)
+    private string? NextBatch(DateTimeOffset now)
     {
-        (string, BatchShare)? best = null;
+        string? best = null;
+        var lowestPass = double.MaxValue;
         foreach (var (batchId, share) in _batches)
         {
-            if (share.Paused || share.Waiting <= 0 || share.NotBefore > now)
+            if (!share.Started || share.Paused || share.Waiting <= 0 || share.NotBefore > now)
             {
                 continue;
             }
 
-            if (best is not { } current || share.Pass < current.Item2.Pass)
+            if (share.Pass < lowestPass)
             {
-                best = (batchId, share);
+                best = batchId;
+                lowestPass = share.Pass;
             }
         }
 
@@ -233,6 +235,8 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         public double Pass { get; set; }
 
         public bool Paused { get; set; }
+
+        public bool Started { get; set; } = true;
 
         public DateTimeOffset? NotBefore { get; set; }
 

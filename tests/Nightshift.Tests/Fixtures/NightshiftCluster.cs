@@ -1,0 +1,70 @@
+using Microsoft.Extensions.DependencyInjection;
+using Nightshift.Hosting;
+using Nightshift.Models;
+using Nightshift.Pools;
+using Nightshift.Storage;
+using Nightshift.Submission;
+using Orleans.TestingHost;
+
+namespace Nightshift.Tests.Fixtures;
+
+/// <summary>
+/// An in-process Orleans test cluster of one silo on a real SQLite file in a temporary folder,
+/// removed on dispose. Settings are configuration keys (e.g. <c>Nightshift:Simulated:LatencyMin</c>).
+/// </summary>
+public sealed class NightshiftCluster : IAsyncDisposable
+{
+    private readonly TempDirectory _directory;
+
+    private NightshiftCluster(TestCluster cluster, TempDirectory directory)
+    {
+        Cluster = cluster;
+        _directory = directory;
+    }
+
+    public TestCluster Cluster { get; }
+
+    public IGrainFactory Grains => Cluster.GrainFactory;
+
+    public string StorePath => Path.Combine(_directory.Path, "nightshift.db");
+
+    private IServiceProvider SiloServices => ((InProcessSiloHandle)Cluster.Primary!).SiloHost.Services;
+
+    /// <summary>The silo's simulated model, which counts the calls it serves.</summary>
+    public SimulatedModel Model => SiloServices.GetRequiredService<SimulatedModel>();
+
+    public IItemStore Store => SiloServices.GetRequiredService<IItemStore>();
+
+    public BatchSubmitter Submitter => SiloServices.GetRequiredService<BatchSubmitter>();
+
+    public static async Task<NightshiftCluster> StartAsync(IReadOnlyDictionary<string, string>? settings = null)
+    {
+        var directory = new TempDirectory();
+        var builder = new TestClusterBuilder(1);
+        builder.Properties["Nightshift:Store:Path"] = Path.Combine(directory.Path, "nightshift.db");
+        foreach (var (key, value) in settings ?? new Dictionary<string, string>())
+        {
+            builder.Properties[key] = value;
+        }
+
+        builder.AddSiloBuilderConfigurator<SiloConfigurator>();
+        var cluster = builder.Build();
+        await cluster.DeployAsync();
+        return new NightshiftCluster(cluster, directory);
+    }
+
+    public Task CreatePoolAsync(string name, int maxRunning, long maxQueued = 10_000_000) =>
+        Grains.GetGrain<IPoolGrain>(name).Configure(new PoolConfig { MaxRunning = maxRunning, MaxQueued = maxQueued });
+
+    public async ValueTask DisposeAsync()
+    {
+        await Cluster.StopAllSilosAsync();
+        await Cluster.DisposeAsync();
+        _directory.Dispose();
+    }
+
+    private sealed class SiloConfigurator : ISiloConfigurator
+    {
+        public void Configure(ISiloBuilder siloBuilder) => siloBuilder.AddNightshift();
+    }
+}

@@ -1,0 +1,240 @@
+using Microsoft.Extensions.Time.Testing;
+using Nightshift.Pools;
+
+namespace Nightshift.Tests.Pools;
+
+public sealed class PoolLimiterTests
+{
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 22, 3, 0, 0, TimeSpan.Zero));
+
+    private PoolLimiter Limiter(int maxRunning = 4, long maxQueued = 100_000) =>
+        new("gpt", new PoolConfig { MaxRunning = maxRunning, MaxQueued = maxQueued, DefaultCooldown = TimeSpan.FromSeconds(5), SlowStart = TimeSpan.FromSeconds(10) }, epoch: 3, _time);
+
+    [Fact]
+    public void Grant_NeverExceedsMaxRunning_AndGrantsAgainOnlyAfterRelease()
+    {
+        var limiter = Limiter(maxRunning: 4);
+        limiter.Register("a", 100, 1);
+
+        var first = Leases(limiter.Grant());
+        Assert.Equal(4, first.Count);
+        Assert.Empty(limiter.Grant());
+        Assert.Equal(4, limiter.Running);
+
+        Assert.True(limiter.Release(new SlotRelease("a", first[0].Token, ItemTerminal: true, RateLimitedFor: null)));
+        var second = Leases(limiter.Grant());
+        Assert.Single(second);
+        Assert.Equal(4, limiter.Running);
+    }
+
+    [Fact]
+    public void Tokens_AreUniqueAndCarryTheEpoch()
+    {
+        var limiter = Limiter(maxRunning: 50);
+        limiter.Register("a", 100, 1);
+
+        var tokens = Leases(limiter.Grant()).Select(l => l.Token).ToList();
+
+        Assert.Equal(tokens.Count, tokens.Distinct().Count());
+        Assert.All(tokens, token => Assert.Equal(3, token >> 32));
+    }
+
+    [Fact]
+    public void Release_OfATokenNotHeld_ChangesNothing()
+    {
+        var limiter = Limiter();
+        limiter.Register("a", 10, 1);
+        var lease = Leases(limiter.Grant())[0];
+
+        Assert.True(limiter.Release(new SlotRelease("a", lease.Token, true, null)));
+        Assert.False(limiter.Release(new SlotRelease("a", lease.Token, true, null)));
+        Assert.Equal(3, limiter.Running);
+    }
+
+    [Fact]
+    public void TwoBatches_ShareSlotsEqually_WhenSlotsFreeOneAtATime()
+    {
+        var limiter = Limiter(maxRunning: 2);
+        limiter.Register("big", 1_000, 1);
+        var held = Leases(limiter.Grant());
+        limiter.Register("late", 100, 1);
+
+        var granted = new Dictionary<string, int> { ["big"] = 0, ["late"] = 0 };
+        for (var i = 0; i < 40; i++)
+        {
+            var release = held[0];
+            held.RemoveAt(0);
+            limiter.Release(new SlotRelease("any", release.Token, true, null));
+            foreach (var (batch, leases) in limiter.Grant())
+            {
+                granted[batch] += leases.Count;
+                held.AddRange(leases);
+            }
+        }
+
+        Assert.Equal(20, granted["late"]);
+        Assert.Equal(20, granted["big"]);
+    }
+
+    [Fact]
+    public void Priority_WeighsTheShare()
+    {
+        var limiter = Limiter(maxRunning: 30);
+        limiter.Register("high", 1_000, 2);
+        limiter.Register("low", 1_000, 1);
+
+        var grants = limiter.Grant().ToDictionary(g => g.BatchId, g => g.Leases.Count);
+
+        Assert.Equal(20, grants["high"]);
+        Assert.Equal(10, grants["low"]);
+    }
+
+    [Fact]
+    public void Reserve_RefusesWhole_PastMaxQueued()
+    {
+        var limiter = Limiter(maxQueued: 100);
+
+        Assert.True(limiter.Reserve("a", 60, 1).Accepted);
+        var refused = limiter.Reserve("b", 41, 1);
+
+        Assert.False(refused.Accepted);
+        Assert.Contains("maxQueued of 100", refused.Reason);
+        Assert.Equal(60, limiter.Queued);
+        Assert.True(limiter.Reserve("c", 40, 1).Accepted);
+    }
+
+    [Fact]
+    public void ReservedBatch_GetsNoSlots_UntilItRegisters()
+    {
+        var limiter = Limiter(maxRunning: 4);
+        Assert.True(limiter.Reserve("a", 10, 1).Accepted);
+
+        Assert.Empty(limiter.Grant());
+        Assert.Equal(10, limiter.Queued);
+
+        limiter.Register("a", 10, 1);
+        Assert.Equal(4, Leases(limiter.Grant()).Count);
+    }
+
+    [Fact]
+    public void RateLimit_CoolsTheWholePoolDown_ThenRampsBackUp()
+    {
+        var limiter = Limiter(maxRunning: 10);
+        limiter.Register("a", 1_000, 1);
+        var leases = Leases(limiter.Grant());
+
+        limiter.Release(new SlotRelease("a", leases[0].Token, false, TimeSpan.FromSeconds(3)));
+        Assert.Equal(0, limiter.EffectiveCap);
+        Assert.Empty(limiter.Grant());
+        Assert.Equal(_time.GetUtcNow() + TimeSpan.FromSeconds(3), limiter.CooldownUntil);
+
+        _time.Advance(TimeSpan.FromSeconds(3));
+        Assert.Equal(1, limiter.EffectiveCap);
+        _time.Advance(TimeSpan.FromSeconds(5));
+        Assert.Equal(5, limiter.EffectiveCap);
+        _time.Advance(TimeSpan.FromSeconds(5));
+        Assert.Equal(10, limiter.EffectiveCap);
+        Assert.Null(limiter.CooldownUntil);
+    }
+
+    [Fact]
+    public void RateLimit_WithoutAWait_UsesTheDefaultCooldown()
+    {
+        var limiter = Limiter();
+        limiter.Register("a", 10, 1);
+        var lease = Leases(limiter.Grant())[0];
+
+        limiter.Release(new SlotRelease("a", lease.Token, false, TimeSpan.Zero));
+
+        Assert.Equal(_time.GetUtcNow() + TimeSpan.FromSeconds(5), limiter.CooldownUntil);
+        Assert.Equal(1, limiter.RateLimited);
+    }
+
+    [Fact]
+    public void ReturnUnused_HoldsTheBatchUntilItsNextItemIsDue()
+    {
+        var limiter = Limiter(maxRunning: 4);
+        limiter.Register("a", 10, 1);
+        var leases = Leases(limiter.Grant());
+
+        limiter.ReturnUnused("a", leases.Select(l => l.Token), _time.GetUtcNow() + TimeSpan.FromSeconds(2));
+        Assert.Equal(0, limiter.Running);
+        Assert.Empty(limiter.Grant());
+
+        _time.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal(4, Leases(limiter.Grant()).Count);
+    }
+
+    [Fact]
+    public void ReturnUnused_WithoutAHold_IsGrantedAgainAtOnce()
+    {
+        var limiter = Limiter(maxRunning: 4);
+        limiter.Register("a", 10, 1);
+        var leases = Leases(limiter.Grant());
+
+        limiter.ReturnUnused("a", leases.Skip(1).Select(l => l.Token), notBefore: null);
+
+        Assert.Equal(1, limiter.Running);
+        Assert.Equal(3, Leases(limiter.Grant()).Count);
+    }
+
+    [Fact]
+    public void OnlyTerminalReleases_ReduceWhatABatchHasOutstanding()
+    {
+        var limiter = Limiter(maxRunning: 2);
+        limiter.Register("a", 2, 1);
+        var leases = Leases(limiter.Grant());
+
+        limiter.Release(new SlotRelease("a", leases[0].Token, ItemTerminal: false, RateLimitedFor: null));
+        Assert.Equal(1, limiter.Queued);
+        limiter.Release(new SlotRelease("a", leases[1].Token, ItemTerminal: true, RateLimitedFor: null));
+        Assert.Equal(1, limiter.Queued);
+
+        Assert.Single(Leases(limiter.Grant()));
+    }
+
+    [Fact]
+    public void PausedBatch_GetsNothing_AndTheOtherGetsEverything()
+    {
+        var limiter = Limiter(maxRunning: 4);
+        limiter.Register("paused", 10, 1);
+        limiter.Register("running", 10, 1);
+        limiter.SetPaused("paused", true);
+
+        var grants = limiter.Grant();
+
+        Assert.Equal("running", Assert.Single(grants).BatchId);
+        Assert.Equal(4, grants[0].Leases.Count);
+    }
+
+    [Fact]
+    public void ExpiredLeases_AreFreed()
+    {
+        var limiter = Limiter(maxRunning: 2);
+        limiter.Register("a", 10, 1);
+        Leases(limiter.Grant());
+
+        _time.Advance(TimeSpan.FromMinutes(9));
+        Assert.Equal(0, limiter.ExpireLeases());
+        _time.Advance(TimeSpan.FromMinutes(2));
+        Assert.Equal(2, limiter.ExpireLeases());
+        Assert.Equal(0, limiter.Running);
+    }
+
+    [Fact]
+    public void RemovedBatch_KeepsItsRunningSlotsCountedUntilReleased()
+    {
+        var limiter = Limiter(maxRunning: 2);
+        limiter.Register("a", 10, 1);
+        var leases = Leases(limiter.Grant());
+        limiter.Remove("a");
+        limiter.Register("b", 10, 1);
+
+        Assert.Empty(limiter.Grant());
+        limiter.Release(new SlotRelease("a", leases[0].Token, true, null));
+        Assert.Equal("b", Assert.Single(limiter.Grant()).BatchId);
+    }
+
+    private static List<ItemLease> Leases(IReadOnlyList<(string BatchId, List<ItemLease> Leases)> grants) =>
+        grants.SelectMany(g => g.Leases).ToList();
+}
