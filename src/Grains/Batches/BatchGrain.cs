@@ -27,8 +27,16 @@ internal sealed partial class BatchGrain(
     [PersistentState(StorageNames.BatchState, StorageNames.Grains)] IPersistentState<BatchGrainState> state,
     IItemStore store,
     TimeProvider time,
-    ILogger<BatchGrain> logger) : Grain, IBatchGrain
+    ILogger<BatchGrain> logger) : Grain, IBatchGrain, IRemindable
 {
+    /// <summary>
+    /// The reminder a running (or paused) batch holds: it survives restarts of the whole cluster and
+    /// reactivates the batch, whose activation re-dispatches what the crash interrupted.
+    /// </summary>
+    private const string ResumeReminder = "resume";
+
+    private static readonly TimeSpan ResumePeriod = TimeSpan.FromMinutes(1);
+
     /// <summary>How long a batch with nothing due waits before it asks for slots again.</summary>
     private static readonly TimeSpan RecheckDelay = TimeSpan.FromMilliseconds(500);
 
@@ -41,6 +49,7 @@ internal sealed partial class BatchGrain(
     private long _inputTokens;
     private long _outputTokens;
     private IGrainTimer? _keepAlive;
+    private IGrainReminder? _resume;
 
     private string Id => this.GetPrimaryKeyString();
 
@@ -67,6 +76,13 @@ internal sealed partial class BatchGrain(
         {
             await JoinPoolAsync();
         }
+    }
+
+    public Task ReceiveReminder(string reminderName, TickStatus status)
+    {
+        // Receiving it was the point: this activation has already rejoined its pool (OnActivateAsync).
+        LogReminder(logger, Id, state.State.State);
+        return Task.CompletedTask;
     }
 
     public async Task Start(BatchSpec spec)
@@ -241,6 +257,11 @@ internal sealed partial class BatchGrain(
         _model = await Pool.GetConfig() is { } config ? config.Model : new ModelBinding();
         _keepAlive ??= this.RegisterGrainTimer(static _ => Task.CompletedTask,
             new GrainTimerCreationOptions(TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1)) { KeepAlive = true });
+        if (state.State.FinishedAt is null)
+        {
+            _resume ??= await this.RegisterOrUpdateReminder(ResumeReminder, ResumePeriod, ResumePeriod);
+        }
+
         await Pool.Register(Id, _pending + _inFlight.Count, Spec.Options.Priority);
         if (state.State.State == BatchState.Paused)
         {
@@ -270,6 +291,12 @@ internal sealed partial class BatchGrain(
             await state.WriteStateAsync();
             _keepAlive?.Dispose();
             _keepAlive = null;
+            if ((_resume ?? await this.GetReminder(ResumeReminder)) is { } resume)
+            {
+                await this.UnregisterReminder(resume);
+                _resume = null;
+            }
+
             LogFinished(logger, Id, state.State.State, _succeeded, _failed, _cancelled);
         }
     }
@@ -279,6 +306,9 @@ internal sealed partial class BatchGrain(
 
     [LoggerMessage(EventId = 2002, Level = LogLevel.Information, Message = "Batch {BatchId} {State}: {Succeeded} succeeded, {Failed} failed, {Cancelled} cancelled")]
     private static partial void LogFinished(ILogger logger, string batchId, BatchState state, long succeeded, long failed, long cancelled);
+
+    [LoggerMessage(EventId = 2004, Level = LogLevel.Debug, Message = "Batch {BatchId} woken by its resume reminder while {State}")]
+    private static partial void LogReminder(ILogger logger, string batchId, BatchState state);
 
     [LoggerMessage(EventId = 2003, Level = LogLevel.Warning, Message = "Batch {BatchId} ignored a report for item {Index} under lease {Token}: not the item's current lease")]
     private static partial void LogStaleReport(ILogger logger, string batchId, int index, long token);

@@ -16,7 +16,7 @@ public static class NightshiftSiloBuilderExtensions
 
     /// <summary>
     /// Adds Nightshift's grains and services on the embedded SQLite store: the item store, grain
-    /// state through Orleans' ADO.NET provider on the same file, and the simulated model.
+    /// state and reminders through Orleans' ADO.NET providers on the same file, and the simulated model.
     /// </summary>
     public static ISiloBuilder AddNightshift(this ISiloBuilder builder, Action<SqliteStoreOptions>? configureStore = null)
     {
@@ -42,6 +42,12 @@ public static class NightshiftSiloBuilderExtensions
             {
                 storage.Invariant = SqliteInvariant;
                 storage.ConnectionString = sqlite.Value.ConnectionString;
+            }));
+        builder.UseAdoNetReminderService(options => options
+            .Configure<IOptions<SqliteStoreOptions>>((reminders, sqlite) =>
+            {
+                reminders.Invariant = SqliteInvariant;
+                reminders.ConnectionString = sqlite.Value.ConnectionString;
             }));
         return builder;
     }

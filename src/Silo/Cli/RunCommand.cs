@@ -32,6 +32,11 @@ internal static class RunCommand
     /// <summary>Exit code when interrupted (Ctrl+C, SIGTERM); run the same command again to resume.</summary>
     public const int Interrupted = 130;
 
+    /// <summary>How long an interrupted run waits for its calls in flight before it stops.</summary>
+    private static readonly TimeSpan StopGracePeriod = TimeSpan.FromSeconds(10);
+
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(100);
+
     private static readonly Argument<FileInfo> Input = new("input") { Description = "The OpenAI Batch JSONL file to run." };
     private static readonly Option<FileInfo?> Out = new("--out") { Description = "Where to write the results JSONL (default: <input>.results.jsonl beside the input)." };
     private static readonly Option<string?> Store = new("--store") { Description = "Path of the SQLite store file (default: ./data/nightshift.db)." };
@@ -80,6 +85,11 @@ internal static class RunCommand
             ["Logging:LogLevel:Default"] = level,
             ["Logging:LogLevel:Orleans"] = level,
             ["Logging:LogLevel:Microsoft"] = nameof(LogLevel.Warning),
+            ["Logging:LogLevel:Microsoft.Hosting.Lifetime"] = nameof(LogLevel.Warning),
+
+            // Orleans' watchdog warns of a stall lasting since before the process started on its first
+            // check; in a one-shot run that line is only noise.
+            ["Logging:LogLevel:Orleans.Runtime.Watchdog"] = nameof(LogLevel.Error),
             ["Logging:LogLevel:Polly"] = nameof(LogLevel.Warning),
         });
 
@@ -119,12 +129,40 @@ internal static class RunCommand
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
+            await Console.Error.WriteLineAsync($"Interrupted: letting the calls in flight finish (at most {StopGracePeriod.TotalSeconds:0} s)...");
+            await DrainAsync(host.Services.GetRequiredService<IGrainFactory>().GetGrain<IBatchGrain>(batchId));
             await Console.Error.WriteLineAsync($"Interrupted. Run the same command again to resume batch {batchId}.");
             return Interrupted;
         }
         finally
         {
             await host.StopAsync(CancellationToken.None);
+        }
+    }
+
+    /// <summary>
+    /// Pauses the batch so nothing more is dispatched, and waits (bounded) for the calls in flight to
+    /// record their results; the next run resumes it. What is still in flight after the grace period
+    /// is recovered as interrupted by that next run.
+    /// </summary>
+    private static async Task DrainAsync(IBatchGrain batch)
+    {
+        using var grace = new CancellationTokenSource(StopGracePeriod);
+        try
+        {
+            if ((await batch.GetStatus()).State == BatchState.Running)
+            {
+                await batch.Pause();
+            }
+
+            while ((await batch.GetStatus()).Running > 0)
+            {
+                await Task.Delay(PollInterval, grace.Token);
+            }
+        }
+        catch (OperationCanceledException) when (grace.IsCancellationRequested)
+        {
+            await Console.Error.WriteLineAsync("Calls still in flight after the grace period are retried by the next run.");
         }
     }
 
@@ -257,6 +295,6 @@ internal static class RunProgress
     {
         private readonly Stopwatch _clock = Stopwatch.StartNew();
 
-        public double Rate(long done) => _clock.Elapsed.TotalSeconds < 0.5 ? 0 : (done - doneAtStart) / _clock.Elapsed.TotalSeconds;
+        public double Rate(long done) => done > doneAtStart ? (done - doneAtStart) / _clock.Elapsed.TotalSeconds : 0;
     }
 }

@@ -4,7 +4,8 @@ namespace Nightshift.Storage.Sqlite;
 
 /// <summary>
 /// Versioned schema of the embedded store: Nightshift's item table and the tables and queries that
-/// Orleans' ADO.NET grain storage reads (the query contract in shared/ORLEANS-ADONET.md, section 3).
+/// Orleans' ADO.NET grain storage and reminders read (the query contract in shared/ORLEANS-ADONET.md,
+/// sections 3 and 5). A released migration is never edited; a change is a new one.
 /// Applied at start under SQLite's write lock, so processes starting at once apply each step once.
 /// </summary>
 internal static class SqliteSchema
@@ -87,6 +88,50 @@ internal static class SqliteSchema
             AND GrainIdN0 = @GrainIdN0 AND GrainIdN1 = @GrainIdN1
             AND GrainIdExtension = COALESCE(@GrainIdExtensionString, '''') AND Version = @GrainStateVersion
           RETURNING Version + 1;');
+        """,
+        """
+        -- Orleans' ADO.NET reminder table (shared/ORLEANS-ADONET.md, section 5). GrainHash is the ring
+        -- hash cast to a signed 32-bit integer, compared signed; Period is in milliseconds.
+        CREATE TABLE OrleansRemindersTable (
+            ServiceId    TEXT    NOT NULL,
+            GrainId      TEXT    NOT NULL,
+            ReminderName TEXT    NOT NULL,
+            StartTime    TEXT    NOT NULL,
+            Period       INTEGER NOT NULL,
+            GrainHash    INTEGER NOT NULL,
+            Version      INTEGER NOT NULL,
+            PRIMARY KEY (ServiceId, GrainId, ReminderName)
+        );
+        CREATE INDEX OrleansRemindersTable_Ring ON OrleansRemindersTable (ServiceId, GrainHash);
+
+        INSERT INTO OrleansQuery (QueryKey, QueryText) VALUES
+        ('ReadReminderRowsKey',
+         'SELECT GrainId, ReminderName, StartTime, Period, Version FROM OrleansRemindersTable
+          WHERE ServiceId = @ServiceId AND GrainId = @GrainId;'),
+        ('ReadReminderRowKey',
+         'SELECT GrainId, ReminderName, StartTime, Period, Version FROM OrleansRemindersTable
+          WHERE ServiceId = @ServiceId AND GrainId = @GrainId AND ReminderName = @ReminderName;'),
+        ('ReadRangeRows1Key',
+         'SELECT GrainId, ReminderName, StartTime, Period, Version FROM OrleansRemindersTable
+          WHERE ServiceId = @ServiceId AND GrainHash > @BeginHash AND GrainHash <= @EndHash;'),
+        ('ReadRangeRows2Key',
+         'SELECT GrainId, ReminderName, StartTime, Period, Version FROM OrleansRemindersTable
+          WHERE ServiceId = @ServiceId AND (GrainHash > @BeginHash OR GrainHash <= @EndHash);'),
+        -- Unconditional upsert: reminders are checked against their version on delete only.
+        ('UpsertReminderRowKey',
+         'INSERT INTO OrleansRemindersTable (ServiceId, GrainId, ReminderName, StartTime, Period, GrainHash, Version)
+          VALUES (@ServiceId, @GrainId, @ReminderName, @StartTime, @Period, @GrainHash, 0)
+          ON CONFLICT (ServiceId, GrainId, ReminderName) DO UPDATE
+          SET StartTime = excluded.StartTime, Period = excluded.Period, GrainHash = excluded.GrainHash, Version = Version + 1
+          RETURNING Version;'),
+        -- The provider wants exactly one boolean row, also when nothing matched; changes() reports the
+        -- DELETE just before it on the same connection.
+        ('DeleteReminderRowKey',
+         'DELETE FROM OrleansRemindersTable
+          WHERE ServiceId = @ServiceId AND GrainId = @GrainId AND ReminderName = @ReminderName AND Version = @Version;
+          SELECT changes() > 0;'),
+        ('DeleteReminderRowsKey',
+         'DELETE FROM OrleansRemindersTable WHERE ServiceId = @ServiceId;');
         """,
     ];
 

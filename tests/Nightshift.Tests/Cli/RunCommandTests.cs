@@ -1,0 +1,216 @@
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+using Nightshift.Models;
+using Nightshift.Storage;
+using Nightshift.Tests.Fixtures;
+
+namespace Nightshift.Tests.Cli;
+
+/// <summary>
+/// The one-shot <c>run</c> command as a user runs it: the real executable in a child process, a real
+/// SQLite file, SIGKILL and SIGTERM. The simulated model appends every call it starts to a call log
+/// that outlives the process, so calls are counted from outside the silo.
+/// </summary>
+public sealed class RunCommandTests : IDisposable
+{
+    private readonly TempDirectory _directory = new();
+
+    private string Input => Path.Combine(_directory.Path, "input.jsonl");
+
+    private string Output => Path.Combine(_directory.Path, "results.jsonl");
+
+    private string StorePath => Path.Combine(_directory.Path, "store", "nightshift.db");
+
+    private string CallLog => Path.Combine(_directory.Path, "calls.log");
+
+    [Fact]
+    public async Task Run_WritesOneResultPerLine_InInputOrder_AndExitsZero()
+    {
+        var input = Jsonl.Lines(300, "ok");
+        await File.WriteAllTextAsync(Input, input, Ct);
+
+        using var silo = Start(Latency(1, 3), "--max-running", "8");
+        Assert.Equal(0, await silo.WaitForExitAsync(TimeSpan.FromMinutes(2)));
+
+        var lines = await File.ReadAllLinesAsync(Output, Ct);
+        var inputs = input.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(300, lines.Length);
+        for (var i = 0; i < lines.Length; i++)
+        {
+            var line = JsonDocument.Parse(lines[i]).RootElement;
+            Assert.Equal($"ok-{i}", line.GetProperty("custom_id").GetString());
+            Assert.StartsWith("batch_req_", line.GetProperty("id").GetString());
+            var response = line.GetProperty("response");
+            Assert.Equal(200, response.GetProperty("status_code").GetInt32());
+            Assert.Equal(SimulatedModel.ExpectedContent(Jsonl.Body(inputs[i])),
+                response.GetProperty("body").GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString());
+            Assert.Equal(JsonValueKind.Null, line.GetProperty("error").ValueKind);
+        }
+
+        Assert.Equal(300, (await File.ReadAllLinesAsync(CallLog, Ct)).Length);
+    }
+
+    [Fact]
+    public async Task Run_ExitsOne_WhenItemsFail_AndEachFailureCarriesItsReason()
+    {
+        await File.WriteAllTextAsync(Input, Jsonl.Lines(20, "doomed"), Ct);
+        var environment = new Dictionary<string, string>(Latency(0, 0)) { ["Nightshift__Simulated__ErrorRate"] = "1" };
+
+        using var silo = Start(environment, "--max-attempts", "1");
+        Assert.Equal(1, await silo.WaitForExitAsync(TimeSpan.FromMinutes(2)));
+
+        var lines = await File.ReadAllLinesAsync(Output, Ct);
+        Assert.Equal(20, lines.Length);
+        Assert.All(lines, text =>
+        {
+            var line = JsonDocument.Parse(text).RootElement;
+            Assert.Equal(500, line.GetProperty("response").GetProperty("status_code").GetInt32());
+            Assert.Contains("gave up after 1 attempts", line.GetProperty("error").GetProperty("message").GetString());
+        });
+        Assert.Equal(20, (await File.ReadAllLinesAsync(CallLog, Ct)).Length);
+    }
+
+    [Fact]
+    public async Task Run_RejectsBadInput_WithExitTwo_NamingTheLine_AndWritesNothing()
+    {
+        await File.WriteAllTextAsync(Input, Jsonl.Line("a", "x") + "\n" + Jsonl.Line("b", "y") + "\n{\"custom_id\": \"c\"}\n", Ct);
+
+        using var silo = Start(Latency(0, 0));
+        Assert.Equal(2, await silo.WaitForExitAsync(TimeSpan.FromMinutes(2)));
+
+        Assert.Contains("line 3, field 'body': missing", silo.Output);
+        Assert.False(File.Exists(Output));
+        Assert.False(File.Exists(CallLog));
+        Assert.Equal(0, (await CountsAsync()).Values.Sum());
+    }
+
+    [Fact]
+    public async Task Run_KilledWithSigkill_ResumesWhenRunAgain_WithoutCallingFinishedItemsAgain()
+    {
+        const int items = 1_500;
+        const int maxRunning = 8;
+        await File.WriteAllTextAsync(Input, Jsonl.Lines(items, "crash"), Ct);
+
+        using (var first = Start(Latency(15, 25), "--max-running", $"{maxRunning}"))
+        {
+            await WaitUntilSucceededAsync(first, items / 3);
+            first.Kill();
+        }
+
+        var doneBeforeKill = await SucceededCustomIdsAsync();
+        Assert.InRange(doneBeforeKill.Count, items / 3, items - 1);
+
+        using var second = Start(Latency(15, 25), "--max-running", $"{maxRunning}");
+        Assert.Equal(0, await second.WaitForExitAsync(TimeSpan.FromMinutes(2)));
+        Assert.Contains("Resuming batch", second.Output);
+
+        var results = (await File.ReadAllLinesAsync(Output, Ct)).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal(Enumerable.Range(0, items).Select(i => $"crash-{i}"), results.Select(r => r.GetProperty("custom_id").GetString()));
+        Assert.All(results, r => Assert.Equal(JsonValueKind.Null, r.GetProperty("error").ValueKind));
+
+        var calls = (await File.ReadAllLinesAsync(CallLog, Ct)).GroupBy(id => id).ToDictionary(g => g.Key, g => g.Count());
+        Assert.Equal(items, calls.Count);
+        Assert.All(doneBeforeKill, id => Assert.Equal(1, calls[id]));
+        var repeated = calls.Values.Sum() - items;
+        Assert.True(repeated <= maxRunning, $"{repeated} calls were repeated; at most the {maxRunning} in flight at the kill may be");
+    }
+
+    [Fact]
+    public async Task Run_StoppedWithSigterm_LetsCallsInFlightFinish_ExitsInterrupted_AndResumes()
+    {
+        const int items = 1_500;
+        await File.WriteAllTextAsync(Input, Jsonl.Lines(items, "term"), Ct);
+
+        using (var first = Start(Latency(15, 25), "--max-running", "8"))
+        {
+            await WaitUntilSucceededAsync(first, items / 3);
+            first.Terminate();
+            Assert.Equal(130, await first.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+            Assert.Contains("Run the same command again to resume", first.Output);
+        }
+
+        var counts = await CountsAsync();
+        Assert.Equal(0, counts.GetValueOrDefault(ItemState.Leased));
+        Assert.True(counts.GetValueOrDefault(ItemState.Pending) > 0, "the run was stopped before the end");
+
+        using var second = Start(Latency(15, 25), "--max-running", "8");
+        Assert.Equal(0, await second.WaitForExitAsync(TimeSpan.FromMinutes(2)));
+        Assert.Equal(items, (await File.ReadAllLinesAsync(Output, Ct)).Length);
+        Assert.Equal(items, (await File.ReadAllLinesAsync(CallLog, Ct)).Length);
+    }
+
+    public void Dispose() => _directory.Dispose();
+
+    private static Dictionary<string, string> Latency(int minMs, int maxMs) => new()
+    {
+        ["Nightshift__Simulated__LatencyMin"] = TimeSpan.FromMilliseconds(minMs).ToString(),
+        ["Nightshift__Simulated__LatencyMax"] = TimeSpan.FromMilliseconds(maxMs).ToString(),
+    };
+
+    private SiloProcess Start(IReadOnlyDictionary<string, string> environment, params string[] options)
+    {
+        var withLog = new Dictionary<string, string>(environment) { ["Nightshift__Simulated__CallLog"] = CallLog };
+        return SiloProcess.Start(_directory.Path, withLog, ["run", "input.jsonl", "--out", Output, "--store", StorePath, .. options]);
+    }
+
+    private async Task WaitUntilSucceededAsync(SiloProcess silo, int succeeded)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(1);
+        while ((await CountsAsync()).GetValueOrDefault(ItemState.Succeeded) < succeeded)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"fewer than {succeeded} items succeeded within a minute. Output:\n{silo.Output}");
+            await Task.Delay(20, Ct);
+        }
+    }
+
+    private async Task<Dictionary<ItemState, long>> CountsAsync()
+    {
+        var counts = new Dictionary<ItemState, long>();
+        if (!File.Exists(StorePath))
+        {
+            return counts;
+        }
+
+        await using var connection = await OpenStoreAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT state, COUNT(*) FROM ns_items GROUP BY state";
+        try
+        {
+            await using var reader = await command.ExecuteReaderAsync(Ct);
+            while (await reader.ReadAsync(Ct))
+            {
+                counts[(ItemState)reader.GetInt32(0)] = reader.GetInt64(1);
+            }
+        }
+        catch (SqliteException missing) when (missing.Message.Contains("no such table", StringComparison.Ordinal))
+        {
+            // The silo has created the file but not yet its schema.
+        }
+
+        return counts;
+    }
+
+    private async Task<HashSet<string>> SucceededCustomIdsAsync()
+    {
+        await using var connection = await OpenStoreAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT custom_id FROM ns_items WHERE state = 2";
+        var ids = new HashSet<string>();
+        await using var reader = await command.ExecuteReaderAsync(Ct);
+        while (await reader.ReadAsync(Ct))
+        {
+            ids.Add(reader.GetString(0));
+        }
+
+        return ids;
+    }
+
+    private async Task<SqliteConnection> OpenStoreAsync()
+    {
+        var connection = new SqliteConnection($"Data Source={StorePath};Mode=ReadOnly;Pooling=False");
+        await connection.OpenAsync(Ct);
+        return connection;
+    }
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+}
