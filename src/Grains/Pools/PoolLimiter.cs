@@ -57,6 +57,13 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         }
     }
 
+    /// <summary>
+    /// Fewest free slots worth a grant: a large pool hands slots out a few at a time, so each batch
+    /// claims items in bulk rather than one store round trip per freed slot. At most 1/32 of the cap
+    /// stays idle for it (1 below 64 slots, so small pools grant every slot at once).
+    /// </summary>
+    public int GrantChunk => Math.Clamp(Config.MaxRunning / 32, 1, 16);
+
     public bool IsIdle => _batches.Count == 0 && _leases.Count == 0;
 
     public QueueReservation Reserve(string batchId, int itemCount, int priority)
@@ -175,8 +182,9 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     /// <summary>Hands out every slot free under the effective cap, to the waiting batches by fair share.</summary>
     public IReadOnlyList<(string BatchId, List<ItemLease> Leases)> Grant()
     {
-        var free = EffectiveCap - Running;
-        if (free <= 0 || _batches.Count == 0)
+        var cap = EffectiveCap;
+        var free = cap - Running;
+        if (free <= 0 || free < Math.Min(GrantChunk, cap) || _batches.Count == 0)
         {
             return [];
         }

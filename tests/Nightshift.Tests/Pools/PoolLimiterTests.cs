@@ -28,6 +28,43 @@ public sealed class PoolLimiterTests
     }
 
     [Fact]
+    public void LargePool_GrantsFreedSlotsInChunks_SoBatchesClaimInBulk()
+    {
+        var limiter = Limiter(maxRunning: 128);
+        limiter.Register("a", 10_000, 1);
+        var held = Leases(limiter.Grant());
+        Assert.Equal(128, held.Count);
+        Assert.Equal(4, limiter.GrantChunk);
+
+        for (var i = 0; i < 3; i++)
+        {
+            limiter.Release(new SlotRelease("a", held[i].Token, true, null));
+            Assert.Empty(limiter.Grant());
+        }
+
+        limiter.Release(new SlotRelease("a", held[3].Token, true, null));
+        Assert.Equal(4, Leases(limiter.Grant()).Count);
+        Assert.Equal(128, limiter.Running);
+    }
+
+    [Fact]
+    public void Chunking_NeverHoldsBackTheLastSlots_OfASlowStart()
+    {
+        var limiter = Limiter(maxRunning: 128);
+        limiter.Register("a", 10_000, 1);
+        var held = Leases(limiter.Grant());
+        limiter.Release(new SlotRelease("a", held[0].Token, false, TimeSpan.FromSeconds(1)));
+        foreach (var lease in held.Skip(1))
+        {
+            limiter.Release(new SlotRelease("a", lease.Token, true, null));
+        }
+
+        _time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(1, limiter.EffectiveCap);
+        Assert.Single(Leases(limiter.Grant()));
+    }
+
+    [Fact]
     public void Tokens_AreUniqueAndCarryTheEpoch()
     {
         var limiter = Limiter(maxRunning: 50);

@@ -53,7 +53,7 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
             }
         }
 
-        _writer = new SqliteWriteQueue(_options.ConnectionString);
+        _writer = new SqliteWriteQueue(_options.ConnectionString, _options.SyncEveryCommit);
     }
 
     public async Task<IItemIngestSession> BeginIngestAsync(string batchId, CancellationToken cancellationToken)

@@ -16,10 +16,17 @@ internal sealed class SqliteWriteQueue : IAsyncDisposable
     private readonly SqliteConnection _connection;
     private readonly Task _loop;
 
-    public SqliteWriteQueue(string connectionString)
+    public SqliteWriteQueue(string connectionString, bool syncEveryCommit)
     {
         _connection = new SqliteConnection(connectionString);
         _connection.Open();
+        using (var synchronous = _connection.CreateCommand())
+        {
+            // Per connection; see SqliteStoreOptions.SyncEveryCommit for what NORMAL gives up.
+            synchronous.CommandText = syncEveryCommit ? "PRAGMA synchronous = FULL;" : "PRAGMA synchronous = NORMAL;";
+            synchronous.ExecuteNonQuery();
+        }
+
         _loop = Task.Run(RunAsync);
     }
 
