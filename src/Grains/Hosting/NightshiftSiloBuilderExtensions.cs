@@ -14,6 +14,8 @@ public static class NightshiftSiloBuilderExtensions
     /// <summary>The ADO.NET invariant under which Orleans loads Microsoft.Data.Sqlite (see shared/ORLEANS-ADONET.md).</summary>
     private const string SqliteInvariant = "System.Data.SQLite";
 
+    private const int DirectoryCacheSize = 10_000;
+
     /// <summary>
     /// Adds Nightshift's grains and services on the embedded SQLite store: the item store, grain
     /// state and reminders through Orleans' ADO.NET providers on the same file, and the simulated model.
@@ -36,6 +38,11 @@ public static class NightshiftSiloBuilderExtensions
         services.AddSingleton<IModelResolver, ModelResolver>();
         services.AddSingleton<BatchSubmitter>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, ItemStoreInitializer>();
+
+        // Every item is a grain used for one call; Orleans' default directory cache (a million
+        // entries) would remember each one's location and grow with the batch. The grains worth
+        // caching, pools and batches, are few.
+        services.Configure<GrainDirectoryOptions>(directory => directory.CacheSize = DirectoryCacheSize);
 
         builder.AddAdoNetGrainStorage(StorageNames.Grains, options => options
             .Configure<IOptions<SqliteStoreOptions>>((storage, sqlite) =>

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
+using System.Globalization;
 using System.Security.Cryptography;
 using Nightshift.Batches;
 using Nightshift.Pools;
@@ -71,6 +72,7 @@ internal static class RunCommand
 
     private static async Task<int> RunAsync(ParseResult parseResult, CancellationToken cancellationToken)
     {
+        var total = Stopwatch.StartNew();
         var input = parseResult.GetRequiredValue(Input);
         var output = parseResult.GetValue(Out) ?? new FileInfo(Path.ChangeExtension(input.FullName, null) + ".results.jsonl");
         var batchId = await BatchIdAsync(input, cancellationToken);
@@ -122,9 +124,15 @@ internal static class RunCommand
                 }
             }
 
+            var doneBefore = status.Succeeded + status.Failed + status.Cancelled;
+            var dispatching = Stopwatch.StartNew();
             var final = await RunProgress.FollowAsync(batch, cancellationToken);
+            var rate = (final.Succeeded + final.Failed + final.Cancelled - doneBefore) / dispatching.Elapsed.TotalSeconds;
             var (succeeded, failed) = await WriteResultsAsync(services.GetRequiredService<IItemStore>(), batchId, output, cancellationToken);
             await Console.Error.WriteLineAsync($"Batch {batchId} {final.State.ToString().ToLowerInvariant()}: {succeeded} succeeded, {failed} failed or cancelled. Results: {output.FullName}");
+            using var self = Process.GetCurrentProcess();
+            await Console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                $"Took {total.Elapsed.TotalSeconds:0.0} s in all; {rate:0} items/s after submission; peak memory {self.PeakWorkingSet64 / (1024 * 1024)} MB."));
             return failed == 0 && succeeded == final.Total ? Succeeded : ItemsFailed;
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
