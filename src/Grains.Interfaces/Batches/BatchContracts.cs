@@ -48,6 +48,10 @@ public sealed record BatchStatus
     [Id(2)] public string? Pool { get; init; }
     [Id(3)] public long Total { get; init; }
     [Id(4)] public long Pending { get; init; }
+    /// <summary>
+    /// Items claimed whose attempt has not reported yet. Can briefly exceed the pool's cap: a call frees
+    /// its slot when it ends, before its result is written and reported.
+    /// </summary>
     [Id(5)] public long Running { get; init; }
     [Id(6)] public long Succeeded { get; init; }
     [Id(7)] public long Failed { get; init; }

@@ -295,7 +295,7 @@ internal static class RunProgress
         var rate = meter.Rate(done);
         var remaining = status.Total - done;
         var eta = rate > 0 ? TimeSpan.FromSeconds(remaining / rate).ToString(@"hh\:mm\:ss") : "--:--:--";
-        return $"{done}/{status.Total} done, {status.Failed} failed, {status.Running} running, {rate:0.0} items/s, ETA {eta}";
+        return $"{done}/{status.Total} done, {status.Failed} failed, {status.Running} in flight, {rate:0.0} items/s, ETA {eta}";
     }
 
     /// <summary>Items per second finished by this run (items done before a resume do not count).</summary>
