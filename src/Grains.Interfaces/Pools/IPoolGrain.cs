@@ -35,6 +35,13 @@ public interface IPoolGrain : IGrainWithStringKey
     /// <summary>Forgets a batch that was cancelled or has completed.</summary>
     Task Remove(string batchId);
 
+    /// <summary>
+    /// Extends leases whose holders are still calling (sent in bulk by each silo's renewer). A lease the
+    /// pool does not know (it was granted by a previous activation, before a failover, or it had
+    /// expired while its holder lived) is adopted: its call runs, so it counts against the cap.
+    /// </summary>
+    Task Renew(ImmutableArray<LeaseRenewal> renewals);
+
     /// <summary>Frees slots whose calls have ended, with what each call's outcome says about the pool.</summary>
     Task Release(ImmutableArray<SlotRelease> releases);
 

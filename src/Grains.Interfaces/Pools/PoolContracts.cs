@@ -35,8 +35,12 @@ public sealed record PoolConfig
     /// <summary>How long the pool takes to ramp from one slot back to <see cref="MaxRunning"/> after a cooldown. Default: 10 s.</summary>
     [Id(3)] public TimeSpan SlowStart { get; init; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>How long a granted slot stays held without its call reporting back. Default: 10 min.</summary>
-    [Id(4)] public TimeSpan LeaseDuration { get; init; } = TimeSpan.FromMinutes(10);
+    /// <summary>
+    /// How long a granted slot stays held without word from its holder. Items renew their leases
+    /// (every third of this) while their call runs, so this bounds how long a dead silo's slots and
+    /// items stay stuck, not how long a call may take. Default: 30 s.
+    /// </summary>
+    [Id(4)] public TimeSpan LeaseDuration { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>The model this pool's items are sent to.</summary>
     [Id(5)] public ModelBinding Model { get; init; } = new();
@@ -68,6 +72,18 @@ public sealed record PoolSnapshot(
 [GenerateSerializer, Immutable, Alias("nightshift.ItemLease")]
 public sealed record ItemLease(
     [property: Id(0)] string Pool,
+    [property: Id(1)] long Token,
+    [property: Id(2)] DateTimeOffset ExpiresAt,
+    [property: Id(3)] TimeSpan Duration)
+{
+    /// <summary>The pool activation (epoch) that granted the lease: the high half of the token.</summary>
+    public long Epoch => Token >> 32;
+}
+
+/// <summary>A holder still running its call under <see cref="Token"/>, whose lease now runs to <see cref="ExpiresAt"/>.</summary>
+[GenerateSerializer, Immutable, Alias("nightshift.LeaseRenewal")]
+public sealed record LeaseRenewal(
+    [property: Id(0)] string BatchId,
     [property: Id(1)] long Token,
     [property: Id(2)] DateTimeOffset ExpiresAt);
 

@@ -37,6 +37,12 @@ internal sealed partial class BatchGrain(
 
     private static readonly TimeSpan ResumePeriod = TimeSpan.FromMinutes(1);
 
+    /// <summary>
+    /// How often a live batch requeues items whose lease died (their silo died) and re-registers
+    /// with its pool (which has forgotten it if it failed over).
+    /// </summary>
+    private static readonly TimeSpan MaintenancePeriod = TimeSpan.FromSeconds(5);
+
     /// <summary>How long a batch with nothing due waits before it asks for slots again.</summary>
     private static readonly TimeSpan RecheckDelay = TimeSpan.FromMilliseconds(500);
 
@@ -48,7 +54,7 @@ internal sealed partial class BatchGrain(
     private long _cancelled;
     private long _inputTokens;
     private long _outputTokens;
-    private IGrainTimer? _keepAlive;
+    private IGrainTimer? _maintenance;
     private IGrainReminder? _resume;
 
     private string Id => this.GetPrimaryKeyString();
@@ -255,8 +261,8 @@ internal sealed partial class BatchGrain(
     private async Task JoinPoolAsync()
     {
         _model = await Pool.GetConfig() is { } config ? config.Model : new ModelBinding();
-        _keepAlive ??= this.RegisterGrainTimer(static _ => Task.CompletedTask,
-            new GrainTimerCreationOptions(TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1)) { KeepAlive = true });
+        _maintenance ??= this.RegisterGrainTimer(MaintainAsync,
+            new GrainTimerCreationOptions(MaintenancePeriod, MaintenancePeriod) { KeepAlive = true });
         if (state.State.FinishedAt is null)
         {
             _resume ??= await this.RegisterOrUpdateReminder(ResumeReminder, ResumePeriod, ResumePeriod);
@@ -266,6 +272,42 @@ internal sealed partial class BatchGrain(
         if (state.State.State == BatchState.Paused)
         {
             await Pool.SetPaused(Id, true);
+        }
+
+        await FinishIfDoneAsync();
+    }
+
+    private async Task MaintainAsync(CancellationToken cancellationToken)
+    {
+        if (state.State.FinishedAt is not null)
+        {
+            return;
+        }
+
+        foreach (var item in await store.RequeueExpiredLeasesAsync(Id, time.GetUtcNow(), cancellationToken))
+        {
+            // Its holder stopped renewing: it died with its silo. A late report from it is stale.
+            if (_inFlight.Remove(item.Index))
+            {
+                LogLeaseDied(logger, Id, item.Index, item.Failed);
+                if (item.Failed)
+                {
+                    _failed++;
+                }
+                else
+                {
+                    _pending++;
+                }
+            }
+        }
+
+        if (state.State.State is BatchState.Running or BatchState.Paused)
+        {
+            await Pool.Register(Id, _pending + _inFlight.Count, Spec.Options.Priority);
+            if (state.State.State == BatchState.Paused)
+            {
+                await Pool.SetPaused(Id, true);
+            }
         }
 
         await FinishIfDoneAsync();
@@ -289,8 +331,8 @@ internal sealed partial class BatchGrain(
 
             state.State.FinishedAt = time.GetUtcNow();
             await state.WriteStateAsync();
-            _keepAlive?.Dispose();
-            _keepAlive = null;
+            _maintenance?.Dispose();
+            _maintenance = null;
             if ((_resume ?? await this.GetReminder(ResumeReminder)) is { } resume)
             {
                 await this.UnregisterReminder(resume);
@@ -306,6 +348,9 @@ internal sealed partial class BatchGrain(
 
     [LoggerMessage(EventId = 2002, Level = LogLevel.Information, Message = "Batch {BatchId} {State}: {Succeeded} succeeded, {Failed} failed, {Cancelled} cancelled")]
     private static partial void LogFinished(ILogger logger, string batchId, BatchState state, long succeeded, long failed, long cancelled);
+
+    [LoggerMessage(EventId = 2005, Level = LogLevel.Warning, Message = "Batch {BatchId} item {Index} lost its lease holder; failed as a poison item: {Failed}")]
+    private static partial void LogLeaseDied(ILogger logger, string batchId, int index, bool failed);
 
     [LoggerMessage(EventId = 2004, Level = LogLevel.Debug, Message = "Batch {BatchId} woken by its resume reminder while {State}")]
     private static partial void LogReminder(ILogger logger, string batchId, BatchState state);

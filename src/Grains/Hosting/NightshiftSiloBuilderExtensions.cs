@@ -1,6 +1,8 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using Nightshift.Batches;
+using Nightshift.Items;
 using Nightshift.Models;
 using Nightshift.Storage;
 using Nightshift.Storage.Sqlite;
@@ -24,7 +26,7 @@ public static class NightshiftSiloBuilderExtensions
     {
         var services = builder.Services;
         services.TryAddSingleton(TimeProvider.System);
-        var store = services.AddOptions<SqliteStoreOptions>().BindConfiguration("Nightshift:Store");
+        var store = services.AddOptions<SqliteStoreOptions>().BindConfiguration("Nightshift:Store").ValidateDataAnnotations().ValidateOnStart();
         if (configureStore is not null)
         {
             store.Configure(configureStore);
@@ -38,6 +40,9 @@ public static class NightshiftSiloBuilderExtensions
         services.AddSingleton<IModelResolver, ModelResolver>();
         services.AddSingleton<BatchSubmitter>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, ItemStoreInitializer>();
+        services.AddSingleton<LeaseRenewer>();
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<LeaseRenewer>());
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, BatchResumer>();
 
         // Every item is a grain used for one call; Orleans' default directory cache (a million
         // entries) would remember each one's location and grow with the batch. The grains worth

@@ -16,10 +16,19 @@ namespace Nightshift.Items;
 internal sealed partial class ItemGrain(
     IItemStore store,
     IModelResolver models,
+    LeaseRenewer renewer,
     TimeProvider time,
     ILogger<ItemGrain> logger) : Grain, IItemGrain
 {
+    /// <summary>How long a deactivation (the silo stopping) waits for a running call before it stops it and gives the lease back.</summary>
+    private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(10);
+
+    /// <summary>Cancelled when the batch is cancelled: the call is aborted and the item ends cancelled.</summary>
     private readonly CancellationTokenSource _abort = new();
+
+    /// <summary>Cancelled when the activation must go before its call ends: the item goes back to pending.</summary>
+    private readonly CancellationTokenSource _interrupt = new();
+
     private Task _attempts = Task.CompletedTask;
     private int _unfinished;
 
@@ -36,6 +45,26 @@ internal sealed partial class ItemGrain(
     {
         _abort.Cancel();
         return Task.CompletedTask;
+    }
+
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        if (_unfinished == 0)
+        {
+            return;
+        }
+
+        using var grace = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        grace.CancelAfter(StopGrace);
+        try
+        {
+            await _attempts.WaitAsync(grace.Token);
+        }
+        catch (OperationCanceledException) when (grace.IsCancellationRequested)
+        {
+            await _interrupt.CancelAsync();
+            await _attempts;
+        }
     }
 
     private async Task RunAfterAsync(Task previous, ItemAssignment assignment)
@@ -56,10 +85,17 @@ internal sealed partial class ItemGrain(
 
     private async Task RunAttemptAsync(ItemAssignment assignment, CancellationToken abort)
     {
+        renewer.Hold(assignment.BatchId, assignment.Index, assignment.Lease);
         try
         {
-            var (result, cancelled) = await CallModelAsync(assignment, abort);
-            var record = Decide(assignment, result, cancelled, out var outcome, out var rateLimitedFor);
+            var (result, stop) = await CallModelAsync(assignment, abort);
+            if (stop == CallStop.Interrupted)
+            {
+                await GiveBackAsync(assignment);
+                return;
+            }
+
+            var record = Decide(assignment, result, stop == CallStop.Cancelled, out var outcome, out var rateLimitedFor);
 
             // The slot bounds calls to the model, and this call is over: free it now, while the result
             // is written, so the next item need not wait for our commit. (A lease that was lost is no
@@ -91,36 +127,57 @@ internal sealed partial class ItemGrain(
             // the item from there.
             LogAttemptCrashed(logger, failure, assignment.BatchId, assignment.Index);
         }
+        finally
+        {
+            renewer.Drop(assignment.Lease.Token);
+        }
     }
 
-    private async Task<(ModelCallResult Result, bool Cancelled)> CallModelAsync(ItemAssignment assignment, CancellationToken abort)
+    /// <summary>The call was stopped before it ended (the silo is stopping): the item goes back to pending, interrupted.</summary>
+    private async Task GiveBackAsync(ItemAssignment assignment)
+    {
+        // Checkpoint 2b: the request may have reached the model, but no answer reached us. Nothing is
+        // recorded but the interruption, so the item will be called again; an interruption does not
+        // count as a failed attempt.
+        await store.ReleaseLeaseAsync(assignment.BatchId, assignment.Index, assignment.Lease.Token, CancellationToken.None);
+        LogInterrupted(logger, assignment.BatchId, assignment.Index);
+        await Task.WhenAll(
+            GrainFactory.GetGrain<IPoolGrain>(assignment.Lease.Pool).Release([new SlotRelease(assignment.BatchId, assignment.Lease.Token, false, null)]),
+            GrainFactory.GetGrain<IBatchGrain>(assignment.BatchId).ItemFinished(new ItemReport(assignment.Index, assignment.Lease.Token, ItemOutcome.Retrying, 0, 0)));
+    }
+
+    private async Task<(ModelCallResult Result, CallStop Stop)> CallModelAsync(ItemAssignment assignment, CancellationToken abort)
     {
         var model = models.Resolve(assignment.Model);
         var request = new ModelRequest(assignment.CustomId, assignment.Body, assignment.Model.Model, assignment.Attempts + assignment.RateLimitedAttempts + 1);
         using var timeout = new CancellationTokenSource(assignment.Options.AttemptTimeout, time);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(abort, timeout.Token);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(abort, _interrupt.Token, timeout.Token);
 
         // Checkpoint 1: nothing has been sent. A crash before the call leaves the item leased and
         // unbilled; recovery puts it back to pending.
         try
         {
-            return (await model.CompleteAsync(request, linked.Token), false);
+            return (await model.CompleteAsync(request, linked.Token), CallStop.None);
         }
         catch (OperationCanceledException) when (abort.IsCancellationRequested)
         {
-            return (ModelCallResult.Network("cancelled"), true);
+            return (ModelCallResult.Network("cancelled"), CallStop.Cancelled);
+        }
+        catch (OperationCanceledException) when (_interrupt.IsCancellationRequested)
+        {
+            return (ModelCallResult.Network("interrupted"), CallStop.Interrupted);
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested)
         {
-            return (ModelCallResult.TimedOut(assignment.Options.AttemptTimeout), false);
+            return (ModelCallResult.TimedOut(assignment.Options.AttemptTimeout), CallStop.None);
         }
         catch (HttpRequestException network)
         {
-            return (ModelCallResult.Network(network.Message), false);
+            return (ModelCallResult.Network(network.Message), CallStop.None);
         }
         catch (IOException network)
         {
-            return (ModelCallResult.Network(network.Message), false);
+            return (ModelCallResult.Network(network.Message), CallStop.None);
         }
     }
 
@@ -185,9 +242,24 @@ internal sealed partial class ItemGrain(
         });
     }
 
+    [LoggerMessage(EventId = 3003, Level = LogLevel.Information, Message = "Item {BatchId}/{Index} was interrupted by its activation stopping; it goes back to pending")]
+    private static partial void LogInterrupted(ILogger logger, string batchId, int index);
+
     [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "Item {BatchId}/{Index} discarded its result: lease {Token} is no longer its lease")]
     private static partial void LogFenced(ILogger logger, string batchId, int index, long token);
 
     [LoggerMessage(EventId = 3002, Level = LogLevel.Error, Message = "Item {BatchId}/{Index} could not finish its attempt; its lease will expire and the item will be retried")]
     private static partial void LogAttemptCrashed(ILogger logger, Exception exception, string batchId, int index);
+}
+
+/// <summary>Why a model call ended without an answer of its own.</summary>
+internal enum CallStop
+{
+    None = 0,
+
+    /// <summary>The batch was cancelled.</summary>
+    Cancelled,
+
+    /// <summary>The item's activation had to stop (its silo is stopping).</summary>
+    Interrupted,
 }

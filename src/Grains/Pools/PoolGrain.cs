@@ -2,6 +2,9 @@ using System.Collections.Immutable;
 using Microsoft.Extensions.Logging;
 using Nightshift.Batches;
 using Nightshift.Hosting;
+using Nightshift.Items;
+using Nightshift.Storage;
+using Orleans.Storage;
 
 namespace Nightshift.Pools;
 
@@ -14,21 +17,37 @@ public sealed class PoolGrainState
     [Id(1)] public long Epoch { get; set; }
 
     [Id(2)] public DateTimeOffset? CooldownUntil { get; set; }
+
+    /// <summary>The last activation deactivated holding no slot, so the next one has nothing to recover.</summary>
+    [Id(3)] public bool EndedClean { get; set; }
 }
 
 /// <summary>
 /// The limiter grain: slot accounting lives in memory (<see cref="PoolLimiter"/>); only the
 /// configuration, the epoch and the cooldown are persisted.
 /// </summary>
+/// <remarks>
+/// Failover. Orleans' single activation is not strict while membership changes, so two activations
+/// may briefly coexist. Each activation bumps the persisted epoch (optimistic concurrency on the
+/// state's version) and writes a heartbeat every <see cref="HeartbeatPeriod"/>; the older one's write
+/// then fails, and it stops granting. A new activation after an unclean end grants nothing for a
+/// recovery window in which every live holder renews its lease with it (adopted, counted against
+/// the cap), the older activation's last grants included.
+/// </remarks>
 internal sealed partial class PoolGrain(
     [PersistentState(StorageNames.PoolState, StorageNames.Grains)] IPersistentState<PoolGrainState> state,
+    IItemStore store,
     TimeProvider time,
     ILogger<PoolGrain> logger) : Grain, IPoolGrain
 {
     private static readonly TimeSpan TickPeriod = TimeSpan.FromMilliseconds(200);
 
+    private static readonly TimeSpan HeartbeatPeriod = TimeSpan.FromSeconds(2);
+
     private PoolLimiter? _limiter;
     private IGrainTimer? _tick;
+    private DateTimeOffset _lastHeartbeat;
+    private bool _superseded;
 
     private string Name => this.GetPrimaryKeyString();
 
@@ -37,6 +56,15 @@ internal sealed partial class PoolGrain(
         if (state.State.Config is { } config)
         {
             await StartLimiterAsync(config);
+        }
+    }
+
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        if (_limiter is { Running: 0 } && !_superseded)
+        {
+            state.State.EndedClean = true;
+            await state.WriteStateAsync(cancellationToken);
         }
     }
 
@@ -94,6 +122,21 @@ internal sealed partial class PoolGrain(
         return Task.CompletedTask;
     }
 
+    public Task Renew(ImmutableArray<LeaseRenewal> renewals)
+    {
+        var limiter = Limiter;
+        foreach (var renewal in renewals)
+        {
+            if (limiter.Renew(renewal))
+            {
+                LogAdopted(logger, Name, renewal.Token, renewal.BatchId);
+            }
+        }
+
+        EnsureTicking();
+        return Task.CompletedTask;
+    }
+
     public async Task Release(ImmutableArray<SlotRelease> releases)
     {
         var limiter = Limiter;
@@ -127,11 +170,30 @@ internal sealed partial class PoolGrain(
 
     private async Task StartLimiterAsync(PoolConfig config)
     {
+        // An earlier activation that did not end clean may have granted slots whose calls still run
+        // (on this silo's process only when the store outlives processes).
+        var mayHaveHolders = state.State.Epoch > 0 && !state.State.EndedClean && !store.OwnedByOneProcess;
         state.State.Epoch++;
+        state.State.EndedClean = false;
         await state.WriteStateAsync();
+        _lastHeartbeat = time.GetUtcNow();
         _limiter = new PoolLimiter(Name, config, state.State.Epoch, time);
         _limiter.RestoreCooldown(state.State.CooldownUntil);
+        if (mayHaveHolders)
+        {
+            var window = RecoveryWindow(config);
+            _limiter.BeginRecovery(window);
+            LogRecovering(logger, Name, state.State.Epoch, window);
+            EnsureTicking();
+        }
     }
+
+    /// <summary>
+    /// Long enough for every live holder to renew once (each renews a third of the way into its
+    /// lease, checked every second) and for a superseded activation to miss its heartbeat.
+    /// </summary>
+    private static TimeSpan RecoveryWindow(PoolConfig config) =>
+        (config.LeaseDuration / 3) + LeaseRenewer.CheckPeriod + LeaseRenewer.CheckPeriod + HeartbeatPeriod;
 
     private void EnsureTicking()
     {
@@ -142,6 +204,11 @@ internal sealed partial class PoolGrain(
 
     private async Task TickAsync(CancellationToken cancellationToken)
     {
+        if (!await HeartbeatAsync())
+        {
+            return;
+        }
+
         var limiter = Limiter;
         var expired = limiter.ExpireLeases();
         if (expired > 0)
@@ -157,8 +224,44 @@ internal sealed partial class PoolGrain(
         }
     }
 
+    /// <summary>Proves this activation is still the pool's newest; <c>false</c> when it was superseded.</summary>
+    private async Task<bool> HeartbeatAsync()
+    {
+        if (_superseded)
+        {
+            return false;
+        }
+
+        if (time.GetUtcNow() - _lastHeartbeat < HeartbeatPeriod)
+        {
+            return true;
+        }
+
+        try
+        {
+            // Fenced on the state's version: fails once a newer activation has bumped the epoch.
+            await state.WriteStateAsync();
+            _lastHeartbeat = time.GetUtcNow();
+            return true;
+        }
+        catch (InconsistentStateException superseded)
+        {
+            _superseded = true;
+            LogSuperseded(logger, superseded, Name, state.State.Epoch);
+            _tick?.Dispose();
+            _tick = null;
+            DeactivateOnIdle();
+            return false;
+        }
+    }
+
     private async Task GrantAsync()
     {
+        if (_superseded)
+        {
+            return;
+        }
+
         foreach (var (batchId, leases) in Limiter.Grant())
         {
             await GrainFactory.GetGrain<IBatchGrain>(batchId).SlotsGranted([.. leases]);
@@ -173,6 +276,15 @@ internal sealed partial class PoolGrain(
 
     [LoggerMessage(EventId = 1003, Level = LogLevel.Debug, Message = "Pool {Pool} ignored the release of slot {Token} by batch {BatchId}: not held")]
     private static partial void LogUnknownRelease(ILogger logger, string pool, long token, string batchId);
+
+    [LoggerMessage(EventId = 1005, Level = LogLevel.Warning, Message = "Pool {Pool} activated as epoch {Epoch} after an unclean end: granting nothing for {Window} while live holders renew their leases")]
+    private static partial void LogRecovering(ILogger logger, string pool, long epoch, TimeSpan window);
+
+    [LoggerMessage(EventId = 1006, Level = LogLevel.Information, Message = "Pool {Pool} adopted lease {Token} of batch {BatchId} from its renewal")]
+    private static partial void LogAdopted(ILogger logger, string pool, long token, string batchId);
+
+    [LoggerMessage(EventId = 1007, Level = LogLevel.Warning, Message = "Pool {Pool} activation of epoch {Epoch} was superseded by a newer one; it stops granting")]
+    private static partial void LogSuperseded(ILogger logger, Exception exception, string pool, long epoch);
 
     [LoggerMessage(EventId = 1004, Level = LogLevel.Warning, Message = "Pool {Pool} freed {Count} slot(s) whose leases expired")]
     private static partial void LogLeasesExpired(ILogger logger, string pool, int count);

@@ -17,6 +17,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     private long _sequence;
     private double _virtualPass;
     private DateTimeOffset? _cooldownEnd;
+    private DateTimeOffset? _recoveringUntil;
 
     public PoolConfig Config { get; set; } = config;
 
@@ -91,7 +92,8 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     {
         if (!_batches.TryGetValue(batchId, out var share))
         {
-            share = new BatchShare { Pass = _virtualPass };
+            // Slots it already holds may have been adopted from renewals before it registered.
+            share = new BatchShare { Pass = _virtualPass, Running = _leases.Values.Count(h => h.BatchId == batchId) };
             _batches[batchId] = share;
         }
 
@@ -163,6 +165,33 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         }
     }
 
+    /// <summary>
+    /// Until when the pool grants nothing: after a failover it cannot know every slot in use until
+    /// each live holder has renewed its lease with it. <c>null</c> when not recovering.
+    /// </summary>
+    public DateTimeOffset? RecoveringUntil => _recoveringUntil > time.GetUtcNow() ? _recoveringUntil : null;
+
+    /// <summary>Holds every grant for <paramref name="window"/>, while the holders of older leases renew them here.</summary>
+    public void BeginRecovery(TimeSpan window) => _recoveringUntil = time.GetUtcNow() + window;
+
+    /// <summary>Extends a held lease, or adopts one this pool does not know; returns <c>true</c> when adopted.</summary>
+    public bool Renew(LeaseRenewal renewal)
+    {
+        if (_leases.TryGetValue(renewal.Token, out var holder))
+        {
+            _leases[renewal.Token] = holder with { ExpiresAt = renewal.ExpiresAt };
+            return false;
+        }
+
+        _leases[renewal.Token] = new Holder(renewal.BatchId, renewal.ExpiresAt);
+        if (_batches.TryGetValue(renewal.BatchId, out var share))
+        {
+            share.Running++;
+        }
+
+        return true;
+    }
+
     /// <summary>Restores a cooldown that a previous activation persisted.</summary>
     public void RestoreCooldown(DateTimeOffset? until) => _cooldownEnd = until;
 
@@ -184,7 +213,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     {
         var cap = EffectiveCap;
         var free = cap - Running;
-        if (free <= 0 || free < Math.Min(GrantChunk, cap) || _batches.Count == 0)
+        if (free <= 0 || free < Math.Min(GrantChunk, cap) || _batches.Count == 0 || RecoveringUntil is not null)
         {
             return [];
         }
@@ -194,7 +223,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         while (free > 0 && NextBatch(now) is { } batchId)
         {
             var share = _batches[batchId];
-            var lease = new ItemLease(name, (epoch << 32) | ++_sequence, now + Config.LeaseDuration);
+            var lease = new ItemLease(name, (epoch << 32) | ++_sequence, now + Config.LeaseDuration, Config.LeaseDuration);
             _leases[lease.Token] = new Holder(batchId, lease.ExpiresAt);
             share.Running++;
             _virtualPass = share.Pass;

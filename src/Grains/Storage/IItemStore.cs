@@ -13,6 +13,12 @@ public interface IItemStore
     Task InitializeAsync(CancellationToken cancellationToken);
 
     /// <summary>
+    /// The store belongs to one process, so whatever held leases before this process started is dead:
+    /// nothing from before the start can still be running.
+    /// </summary>
+    bool OwnedByOneProcess { get; }
+
+    /// <summary>
     /// Opens an all-or-nothing ingest of a batch's items: nothing is visible to anyone until
     /// <see cref="IItemIngestSession.CommitAsync"/>, and disposing without committing leaves nothing behind.
     /// </summary>
@@ -35,8 +41,24 @@ public interface IItemStore
     /// <summary>When the earliest pending item of the batch is due, or <c>null</c> when none is pending.</summary>
     Task<DateTimeOffset?> NextDueAsync(string batchId, CancellationToken cancellationToken);
 
-    /// <summary>Puts leased items whose lease expired before <paramref name="now"/> back to pending, counting the interruption.</summary>
-    Task<int> RequeueExpiredLeasesAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken);
+    /// <summary>
+    /// Puts leased items whose lease expired before <paramref name="now"/> back to pending, counting the
+    /// interruption; an item interrupted too often fails instead (a poison item must not crash-loop
+    /// the cluster).
+    /// </summary>
+    Task<IReadOnlyList<RequeuedItem>> RequeueExpiredLeasesAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Extends the leases still held under their tokens; returns the tokens extended. A token missing
+    /// from the answer was lost (expired and requeued, or the item was cancelled): its result will be fenced.
+    /// </summary>
+    Task<IReadOnlySet<long>> ExtendLeasesAsync(IReadOnlyList<LeaseExtension> leases, CancellationToken cancellationToken);
+
+    /// <summary>Gives a leased item back (its call was stopped before it could end), counting the interruption.</summary>
+    Task<bool> ReleaseLeaseAsync(string batchId, int index, long leaseToken, CancellationToken cancellationToken);
+
+    /// <summary>Batches with items still pending or leased: the ones to resume after a restart.</summary>
+    Task<IReadOnlyList<string>> ListUnfinishedBatchesAsync(CancellationToken cancellationToken);
 
     /// <summary>Marks every pending item of the batch cancelled.</summary>
     Task<int> CancelPendingAsync(string batchId, CancellationToken cancellationToken);
@@ -92,5 +114,10 @@ public sealed record ItemCounts(long Pending, long Leased, long Succeeded, long 
 {
     public long Total => Pending + Leased + Succeeded + Failed + Cancelled;
 }
+
+public sealed record LeaseExtension(string BatchId, int Index, long Token, DateTimeOffset ExpiresAt);
+
+/// <summary>An item whose lease died: back to pending, or <see cref="Failed"/> when it was interrupted too often.</summary>
+public sealed record RequeuedItem(int Index, bool Failed);
 
 public sealed record ItemResult(int Index, string CustomId, ItemState State, int? StatusCode, string? Response, string? Error);

@@ -251,11 +251,50 @@ public sealed class PoolLimiterTests
         limiter.Register("a", 10, 1);
         Leases(limiter.Grant());
 
-        _time.Advance(TimeSpan.FromMinutes(9));
+        _time.Advance(TimeSpan.FromSeconds(29));
         Assert.Equal(0, limiter.ExpireLeases());
-        _time.Advance(TimeSpan.FromMinutes(2));
+        _time.Advance(TimeSpan.FromSeconds(2));
         Assert.Equal(2, limiter.ExpireLeases());
         Assert.Equal(0, limiter.Running);
+    }
+
+    [Fact]
+    public void RenewedLeases_DoNotExpire()
+    {
+        var limiter = Limiter(maxRunning: 2);
+        limiter.Register("a", 10, 1);
+        var leases = Leases(limiter.Grant());
+
+        _time.Advance(TimeSpan.FromSeconds(20));
+        Assert.False(limiter.Renew(new LeaseRenewal("a", leases[0].Token, _time.GetUtcNow() + TimeSpan.FromSeconds(30))));
+        _time.Advance(TimeSpan.FromSeconds(11));
+
+        Assert.Equal(1, limiter.ExpireLeases());
+        Assert.Equal(1, limiter.Running);
+    }
+
+    [Fact]
+    public void AfterAFailover_NothingIsGranted_UntilLiveHoldersHaveRenewed_AndTheirSlotsCount()
+    {
+        var before = Limiter(maxRunning: 4);
+        before.Register("a", 100, 1);
+        var held = Leases(before.Grant());
+
+        var after = new PoolLimiter("gpt", before.Config, epoch: 4, _time);
+        after.BeginRecovery(TimeSpan.FromSeconds(12));
+        after.Register("a", 100, 1);
+        Assert.Empty(after.Grant());
+
+        Assert.True(after.Renew(new LeaseRenewal("a", held[0].Token, _time.GetUtcNow() + TimeSpan.FromSeconds(30))));
+        Assert.True(after.Renew(new LeaseRenewal("a", held[1].Token, _time.GetUtcNow() + TimeSpan.FromSeconds(30))));
+        _time.Advance(TimeSpan.FromSeconds(12));
+
+        var granted = Leases(after.Grant());
+        Assert.Equal(2, granted.Count);
+        Assert.All(granted, lease => Assert.Equal(4, lease.Epoch));
+        Assert.Equal(4, after.Running);
+        Assert.True(after.Release(new SlotRelease("a", held[0].Token, true, null)));
+        Assert.Single(Leases(after.Grant()));
     }
 
     [Fact]

@@ -112,10 +112,75 @@ public sealed class SqliteItemStoreTests : IAsyncLifetime
         await _store.ClaimAsync("b", [Lease(1, expiresIn: TimeSpan.FromSeconds(10)), Lease(2, expiresIn: TimeSpan.FromMinutes(10))], _time.GetUtcNow(), Ct);
 
         _time.Advance(TimeSpan.FromSeconds(11));
-        Assert.Equal(1, await _store.RequeueExpiredLeasesAsync("b", _time.GetUtcNow(), Ct));
+        Assert.Equal([new RequeuedItem(0, Failed: false)], await _store.RequeueExpiredLeasesAsync("b", _time.GetUtcNow(), Ct));
 
         var counts = await _store.CountAsync("b", Ct);
         Assert.Equal((1, 1), (counts.Pending, counts.Leased));
+    }
+
+    [Fact]
+    public async Task ExtendedLeases_DoNotExpire_AndALostLeaseIsNotExtended()
+    {
+        await IngestAsync("b", 2);
+        await _store.ClaimAsync("b", [Lease(1, expiresIn: TimeSpan.FromSeconds(10)), Lease(2, expiresIn: TimeSpan.FromSeconds(10))], _time.GetUtcNow(), Ct);
+
+        var extended = await _store.ExtendLeasesAsync(
+            [new LeaseExtension("b", 0, 1, _time.GetUtcNow() + TimeSpan.FromSeconds(30)), new LeaseExtension("b", 1, 99, _time.GetUtcNow() + TimeSpan.FromSeconds(30))], Ct);
+        _time.Advance(TimeSpan.FromSeconds(11));
+
+        Assert.Equal([1L], extended);
+        Assert.Equal([new RequeuedItem(1, Failed: false)], await _store.RequeueExpiredLeasesAsync("b", _time.GetUtcNow(), Ct));
+        Assert.Empty(await _store.ExtendLeasesAsync([new LeaseExtension("b", 1, 2, _time.GetUtcNow() + TimeSpan.FromSeconds(30))], Ct));
+    }
+
+    [Fact]
+    public async Task AnItemInterruptedMaxInterruptionsTimes_FailsWithTheReason()
+    {
+        await using var store = NewStore(maxInterruptions: 2);
+        await store.InitializeAsync(Ct);
+        await using (var session = await store.BeginIngestAsync("poison", Ct))
+        {
+            Assert.Null(await session.AddAsync(Item(0, "p"), Ct));
+            await session.CommitAsync(Ct);
+        }
+
+        var outcomes = new List<RequeuedItem>();
+        for (long token = 1; token <= 2; token++)
+        {
+            Assert.Single(await store.ClaimAsync("poison", [Lease(token, expiresIn: TimeSpan.FromSeconds(1))], _time.GetUtcNow(), Ct));
+            _time.Advance(TimeSpan.FromSeconds(2));
+            outcomes.AddRange(await store.RequeueExpiredLeasesAsync("poison", _time.GetUtcNow(), Ct));
+        }
+
+        Assert.Equal([new RequeuedItem(0, Failed: false), new RequeuedItem(0, Failed: true)], outcomes);
+        var result = Assert.Single(await ResultsAsync("poison", store));
+        Assert.Equal(ItemState.Failed, result.State);
+        Assert.Contains("interrupted 2 times", result.Error);
+    }
+
+    [Fact]
+    public async Task ReleasedLease_PutsTheItemBackToPending_OnlyUnderItsToken()
+    {
+        await IngestAsync("b", 1);
+        await _store.ClaimAsync("b", [Lease(7)], _time.GetUtcNow(), Ct);
+
+        Assert.False(await _store.ReleaseLeaseAsync("b", 0, 8, Ct));
+        Assert.True(await _store.ReleaseLeaseAsync("b", 0, 7, Ct));
+
+        Assert.Equal(1, (await _store.CountAsync("b", Ct)).Pending);
+    }
+
+    [Fact]
+    public async Task UnfinishedBatches_AreThoseWithPendingOrLeasedItems()
+    {
+        await IngestAsync("done", 1);
+        await _store.ClaimAsync("done", [Lease(1)], _time.GetUtcNow(), Ct);
+        await _store.RecordAttemptAsync(Attempt("done", 0, 1, ItemState.Succeeded), Ct);
+        await IngestAsync("leased", 1);
+        await _store.ClaimAsync("leased", [Lease(2)], _time.GetUtcNow(), Ct);
+        await IngestAsync("pending", 1);
+
+        Assert.Equal(["leased", "pending"], (await _store.ListUnfinishedBatchesAsync(Ct)).Order());
     }
 
     [Fact]
@@ -185,11 +250,12 @@ public sealed class SqliteItemStoreTests : IAsyncLifetime
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private SqliteItemStore NewStore() => new(Options.Create(new SqliteStoreOptions { Path = DatabasePath }), _time);
+    private SqliteItemStore NewStore(int maxInterruptions = 5) =>
+        new(Options.Create(new SqliteStoreOptions { Path = DatabasePath, MaxInterruptions = maxInterruptions }), _time);
 
     private static ItemRequest Item(int index, string customId) => new(index, customId, "POST", "/v1/chat/completions", """{"messages":[]}""");
 
-    private ItemLease Lease(long token, TimeSpan? expiresIn = null) => new("pool", token, _time.GetUtcNow() + (expiresIn ?? TimeSpan.FromMinutes(10)));
+    private ItemLease Lease(long token, TimeSpan? expiresIn = null) => new("pool", token, _time.GetUtcNow() + (expiresIn ?? TimeSpan.FromMinutes(10)), expiresIn ?? TimeSpan.FromMinutes(10));
 
     private AttemptRecord Attempt(string batch, int index, long token, ItemState state, DateTimeOffset? next = null) =>
         new(batch, index, token, state, 1, 0, next, null, 200, """{"ok":true}""", null, new TokenUsage(10, 2), _time.GetUtcNow());
@@ -205,10 +271,10 @@ public sealed class SqliteItemStoreTests : IAsyncLifetime
         await session.CommitAsync(Ct);
     }
 
-    private async Task<List<ItemResult>> ResultsAsync(string batchId)
+    private async Task<List<ItemResult>> ResultsAsync(string batchId, IItemStore? store = null)
     {
         var results = new List<ItemResult>();
-        await foreach (var result in _store.ReadResultsAsync(batchId, Ct))
+        await foreach (var result in (store ?? _store).ReadResultsAsync(batchId, Ct))
         {
             results.Add(result);
         }

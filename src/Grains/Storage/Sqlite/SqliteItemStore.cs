@@ -42,14 +42,15 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
             await SqliteSchema.ApplyAsync(connection, cancellationToken);
             if (_options.RecoverLeasesAtStart)
             {
+                // Every lease belongs to a process that died: requeue them all at once.
                 await using var recover = connection.CreateCommand();
-                recover.CommandText = """
-                    UPDATE ns_items
-                    SET state = 0, lease_token = NULL, lease_expires_at = NULL, interruptions = interruptions + 1, updated_at = @now
-                    WHERE state = 1;
-                    """;
+                recover.CommandText = RequeueSql("state = 1");
                 recover.Parameters.AddWithValue("@now", Now());
-                await recover.ExecuteNonQueryAsync(cancellationToken);
+                recover.Parameters.AddWithValue("@max_interruptions", _options.MaxInterruptions);
+                await using var reader = await recover.ExecuteReaderAsync(cancellationToken);
+                while (await reader.ReadAsync(cancellationToken))
+                {
+                }
             }
         }
 
@@ -166,7 +167,52 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
         return await command.ExecuteScalarAsync(cancellationToken) is long due ? DateTimeOffset.FromUnixTimeMilliseconds(due) : null;
     }
 
-    public Task<int> RequeueExpiredLeasesAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken) =>
+    public bool OwnedByOneProcess => _options.RecoverLeasesAtStart;
+
+    public Task<IReadOnlyList<RequeuedItem>> RequeueExpiredLeasesAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken) =>
+        Writer.RunAsync<IReadOnlyList<RequeuedItem>>((connection, transaction) =>
+        {
+            using var command = connection.CreateCommand();
+            command.Transaction = transaction;
+            command.CommandText = RequeueSql("batch_id = @batch AND state = 1 AND lease_expires_at < @now");
+            command.Parameters.AddWithValue("@batch", batchId);
+            command.Parameters.AddWithValue("@now", now.ToUnixTimeMilliseconds());
+            command.Parameters.AddWithValue("@max_interruptions", _options.MaxInterruptions);
+            var requeued = new List<RequeuedItem>();
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                requeued.Add(new RequeuedItem(reader.GetInt32(0), reader.GetInt32(1) == (int)ItemState.Failed));
+            }
+
+            return requeued;
+        });
+
+    public Task<IReadOnlySet<long>> ExtendLeasesAsync(IReadOnlyList<LeaseExtension> leases, CancellationToken cancellationToken) =>
+        Writer.RunAsync<IReadOnlySet<long>>((connection, transaction) =>
+        {
+            // Fenced like a result: only a lease still held under its token is extended.
+            var extend = WriterCommand(connection, transaction, "extend", """
+                UPDATE ns_items SET lease_expires_at = @expires
+                WHERE batch_id = @batch AND idx = @idx AND state = 1 AND lease_token = @token;
+                """);
+            var extended = new HashSet<long>();
+            foreach (var lease in leases)
+            {
+                Bind(extend, "@batch", lease.BatchId);
+                Bind(extend, "@idx", lease.Index);
+                Bind(extend, "@token", lease.Token);
+                Bind(extend, "@expires", lease.ExpiresAt.ToUnixTimeMilliseconds());
+                if (extend.ExecuteNonQuery() == 1)
+                {
+                    extended.Add(lease.Token);
+                }
+            }
+
+            return extended;
+        });
+
+    public Task<bool> ReleaseLeaseAsync(string batchId, int index, long leaseToken, CancellationToken cancellationToken) =>
         Writer.RunAsync((connection, transaction) =>
         {
             using var command = connection.CreateCommand();
@@ -174,12 +220,29 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
             command.CommandText = """
                 UPDATE ns_items
                 SET state = 0, lease_token = NULL, lease_expires_at = NULL, interruptions = interruptions + 1, updated_at = @now
-                WHERE batch_id = @batch AND state = 1 AND lease_expires_at < @now;
+                WHERE batch_id = @batch AND idx = @idx AND state = 1 AND lease_token = @token;
                 """;
             command.Parameters.AddWithValue("@batch", batchId);
-            command.Parameters.AddWithValue("@now", now.ToUnixTimeMilliseconds());
-            return command.ExecuteNonQuery();
+            command.Parameters.AddWithValue("@idx", index);
+            command.Parameters.AddWithValue("@token", leaseToken);
+            command.Parameters.AddWithValue("@now", Now());
+            return command.ExecuteNonQuery() == 1;
         });
+
+    public async Task<IReadOnlyList<string>> ListUnfinishedBatchesAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT DISTINCT batch_id FROM ns_items WHERE state IN (0, 1);";
+        var batches = new List<string>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            batches.Add(reader.GetString(0));
+        }
+
+        return batches;
+    }
 
     public Task<int> CancelPendingAsync(string batchId, CancellationToken cancellationToken) =>
         Writer.RunAsync((connection, transaction) =>
@@ -236,6 +299,21 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
         await connection.OpenAsync(cancellationToken);
         return connection;
     }
+
+    /// <summary>
+    /// Requeues the leased items <paramref name="where"/> selects, or fails those interrupted
+    /// @max_interruptions times; returns each item's index and new state.
+    /// </summary>
+    private static string RequeueSql(string where) => $"""
+        UPDATE ns_items
+        SET state = CASE WHEN interruptions + 1 >= @max_interruptions THEN 3 ELSE 0 END,
+            error = CASE WHEN interruptions + 1 >= @max_interruptions
+                THEN 'interrupted ' || (interruptions + 1) || ' times by the death of the process running it; not tried again (Nightshift:Store:MaxInterruptions)'
+                ELSE error END,
+            lease_token = NULL, lease_expires_at = NULL, interruptions = interruptions + 1, updated_at = @now
+        WHERE {where}
+        RETURNING idx, state;
+        """;
 
     private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();
 

@@ -1,3 +1,5 @@
+using System.ComponentModel.DataAnnotations;
+
 namespace Nightshift.Storage.Sqlite;
 
 /// <summary>The embedded store: one SQLite file for items, grain state and reminders.</summary>
@@ -19,6 +21,13 @@ public sealed class SqliteStoreOptions
     /// On: survives those too, at about half the throughput on this kind of disk. Default: false.
     /// </summary>
     public bool SyncEveryCommit { get; set; }
+
+    /// <summary>
+    /// How often an item's attempt may be cut off by the death of the process running it before the
+    /// item fails instead of being tried again. Default: 5.
+    /// </summary>
+    [Range(1, 1000)]
+    public int MaxInterruptions { get; set; } = 5;
 
     public string ConnectionString => $"Data Source={System.IO.Path.GetFullPath(Path)};Pooling=True;Default Timeout=30";
 }

@@ -1,0 +1,104 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+using Nightshift.Pools;
+using Nightshift.Storage;
+
+namespace Nightshift.Items;
+
+/// <summary>
+/// Keeps alive the leases of the calls running on this silo. Every <see cref="CheckPeriod"/> it takes
+/// the leases a third or more of whose duration has passed since their last renewal and extends them
+/// in bulk: one store transaction for all of them, then one message per pool, not one per item.
+/// A lease the store no longer holds under its token was lost; its item's result will be fenced.
+/// </summary>
+internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grains, TimeProvider time, ILogger<LeaseRenewer> logger)
+    : ILifecycleParticipant<ISiloLifecycle>
+{
+    /// <summary>How often the renewer looks for leases due for renewal.</summary>
+    public static readonly TimeSpan CheckPeriod = TimeSpan.FromSeconds(1);
+
+    private readonly ConcurrentDictionary<long, HeldLease> _held = new();
+    private readonly CancellationTokenSource _stopping = new();
+    private Task _loop = Task.CompletedTask;
+
+    /// <summary>Leases held by calls running on this silo.</summary>
+    public int Count => _held.Count;
+
+    public void Hold(string batchId, int index, ItemLease lease) => _held[lease.Token] = new HeldLease(batchId, index, lease, time.GetUtcNow());
+
+    public void Drop(long token) => _held.TryRemove(token, out _);
+
+    public void Participate(ISiloLifecycle lifecycle) =>
+        lifecycle.Subscribe(nameof(LeaseRenewer), ServiceLifecycleStage.Active, StartAsync, StopAsync);
+
+    /// <summary>Renews every lease due now; the loop calls it each period, tests call it directly.</summary>
+    public async Task RenewDueAsync(CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var due = _held.Values.Where(held => now - held.RenewedAt >= held.Lease.Duration / 3).ToList();
+        if (due.Count == 0)
+        {
+            return;
+        }
+
+        var extensions = due.Select(held => new LeaseExtension(held.BatchId, held.Index, held.Lease.Token, now + held.Lease.Duration)).ToList();
+        var extended = await store.ExtendLeasesAsync(extensions, cancellationToken);
+        var renewals = new List<(string Pool, LeaseRenewal Renewal)>(extended.Count);
+        foreach (var held in due)
+        {
+            if (!extended.Contains(held.Lease.Token))
+            {
+                LogLost(logger, held.BatchId, held.Index, held.Lease.Token);
+                _held.TryRemove(held.Lease.Token, out _);
+                continue;
+            }
+
+            _held.TryUpdate(held.Lease.Token, held with { RenewedAt = now }, held);
+            renewals.Add((held.Lease.Pool, new LeaseRenewal(held.BatchId, held.Lease.Token, now + held.Lease.Duration)));
+        }
+
+        await Task.WhenAll(renewals.GroupBy(r => r.Pool, StringComparer.Ordinal)
+            .Select(pool => grains.GetGrain<IPoolGrain>(pool.Key).Renew([.. pool.Select(r => r.Renewal)])));
+    }
+
+    private Task StartAsync(CancellationToken cancellationToken)
+    {
+        _loop = RunAsync(_stopping.Token);
+        return Task.CompletedTask;
+    }
+
+    private async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync();
+        await _loop;
+    }
+
+    private async Task RunAsync(CancellationToken stopping)
+    {
+        while (!stopping.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(CheckPeriod, time, stopping);
+                await RenewDueAsync(stopping);
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception failure)
+            {
+                // The next period tries again; a lease that expires meanwhile is recovered by its batch.
+                LogRenewFailed(logger, failure, _held.Count);
+            }
+        }
+    }
+
+    private sealed record HeldLease(string BatchId, int Index, ItemLease Lease, DateTimeOffset RenewedAt);
+
+    [LoggerMessage(EventId = 3101, Level = LogLevel.Warning, Message = "Item {BatchId}/{Index} lost lease {Token}: its result will be discarded")]
+    private static partial void LogLost(ILogger logger, string batchId, int index, long token);
+
+    [LoggerMessage(EventId = 3102, Level = LogLevel.Error, Message = "Renewing {Count} lease(s) failed; retrying next period")]
+    private static partial void LogRenewFailed(ILogger logger, Exception exception, int count);
+}
