@@ -61,6 +61,9 @@ public sealed record BatchStatus
     [Id(11)] public DateTimeOffset? CreatedAt { get; init; }
     [Id(12)] public DateTimeOffset? FinishedAt { get; init; }
 
+    /// <summary>The silo the batch's activation runs on.</summary>
+    [Id(13)] public string? Silo { get; init; }
+
     public bool IsFinished => State is BatchState.Completed or BatchState.Cancelled && Running == 0;
 }
 

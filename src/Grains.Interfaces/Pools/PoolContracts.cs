@@ -9,14 +9,23 @@ public sealed record ModelBinding
     /// <summary>The provider's name: <c>simulated</c> is built in.</summary>
     [Id(0)] public string Provider { get; init; } = ModelProviders.Simulated;
 
-    /// <summary>The model or deployment name reported in results.</summary>
+    /// <summary>The model or deployment name; for an endpoint, it replaces each request body's <c>model</c>.</summary>
     [Id(1)] public string Model { get; init; } = "nightshift-sim";
+
+    /// <summary>The endpoint's base URL, up to and including its version segment (e.g. <c>https://api.openai.com/v1</c>).</summary>
+    [Id(2)] public string? Endpoint { get; init; }
+
+    /// <summary>The name of the environment variable holding the API key (never the key itself); none sends no key.</summary>
+    [Id(3)] public string? ApiKeyEnvironmentVariable { get; init; }
 }
 
 /// <summary>Names of the model providers Nightshift knows.</summary>
 public static class ModelProviders
 {
     public const string Simulated = "simulated";
+
+    /// <summary>Any endpoint that speaks OpenAI's chat completions (OpenAI, vLLM, Ollama, LM Studio, the test mock).</summary>
+    public const string OpenAiCompatible = "openai";
 }
 
 /// <summary>A pool's limits and the model behind it.</summary>
@@ -63,7 +72,9 @@ public sealed record PoolSnapshot(
     [property: Id(4)] int EffectiveCap,
     [property: Id(5)] DateTimeOffset? CooldownUntil,
     [property: Id(6)] long RateLimited,
-    [property: Id(7)] int Batches);
+    [property: Id(7)] int Batches,
+    [property: Id(8)] string Silo,
+    [property: Id(9)] DateTimeOffset? RecoveringUntil);
 
 /// <summary>
 /// A slot granted to a batch for one item. <see cref="Token"/> is the fencing token: unique per pool

@@ -130,6 +130,7 @@ internal sealed partial class BatchGrain(
             OutputTokens = _outputTokens,
             CreatedAt = state.State.CreatedAt,
             FinishedAt = state.State.FinishedAt,
+            Silo = RuntimeIdentity,
         });
     }
 

@@ -93,7 +93,7 @@ internal sealed partial class PoolGrain(
     {
         var limiter = Limiter;
         return Task.FromResult(new PoolSnapshot(Name, limiter.Config, limiter.Running, limiter.Queued, limiter.EffectiveCap,
-            limiter.CooldownUntil, limiter.RateLimited, limiter.BatchCount));
+            limiter.CooldownUntil, limiter.RateLimited, limiter.BatchCount, RuntimeIdentity, limiter.RecoveringUntil));
     }
 
     public Task<QueueReservation> Reserve(string batchId, int itemCount, int priority)

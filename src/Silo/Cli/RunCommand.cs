@@ -43,6 +43,9 @@ internal static class RunCommand
     private static readonly Option<string?> Store = new("--store") { Description = "Path of the SQLite store file (default: ./data/nightshift.db)." };
     private static readonly Option<int> MaxRunning = new("--max-running") { Description = "Calls that may run at once.", DefaultValueFactory = _ => 16 };
     private static readonly Option<int> MaxAttempts = new("--max-attempts") { Description = "Attempts per item that may end in a model error (429s have their own budget).", DefaultValueFactory = _ => 5 };
+    private static readonly Option<string?> Endpoint = new("--endpoint") { Description = "Base URL of an OpenAI-compatible endpoint, including its version segment (e.g. http://localhost:11434/v1). Default: the simulated model." };
+    private static readonly Option<string?> Model = new("--model") { Description = "The model to ask at --endpoint; it replaces each line's body.model." };
+    private static readonly Option<string?> ApiKeyEnv = new("--api-key-env") { Description = "The environment variable holding the endpoint's API key (the key itself is never passed on the command line)." };
     private static readonly Option<bool> Verbose = new("--verbose") { Description = "Show Nightshift's and Orleans' informational logs." };
 
     public static Command Create()
@@ -62,10 +65,36 @@ internal static class RunCommand
                 result.AddError("--max-attempts must be at least 1.");
             }
         });
+        Endpoint.Validators.Add(result =>
+        {
+            if (!Uri.TryCreate(result.GetValue(Endpoint), UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
+            {
+                result.AddError("--endpoint must be an absolute http(s) URL, e.g. http://localhost:11434/v1.");
+            }
+        });
+        ApiKeyEnv.Validators.Add(result =>
+        {
+            if (Environment.GetEnvironmentVariable(result.GetValue(ApiKeyEnv)!) is null)
+            {
+                result.AddError($"--api-key-env names '{result.GetValue(ApiKeyEnv)}', which is not set in the environment.");
+            }
+        });
         var command = new Command("run", "Run a JSONL file to completion in an embedded silo and write the results; run again to resume.")
         {
-            Input, Out, Store, MaxRunning, MaxAttempts, Verbose,
+            Input, Out, Store, MaxRunning, MaxAttempts, Endpoint, Model, ApiKeyEnv, Verbose,
         };
+        command.Validators.Add(result =>
+        {
+            if (result.GetValue(Endpoint) is not null && result.GetValue(Model) is null)
+            {
+                result.AddError("--endpoint needs --model: the model to ask there.");
+            }
+
+            if (result.GetValue(Endpoint) is null && (result.GetValue(Model) is not null || result.GetValue(ApiKeyEnv) is not null))
+            {
+                result.AddError("--model and --api-key-env go with --endpoint.");
+            }
+        });
         command.SetAction(RunAsync);
         return command;
     }
@@ -103,7 +132,7 @@ internal static class RunCommand
         {
             var services = host.Services;
             var grains = services.GetRequiredService<IGrainFactory>();
-            await grains.GetGrain<IPoolGrain>(PoolName).Configure(new PoolConfig { MaxRunning = parseResult.GetValue(MaxRunning) });
+            await grains.GetGrain<IPoolGrain>(PoolName).Configure(new PoolConfig { MaxRunning = parseResult.GetValue(MaxRunning), Model = ModelBinding(parseResult) });
             var batch = grains.GetGrain<IBatchGrain>(batchId);
             var status = await batch.GetStatus();
             if (status.State == BatchState.NotFound)
@@ -147,6 +176,16 @@ internal static class RunCommand
             await host.StopAsync(CancellationToken.None);
         }
     }
+
+    private static ModelBinding ModelBinding(ParseResult parseResult) => parseResult.GetValue(Endpoint) is { } endpoint
+        ? new ModelBinding
+        {
+            Provider = ModelProviders.OpenAiCompatible,
+            Endpoint = endpoint,
+            Model = parseResult.GetRequiredValue(Model)!,
+            ApiKeyEnvironmentVariable = parseResult.GetValue(ApiKeyEnv),
+        }
+        : new ModelBinding();
 
     /// <summary>
     /// Pauses the batch so nothing more is dispatched, and waits (bounded) for the calls in flight to
