@@ -1,0 +1,250 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Nightshift.MockModel;
+using Nightshift.Tests.Fixtures;
+
+namespace Nightshift.Tests.MockModel;
+
+/// <summary>
+/// The mock model provider that later tests count calls with: its answers must be exact and its
+/// counts must be exact, or every invariant asserted through it is worthless.
+/// </summary>
+public sealed class MockModelServerTests
+{
+    private const string Body = """{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}""";
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task Completion_IsDeterministic_AndCountedPerCustomId()
+    {
+        await using var server = await MockModelServer.StartAsync(new MockModelOptions(), Ct);
+        using var client = new HttpClient { BaseAddress = server.BaseAddress };
+
+        var first = await CompleteAsync(client, "a", Body);
+        var second = await CompleteAsync(client, "a", Body);
+        var other = await CompleteAsync(client, "b", """{"messages":[]}""");
+        using var anonymous = await client.PostAsync("v1/chat/completions", new StringContent(Body), Ct);
+
+        Assert.Equal("chat.completion", first.GetProperty("object").GetString());
+        Assert.StartsWith("chatcmpl-", first.GetProperty("id").GetString());
+        Assert.True(first.GetProperty("created").GetInt64() > 0);
+        Assert.Equal("gpt-4o-mini", first.GetProperty("model").GetString());
+        Assert.Equal("mock", other.GetProperty("model").GetString());
+        var choice = first.GetProperty("choices").EnumerateArray().Single();
+        Assert.Equal("assistant", choice.GetProperty("message").GetProperty("role").GetString());
+        Assert.Equal("stop", choice.GetProperty("finish_reason").GetString());
+        Assert.Equal(MockModelServer.ExpectedContent(Body), Content(first));
+        Assert.Equal(Content(first), Content(second));
+        Assert.NotEqual(Content(first), Content(other));
+        Assert.Matches("^mock-[0-9a-f]{16}$", Content(first));
+
+        var usage = first.GetProperty("usage");
+        Assert.Equal(Body.Length / 4, usage.GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(8, usage.GetProperty("completion_tokens").GetInt32());
+        Assert.Equal((Body.Length / 4) + 8, usage.GetProperty("total_tokens").GetInt32());
+        Assert.Equal(HttpStatusCode.OK, anonymous.StatusCode);
+
+        var stats = server.Stats;
+        Assert.Equal(4, stats.Total);
+        Assert.Equal(0, stats.Current);
+        Assert.Equal(1, stats.Peak);
+        Assert.Equal(new Dictionary<string, int> { ["a"] = 2, ["b"] = 1, ["(none)"] = 1 }, stats.Calls);
+    }
+
+    [Fact]
+    public async Task PeakConcurrency_IsCountedExactly_UnderParallelLoad()
+    {
+        // The held requests wait on a fault delay rather than a short latency, so "all 40 in flight at
+        // once" is observed before they are released, not hoped for from timing.
+        var options = new MockModelOptions
+        {
+            Respond = request => request.CustomId.StartsWith("held-", StringComparison.Ordinal)
+                ? new MockResponse(200, "{}") { Delay = TimeSpan.FromMinutes(5) }
+                : null,
+        };
+        await using var server = await MockModelServer.StartAsync(options, Ct);
+        using var client = new HttpClient { BaseAddress = server.BaseAddress };
+        using var release = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+
+        var held = Enumerable.Range(0, 40).Select(i => PostAsync(client, $"held-{i}", Body, release.Token)).ToList();
+        await WaitUntilAsync(server, stats => stats.Current == 40, "all 40 held requests in flight");
+        Assert.Equal(40, server.Stats.Peak);
+
+        await release.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Task.WhenAll(held));
+        await WaitUntilAsync(server, stats => stats.Current == 0, "every aborted request's slot freed");
+
+        for (var i = 0; i < 3; i++)
+        {
+            await CompleteAsync(client, $"free-{i}", Body);
+        }
+
+        var afterLoad = server.Stats;
+        Assert.Equal(43, afterLoad.Total);
+        Assert.Equal(40, afterLoad.Peak);
+        Assert.Equal(43, afterLoad.Calls.Count);
+        Assert.All(afterLoad.Calls.Values, count => Assert.Equal(1, count));
+
+        using var reset = await client.PostAsync("stats/reset", null, Ct);
+        Assert.Equal(HttpStatusCode.NoContent, reset.StatusCode);
+        var cleared = server.Stats;
+        Assert.Equal(0, cleared.Total);
+        Assert.Equal(0, cleared.Peak);
+        Assert.Empty(cleared.Calls);
+
+        await CompleteAsync(client, "free-0", Body);
+        await CompleteAsync(client, "free-0", Body);
+        var afterReset = server.Stats;
+        Assert.Equal(2, afterReset.Total);
+        Assert.Equal(1, afterReset.Peak);
+        Assert.Equal(2, afterReset.Calls["free-0"]);
+    }
+
+    [Fact]
+    public async Task AzureShape_IsServed()
+    {
+        await using var server = await MockModelServer.StartAsync(new MockModelOptions(), Ct);
+        using var client = new HttpClient { BaseAddress = server.BaseAddress };
+        const string body = """{"messages":[{"role":"user","content":"hi"}]}""";
+
+        using var response = await PostAsync(client, "openai/deployments/my-deployment/chat/completions?api-version=2024-10-21", "az", body, Ct);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var completion = await response.Content.ReadFromJsonAsync<JsonElement>(Ct);
+        Assert.Equal("my-deployment", completion.GetProperty("model").GetString());
+        Assert.Equal(MockModelServer.ExpectedContent(body), Content(completion));
+        Assert.Equal(1, server.Stats.Calls["az"]);
+    }
+
+    [Fact]
+    public async Task Respond_Hook_OverridesTheAnswer()
+    {
+        var seen = new List<MockRequest>();
+        var options = new MockModelOptions();
+        await using var server = await MockModelServer.StartAsync(options, Ct);
+        options.Respond = request =>
+        {
+            lock (seen)
+            {
+                seen.Add(request);
+            }
+
+            return request.Attempt == 1
+                ? new MockResponse(429, """{"error":{"type":"rate_limit_exceeded"}}""") { Headers = new Dictionary<string, string> { ["Retry-After"] = "2" } }
+                : null;
+        };
+        using var client = new HttpClient { BaseAddress = server.BaseAddress };
+
+        using var limited = await PostAsync(client, "r", Body, Ct);
+        Assert.Equal(HttpStatusCode.TooManyRequests, limited.StatusCode);
+        Assert.Equal(TimeSpan.FromSeconds(2), limited.Headers.RetryAfter?.Delta);
+        Assert.Equal("""{"error":{"type":"rate_limit_exceeded"}}""", await limited.Content.ReadAsStringAsync(Ct));
+
+        var retried = await CompleteAsync(client, "r", Body);
+        Assert.Equal(MockModelServer.ExpectedContent(Body), Content(retried));
+
+        Assert.Equal(
+            [new MockRequest("r", "/v1/chat/completions", Body, 1), new MockRequest("r", "/v1/chat/completions", Body, 2)],
+            seen);
+        Assert.Equal(2, server.Stats.Calls["r"]);
+    }
+
+    [Fact]
+    public async Task AbortedRequest_FreesItsSlot()
+    {
+        var options = new MockModelOptions { LatencyMin = TimeSpan.FromMinutes(5), LatencyMax = TimeSpan.FromMinutes(5) };
+        await using var server = await MockModelServer.StartAsync(options, Ct);
+        using var client = new HttpClient { BaseAddress = server.BaseAddress };
+        using var abort = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+
+        var call = PostAsync(client, "gone", Body, abort.Token);
+        await WaitUntilAsync(server, stats => stats.Current == 1, "the request in flight");
+        await abort.CancelAsync();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => call);
+        await WaitUntilAsync(server, stats => stats.Current == 0, "the aborted request's slot freed");
+        var stats = server.Stats;
+        Assert.Equal(1, stats.Total);
+        Assert.Equal(1, stats.Peak);
+        Assert.Equal(1, stats.Calls["gone"]);
+    }
+
+    [Fact]
+    public async Task Executable_PrintsItsAddress_AndCountsCalls_InItsOwnProcess()
+    {
+        using var mock = await MockModelProcess.StartAsync(["--port", "0", "--latency-ms", "5"], Ct);
+        Assert.Equal("127.0.0.1", mock.BaseAddress.Host);
+        Assert.NotEqual(0, mock.BaseAddress.Port);
+        using var client = new HttpClient { BaseAddress = mock.BaseAddress };
+
+        using var health = await client.GetAsync("health", Ct);
+        Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+        var completion = await CompleteAsync(client, "child", Body);
+        Assert.Equal(MockModelServer.ExpectedContent(Body), Content(completion));
+
+        var stats = await client.GetFromJsonAsync<JsonElement>("stats", Ct);
+        Assert.Equal(1, stats.GetProperty("total").GetInt64());
+        Assert.Equal(0, stats.GetProperty("current").GetInt32());
+        Assert.Equal(1, stats.GetProperty("peak").GetInt32());
+        Assert.Equal(1, stats.GetProperty("calls").GetProperty("child").GetInt32());
+        Assert.Single(stats.GetProperty("calls").EnumerateObject());
+
+        mock.Kill();
+        await Assert.ThrowsAnyAsync<HttpRequestException>(() => client.GetAsync("health", Ct));
+    }
+
+    [Fact]
+    public async Task Executable_RejectsBadArguments_WithExitTwo()
+    {
+        using var process = Process.Start(MockModelProcess.StartInfo(["--latency-ms", "50", "10"]))
+            ?? throw new InvalidOperationException("dotnet did not start");
+        var errors = process.StandardError.ReadToEndAsync(Ct);
+        await process.WaitForExitAsync(Ct);
+
+        Assert.Equal(2, process.ExitCode);
+        Assert.Contains("--latency-ms MAX", await errors);
+        Assert.Empty(await process.StandardOutput.ReadToEndAsync(Ct));
+    }
+
+    private static async Task<JsonElement> CompleteAsync(HttpClient client, string customId, string body)
+    {
+        using var response = await PostAsync(client, customId, body, Ct);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return await response.Content.ReadFromJsonAsync<JsonElement>(Ct);
+    }
+
+    private static Task<HttpResponseMessage> PostAsync(HttpClient client, string customId, string body, CancellationToken cancellationToken) =>
+        PostAsync(client, "v1/chat/completions", customId, body, cancellationToken);
+
+    private static async Task<HttpResponseMessage> PostAsync(HttpClient client, string path, string customId, string body, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+        request.Headers.Add("X-Nightshift-Custom-Id", customId);
+        return await client.SendAsync(request, cancellationToken);
+    }
+
+    private static string? Content(JsonElement completion) =>
+        completion.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString();
+
+    /// <summary>Polls the server's own counters; the deadline is generous because it only bounds a failure.</summary>
+    private static async Task WaitUntilAsync(MockModelServer server, Func<MockModelStats, bool> condition, string expectation)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        deadline.CancelAfter(TimeSpan.FromSeconds(30));
+        try
+        {
+            while (!condition(server.Stats))
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(10), deadline.Token);
+            }
+        }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested && !Ct.IsCancellationRequested)
+        {
+            throw new TimeoutException($"not {expectation} after 30 s: {server.Stats}");
+        }
+    }
+}
