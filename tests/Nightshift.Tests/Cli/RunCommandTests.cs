@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Microsoft.Data.Sqlite;
 using Nightshift.Models;
 using Nightshift.Storage;
 using Nightshift.Tests.Fixtures;
@@ -13,15 +12,13 @@ namespace Nightshift.Tests.Cli;
 /// </summary>
 public sealed class RunCommandTests : IDisposable
 {
-    private readonly TempDirectory _directory = new();
+    private readonly RunWorkspace _run = new();
 
-    private string Input => Path.Combine(_directory.Path, "input.jsonl");
+    private string Input => _run.Input;
 
-    private string Output => Path.Combine(_directory.Path, "results.jsonl");
+    private string Output => _run.Output;
 
-    private string StorePath => Path.Combine(_directory.Path, "store", "nightshift.db");
-
-    private string CallLog => Path.Combine(_directory.Path, "calls.log");
+    private string CallLog => _run.CallLog;
 
     [Fact]
     public async Task Run_WritesOneResultPerLine_InInputOrder_AndExitsZero()
@@ -29,7 +26,7 @@ public sealed class RunCommandTests : IDisposable
         var input = Jsonl.Lines(300, "ok");
         await File.WriteAllTextAsync(Input, input, Ct);
 
-        using var silo = Start(Latency(1, 3), "--max-running", "8");
+        using var silo = _run.Start(RunWorkspace.Latency(1, 3), "--max-running", "8");
         Assert.Equal(0, await silo.WaitForExitAsync(TimeSpan.FromMinutes(2)));
 
         var lines = await File.ReadAllLinesAsync(Output, Ct);
@@ -54,9 +51,9 @@ public sealed class RunCommandTests : IDisposable
     public async Task Run_ExitsOne_WhenItemsFail_AndEachFailureCarriesItsReason()
     {
         await File.WriteAllTextAsync(Input, Jsonl.Lines(20, "doomed"), Ct);
-        var environment = new Dictionary<string, string>(Latency(0, 0)) { ["Nightshift__Simulated__ErrorRate"] = "1" };
+        var environment = new Dictionary<string, string>(RunWorkspace.Latency(0, 0)) { ["Nightshift__Simulated__ErrorRate"] = "1" };
 
-        using var silo = Start(environment, "--max-attempts", "1");
+        using var silo = _run.Start(environment, "--max-attempts", "1");
         Assert.Equal(1, await silo.WaitForExitAsync(TimeSpan.FromMinutes(2)));
 
         var lines = await File.ReadAllLinesAsync(Output, Ct);
@@ -75,13 +72,13 @@ public sealed class RunCommandTests : IDisposable
     {
         await File.WriteAllTextAsync(Input, Jsonl.Line("a", "x") + "\n" + Jsonl.Line("b", "y") + "\n{\"custom_id\": \"c\"}\n", Ct);
 
-        using var silo = Start(Latency(0, 0));
+        using var silo = _run.Start(RunWorkspace.Latency(0, 0));
         Assert.Equal(2, await silo.WaitForExitAsync(TimeSpan.FromMinutes(2)));
 
         Assert.Contains("line 3, field 'body': missing", silo.Output);
         Assert.False(File.Exists(Output));
         Assert.False(File.Exists(CallLog));
-        Assert.Equal(0, (await CountsAsync()).Values.Sum());
+        Assert.Equal(0, (await _run.CountsAsync()).Values.Sum());
     }
 
     [Fact]
@@ -91,16 +88,16 @@ public sealed class RunCommandTests : IDisposable
         const int maxRunning = 8;
         await File.WriteAllTextAsync(Input, Jsonl.Lines(items, "crash"), Ct);
 
-        using (var first = Start(Latency(15, 25), "--max-running", $"{maxRunning}"))
+        using (var first = _run.Start(RunWorkspace.Latency(15, 25), "--max-running", $"{maxRunning}"))
         {
-            await WaitUntilSucceededAsync(first, items / 3);
+            await _run.WaitUntilSucceededAsync(first, items / 3);
             first.Kill();
         }
 
-        var doneBeforeKill = await SucceededCustomIdsAsync();
+        var doneBeforeKill = await _run.SucceededCustomIdsAsync();
         Assert.InRange(doneBeforeKill.Count, items / 3, items - 1);
 
-        using var second = Start(Latency(15, 25), "--max-running", $"{maxRunning}");
+        using var second = _run.Start(RunWorkspace.Latency(15, 25), "--max-running", $"{maxRunning}");
         Assert.Equal(0, await second.WaitForExitAsync(TimeSpan.FromMinutes(2)));
         Assert.Contains("Resuming batch", second.Output);
 
@@ -121,96 +118,25 @@ public sealed class RunCommandTests : IDisposable
         const int items = 1_500;
         await File.WriteAllTextAsync(Input, Jsonl.Lines(items, "term"), Ct);
 
-        using (var first = Start(Latency(15, 25), "--max-running", "8"))
+        using (var first = _run.Start(RunWorkspace.Latency(15, 25), "--max-running", "8"))
         {
-            await WaitUntilSucceededAsync(first, items / 3);
+            await _run.WaitUntilSucceededAsync(first, items / 3);
             first.Terminate();
             Assert.Equal(130, await first.WaitForExitAsync(TimeSpan.FromSeconds(30)));
             Assert.Contains("Run the same command again to resume", first.Output);
         }
 
-        var counts = await CountsAsync();
+        var counts = await _run.CountsAsync();
         Assert.Equal(0, counts.GetValueOrDefault(ItemState.Leased));
         Assert.True(counts.GetValueOrDefault(ItemState.Pending) > 0, "the run was stopped before the end");
 
-        using var second = Start(Latency(15, 25), "--max-running", "8");
+        using var second = _run.Start(RunWorkspace.Latency(15, 25), "--max-running", "8");
         Assert.Equal(0, await second.WaitForExitAsync(TimeSpan.FromMinutes(2)));
         Assert.Equal(items, (await File.ReadAllLinesAsync(Output, Ct)).Length);
         Assert.Equal(items, (await File.ReadAllLinesAsync(CallLog, Ct)).Length);
     }
 
-    public void Dispose() => _directory.Dispose();
-
-    private static Dictionary<string, string> Latency(int minMs, int maxMs) => new()
-    {
-        ["Nightshift__Simulated__LatencyMin"] = TimeSpan.FromMilliseconds(minMs).ToString(),
-        ["Nightshift__Simulated__LatencyMax"] = TimeSpan.FromMilliseconds(maxMs).ToString(),
-    };
-
-    private SiloProcess Start(IReadOnlyDictionary<string, string> environment, params string[] options)
-    {
-        var withLog = new Dictionary<string, string>(environment) { ["Nightshift__Simulated__CallLog"] = CallLog };
-        return SiloProcess.Start(_directory.Path, withLog, ["run", "input.jsonl", "--out", Output, "--store", StorePath, .. options]);
-    }
-
-    private async Task WaitUntilSucceededAsync(SiloProcess silo, int succeeded)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(1);
-        while ((await CountsAsync()).GetValueOrDefault(ItemState.Succeeded) < succeeded)
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"fewer than {succeeded} items succeeded within a minute. Output:\n{silo.Output}");
-            await Task.Delay(20, Ct);
-        }
-    }
-
-    private async Task<Dictionary<ItemState, long>> CountsAsync()
-    {
-        var counts = new Dictionary<ItemState, long>();
-        if (!File.Exists(StorePath))
-        {
-            return counts;
-        }
-
-        await using var connection = await OpenStoreAsync();
-        await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT state, COUNT(*) FROM ns_items GROUP BY state";
-        try
-        {
-            await using var reader = await command.ExecuteReaderAsync(Ct);
-            while (await reader.ReadAsync(Ct))
-            {
-                counts[(ItemState)reader.GetInt32(0)] = reader.GetInt64(1);
-            }
-        }
-        catch (SqliteException missing) when (missing.Message.Contains("no such table", StringComparison.Ordinal))
-        {
-            // The silo has created the file but not yet its schema.
-        }
-
-        return counts;
-    }
-
-    private async Task<HashSet<string>> SucceededCustomIdsAsync()
-    {
-        await using var connection = await OpenStoreAsync();
-        await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT custom_id FROM ns_items WHERE state = 2";
-        var ids = new HashSet<string>();
-        await using var reader = await command.ExecuteReaderAsync(Ct);
-        while (await reader.ReadAsync(Ct))
-        {
-            ids.Add(reader.GetString(0));
-        }
-
-        return ids;
-    }
-
-    private async Task<SqliteConnection> OpenStoreAsync()
-    {
-        var connection = new SqliteConnection($"Data Source={StorePath};Mode=ReadOnly;Pooling=False");
-        await connection.OpenAsync(Ct);
-        return connection;
-    }
+    public void Dispose() => _run.Dispose();
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 }
