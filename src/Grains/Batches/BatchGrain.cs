@@ -72,7 +72,14 @@ internal sealed partial class BatchGrain(
 
         await store.RequeueExpiredLeasesAsync(Id, time.GetUtcNow(), cancellationToken);
         var counts = await store.CountAsync(Id, cancellationToken);
-        _pending = counts.Pending + counts.Leased;
+
+        // Calls still running on live silos report to this activation: expect them under their tokens.
+        foreach (var leased in await store.GetLeasedAsync(Id, cancellationToken))
+        {
+            _inFlight[leased.Index] = leased.LeaseToken ?? 0;
+        }
+
+        _pending = counts.Pending + counts.Leased - _inFlight.Count;
         _succeeded = counts.Succeeded;
         _failed = counts.Failed;
         _cancelled = counts.Cancelled;
@@ -180,24 +187,7 @@ internal sealed partial class BatchGrain(
         }
 
         _inFlight.Remove(report.Index);
-        switch (report.Outcome)
-        {
-            case ItemOutcome.Succeeded:
-                _succeeded++;
-                _inputTokens += report.InputTokens;
-                _outputTokens += report.OutputTokens;
-                break;
-            case ItemOutcome.Failed:
-                _failed++;
-                break;
-            case ItemOutcome.Cancelled:
-                _cancelled++;
-                break;
-            case ItemOutcome.Retrying:
-            case ItemOutcome.Fenced:
-                _pending++;
-                break;
-        }
+        Count(report.Outcome, report.InputTokens, report.OutputTokens);
 
         await FinishIfDoneAsync();
     }
@@ -302,6 +292,7 @@ internal sealed partial class BatchGrain(
             }
         }
 
+        await ReconcileAsync(cancellationToken);
         if (state.State.State is BatchState.Running or BatchState.Paused)
         {
             await Pool.Register(Id, _pending + _inFlight.Count, Spec.Options.Priority);
@@ -312,6 +303,60 @@ internal sealed partial class BatchGrain(
         }
 
         await FinishIfDoneAsync();
+    }
+
+    /// <summary>
+    /// Counts the items the store shows past the attempt this batch is waiting on, in case the item's
+    /// report was lost (its call failed when a silo died). A report that still arrives is then stale.
+    /// </summary>
+    private async Task ReconcileAsync(CancellationToken cancellationToken)
+    {
+        if (_inFlight.Count == 0)
+        {
+            return;
+        }
+
+        foreach (var item in await store.GetItemsAsync(Id, [.. _inFlight.Keys], cancellationToken))
+        {
+            if (item.State == ItemState.Leased && item.LeaseToken == _inFlight.GetValueOrDefault(item.Index))
+            {
+                continue;
+            }
+
+            if (_inFlight.Remove(item.Index))
+            {
+                LogReconciled(logger, Id, item.Index, item.State);
+                Count(item.State switch
+                {
+                    ItemState.Succeeded => ItemOutcome.Succeeded,
+                    ItemState.Failed => ItemOutcome.Failed,
+                    ItemState.Cancelled => ItemOutcome.Cancelled,
+                    _ => ItemOutcome.Retrying,
+                }, item.InputTokens, item.OutputTokens);
+            }
+        }
+    }
+
+    private void Count(ItemOutcome outcome, long inputTokens, long outputTokens)
+    {
+        switch (outcome)
+        {
+            case ItemOutcome.Succeeded:
+                _succeeded++;
+                _inputTokens += inputTokens;
+                _outputTokens += outputTokens;
+                break;
+            case ItemOutcome.Failed:
+                _failed++;
+                break;
+            case ItemOutcome.Cancelled:
+                _cancelled++;
+                break;
+            case ItemOutcome.Retrying:
+            case ItemOutcome.Fenced:
+                _pending++;
+                break;
+        }
     }
 
     private async Task FinishIfDoneAsync()
@@ -352,6 +397,9 @@ internal sealed partial class BatchGrain(
 
     [LoggerMessage(EventId = 2005, Level = LogLevel.Warning, Message = "Batch {BatchId} item {Index} lost its lease holder; failed as a poison item: {Failed}")]
     private static partial void LogLeaseDied(ILogger logger, string batchId, int index, bool failed);
+
+    [LoggerMessage(EventId = 2006, Level = LogLevel.Warning, Message = "Batch {BatchId} item {Index} never reported its attempt; the store shows it {State}")]
+    private static partial void LogReconciled(ILogger logger, string batchId, int index, ItemState state);
 
     [LoggerMessage(EventId = 2004, Level = LogLevel.Debug, Message = "Batch {BatchId} woken by its resume reminder while {State}")]
     private static partial void LogReminder(ILogger logger, string batchId, BatchState state);

@@ -151,7 +151,7 @@ internal sealed partial class ItemGrain(
         var model = models.Resolve(assignment.Model);
         var request = new ModelRequest(assignment.CustomId, assignment.Body, assignment.Model.Model, assignment.Attempts + assignment.RateLimitedAttempts + 1);
         using var timeout = new CancellationTokenSource(assignment.Options.AttemptTimeout, time);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(abort, _interrupt.Token, timeout.Token);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(abort, _interrupt.Token, renewer.Abandoned, timeout.Token);
 
         // Checkpoint 1: nothing has been sent. A crash before the call leaves the item leased and
         // unbilled; recovery puts it back to pending.
@@ -163,7 +163,7 @@ internal sealed partial class ItemGrain(
         {
             return (ModelCallResult.Network("cancelled"), CallStop.Cancelled);
         }
-        catch (OperationCanceledException) when (_interrupt.IsCancellationRequested)
+        catch (OperationCanceledException) when (_interrupt.IsCancellationRequested || renewer.Abandoned.IsCancellationRequested)
         {
             return (ModelCallResult.Network("interrupted"), CallStop.Interrupted);
         }

@@ -19,7 +19,14 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
 
     private readonly ConcurrentDictionary<long, HeldLease> _held = new();
     private readonly CancellationTokenSource _stopping = new();
+    private readonly CancellationTokenSource _abandoned = new();
     private Task _loop = Task.CompletedTask;
+
+    /// <summary>
+    /// Cancelled when the silo stops without grace: calls still running are abandoned (their leases
+    /// expire and their batches requeue them), as they would be had the process died.
+    /// </summary>
+    public CancellationToken Abandoned => _abandoned.Token;
 
     /// <summary>Leases held by calls running on this silo.</summary>
     public int Count => _held.Count;
@@ -28,8 +35,10 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
 
     public void Drop(long token) => _held.TryRemove(token, out _);
 
+    // Application services stop after the grains have deactivated, so leases stay renewed while
+    // deactivating items let their calls finish.
     public void Participate(ISiloLifecycle lifecycle) =>
-        lifecycle.Subscribe(nameof(LeaseRenewer), ServiceLifecycleStage.Active, StartAsync, StopAsync);
+        lifecycle.Subscribe(nameof(LeaseRenewer), ServiceLifecycleStage.ApplicationServices, StartAsync, StopAsync);
 
     /// <summary>Renews every lease due now; the loop calls it each period, tests call it directly.</summary>
     public async Task RenewDueAsync(CancellationToken cancellationToken)
@@ -69,6 +78,12 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
 
     private async Task StopAsync(CancellationToken cancellationToken)
     {
+        if (cancellationToken.IsCancellationRequested && !_held.IsEmpty)
+        {
+            LogAbandoned(logger, _held.Count);
+            await _abandoned.CancelAsync();
+        }
+
         await _stopping.CancelAsync();
         await _loop;
     }
@@ -98,6 +113,9 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
 
     [LoggerMessage(EventId = 3101, Level = LogLevel.Warning, Message = "Item {BatchId}/{Index} lost lease {Token}: its result will be discarded")]
     private static partial void LogLost(ILogger logger, string batchId, int index, long token);
+
+    [LoggerMessage(EventId = 3103, Level = LogLevel.Warning, Message = "The silo stopped without grace; abandoning {Count} call(s) still running")]
+    private static partial void LogAbandoned(ILogger logger, int count);
 
     [LoggerMessage(EventId = 3102, Level = LogLevel.Error, Message = "Renewing {Count} lease(s) failed; retrying next period")]
     private static partial void LogRenewFailed(ILogger logger, Exception exception, int count);

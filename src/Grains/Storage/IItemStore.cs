@@ -57,6 +57,12 @@ public interface IItemStore
     /// <summary>Gives a leased item back (its call was stopped before it could end), counting the interruption.</summary>
     Task<bool> ReleaseLeaseAsync(string batchId, int index, long leaseToken, CancellationToken cancellationToken);
 
+    /// <summary>The batch's items now leased, with their tokens: the calls a new batch activation must expect reports from.</summary>
+    Task<IReadOnlyList<ItemSnapshot>> GetLeasedAsync(string batchId, CancellationToken cancellationToken);
+
+    /// <summary>Where the given items stand in the store, for a batch to reconcile reports that never reached it.</summary>
+    Task<IReadOnlyList<ItemSnapshot>> GetItemsAsync(string batchId, IReadOnlyCollection<int> indices, CancellationToken cancellationToken);
+
     /// <summary>Batches with items still pending or leased: the ones to resume after a restart.</summary>
     Task<IReadOnlyList<string>> ListUnfinishedBatchesAsync(CancellationToken cancellationToken);
 
@@ -114,6 +120,8 @@ public sealed record ItemCounts(long Pending, long Leased, long Succeeded, long 
 {
     public long Total => Pending + Leased + Succeeded + Failed + Cancelled;
 }
+
+public sealed record ItemSnapshot(int Index, ItemState State, long? LeaseToken, long InputTokens, long OutputTokens);
 
 public sealed record LeaseExtension(string BatchId, int Index, long Token, DateTimeOffset ExpiresAt);
 

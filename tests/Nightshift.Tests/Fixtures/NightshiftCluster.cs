@@ -37,11 +37,14 @@ public sealed class NightshiftCluster : IAsyncDisposable
 
     public BatchSubmitter Submitter => SiloServices.GetRequiredService<BatchSubmitter>();
 
-    public static async Task<NightshiftCluster> StartAsync(IReadOnlyDictionary<string, string>? settings = null)
+    public static async Task<NightshiftCluster> StartAsync(IReadOnlyDictionary<string, string>? settings = null, short silos = 1)
     {
         var directory = new TempDirectory();
-        var builder = new TestClusterBuilder(1);
+        var builder = new TestClusterBuilder(silos);
         builder.Properties["Nightshift:Store:Path"] = Path.Combine(directory.Path, "nightshift.db");
+
+        // Several silos share the file: a silo starting must not take the others' leases for dead ones.
+        builder.Properties["Nightshift:Store:RecoverLeasesAtStart"] = (silos == 1).ToString();
         foreach (var (key, value) in settings ?? new Dictionary<string, string>())
         {
             builder.Properties[key] = value;

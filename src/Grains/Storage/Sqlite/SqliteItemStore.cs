@@ -229,6 +229,12 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
             return command.ExecuteNonQuery() == 1;
         });
 
+    public Task<IReadOnlyList<ItemSnapshot>> GetLeasedAsync(string batchId, CancellationToken cancellationToken) =>
+        SnapshotsAsync("batch_id = @batch AND state = 1", batchId, null, cancellationToken);
+
+    public Task<IReadOnlyList<ItemSnapshot>> GetItemsAsync(string batchId, IReadOnlyCollection<int> indices, CancellationToken cancellationToken) =>
+        SnapshotsAsync("batch_id = @batch AND idx IN (SELECT value FROM json_each(@indices))", batchId, indices, cancellationToken);
+
     public async Task<IReadOnlyList<string>> ListUnfinishedBatchesAsync(CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
@@ -298,6 +304,27 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
         var connection = new SqliteConnection(_options.ConnectionString);
         await connection.OpenAsync(cancellationToken);
         return connection;
+    }
+
+    private async Task<IReadOnlyList<ItemSnapshot>> SnapshotsAsync(string where, string batchId, IReadOnlyCollection<int>? indices, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT idx, state, lease_token, input_tokens, output_tokens FROM ns_items WHERE {where};";
+        command.Parameters.AddWithValue("@batch", batchId);
+        if (indices is not null)
+        {
+            command.Parameters.AddWithValue("@indices", $"[{string.Join(',', indices)}]");
+        }
+
+        var items = new List<ItemSnapshot>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            items.Add(new ItemSnapshot(reader.GetInt32(0), (ItemState)reader.GetInt32(1), reader.IsDBNull(2) ? null : reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4)));
+        }
+
+        return items;
     }
 
     /// <summary>

@@ -68,7 +68,9 @@ internal sealed class SqliteWriteQueue : IAsyncDisposable
     {
         try
         {
-            using var transaction = _connection.BeginTransaction();
+            // IMMEDIATE: take the write lock up front, so several processes sharing the file wait their turn
+            // (busy timeout) instead of failing to upgrade a read transaction.
+            using var transaction = _connection.BeginTransaction(deferred: false);
             foreach (var operation in group)
             {
                 // A failed statement rolls back only itself in SQLite; the others still commit.
