@@ -37,10 +37,18 @@ public sealed class NightshiftCluster : IAsyncDisposable
 
     public BatchSubmitter Submitter => SiloServices.GetRequiredService<BatchSubmitter>();
 
-    public static async Task<NightshiftCluster> StartAsync(IReadOnlyDictionary<string, string>? settings = null, short silos = 1)
+    /// <param name="settings">Configuration keys for every silo; they may name another store file.</param>
+    /// <param name="silos">How many silos.</param>
+    /// <param name="serviceId">Fixed for a cluster that must find an earlier cluster's grain state; random by default.</param>
+    public static async Task<NightshiftCluster> StartAsync(IReadOnlyDictionary<string, string>? settings = null, short silos = 1, string? serviceId = null)
     {
         var directory = new TempDirectory();
         var builder = new TestClusterBuilder(silos);
+        if (serviceId is not null)
+        {
+            builder.Options.ServiceId = serviceId;
+        }
+
         builder.Properties["Nightshift:Store:Path"] = Path.Combine(directory.Path, "nightshift.db");
 
         // Several silos share the file: a silo starting must not take the others' leases for dead ones.
