@@ -53,6 +53,15 @@ public sealed record PoolConfig
 
     /// <summary>The model this pool's items are sent to.</summary>
     [Id(5)] public ModelBinding Model { get; init; } = new();
+
+    /// <summary>Requests the pool may start in any minute, across the cluster; <c>null</c> for no budget. Default: none.</summary>
+    [Id(6)] public int? Rpm { get; init; }
+
+    /// <summary>
+    /// Tokens (input + output, as the provider reports them) the pool may use in any minute; once the
+    /// last minute's calls have used them, nothing more starts until they age out. Default: none.
+    /// </summary>
+    [Id(7)] public long? Tpm { get; init; }
 }
 
 /// <summary>The answer to a queue reservation; a refusal carries its reason.</summary>
@@ -74,7 +83,9 @@ public sealed record PoolSnapshot(
     [property: Id(6)] long RateLimited,
     [property: Id(7)] int Batches,
     [property: Id(8)] string Silo,
-    [property: Id(9)] DateTimeOffset? RecoveringUntil);
+    [property: Id(9)] DateTimeOffset? RecoveringUntil,
+    [property: Id(10)] int RequestsLastMinute,
+    [property: Id(11)] long TokensLastMinute);
 
 /// <summary>
 /// A slot granted to a batch for one item. <see cref="Token"/> is the fencing token: unique per pool
@@ -104,4 +115,5 @@ public sealed record SlotRelease(
     [property: Id(0)] string BatchId,
     [property: Id(1)] long Token,
     [property: Id(2)] bool ItemTerminal,
-    [property: Id(3)] TimeSpan? RateLimitedFor);
+    [property: Id(3)] TimeSpan? RateLimitedFor,
+    [property: Id(4)] long Tokens = 0);

@@ -202,6 +202,7 @@ internal sealed partial class BatchGrain(
 
         state.State.State = BatchState.Paused;
         await state.WriteStateAsync();
+        await store.SetBatchStateAsync(Id, BatchState.Paused, null, CancellationToken.None);
         await Pool.SetPaused(Id, true);
     }
 
@@ -215,6 +216,7 @@ internal sealed partial class BatchGrain(
 
         state.State.State = BatchState.Running;
         await state.WriteStateAsync();
+        await store.SetBatchStateAsync(Id, BatchState.Running, null, CancellationToken.None);
         await Pool.SetPaused(Id, false);
     }
 
@@ -228,6 +230,7 @@ internal sealed partial class BatchGrain(
         EnsureNotFinished("cancel");
         state.State.State = BatchState.Cancelled;
         await state.WriteStateAsync();
+        await store.SetBatchStateAsync(Id, BatchState.Cancelled, null, CancellationToken.None);
         await Pool.Remove(Id);
         var cancelled = await store.CancelPendingAsync(Id, CancellationToken.None);
         _pending -= cancelled;
@@ -377,6 +380,7 @@ internal sealed partial class BatchGrain(
 
             state.State.FinishedAt = time.GetUtcNow();
             await state.WriteStateAsync();
+            await store.SetBatchStateAsync(Id, state.State.State, state.State.FinishedAt, CancellationToken.None);
             _maintenance?.Dispose();
             _maintenance = null;
             if ((_resume ?? await this.GetReminder(ResumeReminder)) is { } resume)

@@ -102,7 +102,7 @@ internal sealed partial class ItemGrain(
             // longer held by the pool, which then ignores this release.)
             var terminal = outcome is ItemOutcome.Succeeded or ItemOutcome.Failed or ItemOutcome.Cancelled;
             var release = GrainFactory.GetGrain<IPoolGrain>(assignment.Lease.Pool)
-                .Release([new SlotRelease(assignment.BatchId, assignment.Lease.Token, terminal, rateLimitedFor)]);
+                .Release([new SlotRelease(assignment.BatchId, assignment.Lease.Token, terminal, rateLimitedFor, record.Usage.InputTokens + record.Usage.OutputTokens)]);
 
             // Checkpoint 2: the call has happened and may be billed. Its result must be recorded now;
             // a crash before the write below costs this one call again, never more.

@@ -73,6 +73,7 @@ internal sealed partial class PoolGrain(
         ArgumentOutOfRangeException.ThrowIfLessThan(config.MaxRunning, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(config.MaxQueued, 1);
         state.State.Config = config;
+        await store.RegisterPoolAsync(Name, CancellationToken.None);
         if (_limiter is null)
         {
             await StartLimiterAsync(config);
@@ -93,7 +94,8 @@ internal sealed partial class PoolGrain(
     {
         var limiter = Limiter;
         return Task.FromResult(new PoolSnapshot(Name, limiter.Config, limiter.Running, limiter.Queued, limiter.EffectiveCap,
-            limiter.CooldownUntil, limiter.RateLimited, limiter.BatchCount, RuntimeIdentity, limiter.RecoveringUntil));
+            limiter.CooldownUntil, limiter.RateLimited, limiter.BatchCount, RuntimeIdentity, limiter.RecoveringUntil,
+            limiter.RequestsLastMinute, limiter.TokensLastMinute));
     }
 
     public Task<QueueReservation> Reserve(string batchId, int itemCount, int priority)

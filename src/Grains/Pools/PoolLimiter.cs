@@ -18,6 +18,9 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     private double _virtualPass;
     private DateTimeOffset? _cooldownEnd;
     private DateTimeOffset? _recoveringUntil;
+    private readonly Queue<DateTimeOffset> _recentGrants = new();
+    private readonly Queue<(DateTimeOffset At, long Tokens)> _recentTokens = new();
+    private long _tokensLastMinute;
 
     public PoolConfig Config { get; set; } = config;
 
@@ -131,6 +134,12 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
             }
         }
 
+        if (release.Tokens > 0)
+        {
+            _recentTokens.Enqueue((time.GetUtcNow(), release.Tokens));
+            _tokensLastMinute += release.Tokens;
+        }
+
         if (release.RateLimitedFor is { } wait)
         {
             RateLimited++;
@@ -211,20 +220,27 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     /// <summary>Hands out every slot free under the effective cap, to the waiting batches by fair share.</summary>
     public IReadOnlyList<(string BatchId, List<ItemLease> Leases)> Grant()
     {
+        var now = time.GetUtcNow();
         var cap = EffectiveCap;
-        var free = cap - Running;
-        if (free <= 0 || free < Math.Min(GrantChunk, cap) || _batches.Count == 0 || RecoveringUntil is not null)
+        var rateRoom = RateRoom(now);
+        var free = Math.Min(cap - Running, rateRoom);
+        if (free <= 0 || free < Math.Min(GrantChunk, Math.Min(cap, Config.Rpm ?? cap)) || _batches.Count == 0
+            || RecoveringUntil is not null || TokensLastMinute >= Config.Tpm)
         {
             return [];
         }
 
-        var now = time.GetUtcNow();
         var grants = new Dictionary<string, List<ItemLease>>(StringComparer.Ordinal);
         while (free > 0 && NextBatch(now) is { } batchId)
         {
             var share = _batches[batchId];
             var lease = new ItemLease(name, (epoch << 32) | ++_sequence, now + Config.LeaseDuration, Config.LeaseDuration);
             _leases[lease.Token] = new Holder(batchId, lease.ExpiresAt);
+            if (Config.Rpm is not null)
+            {
+                _recentGrants.Enqueue(now);
+            }
+
             share.Running++;
             _virtualPass = share.Pass;
             share.Pass += 1.0 / share.Priority;
@@ -238,6 +254,47 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         }
 
         return grants.Select(g => (g.Key, g.Value)).ToList();
+    }
+
+    /// <summary>Calls started in the last minute (counted only while the pool has an rpm budget).</summary>
+    public int RequestsLastMinute
+    {
+        get
+        {
+            Forget(time.GetUtcNow());
+            return _recentGrants.Count;
+        }
+    }
+
+    /// <summary>Tokens reported by calls that ended in the last minute.</summary>
+    public long TokensLastMinute
+    {
+        get
+        {
+            Forget(time.GetUtcNow());
+            return _tokensLastMinute;
+        }
+    }
+
+    private int RateRoom(DateTimeOffset now)
+    {
+        Forget(now);
+        return Config.Rpm is { } rpm ? rpm - _recentGrants.Count : int.MaxValue;
+    }
+
+    /// <summary>Drops grants and token counts older than the one-minute window.</summary>
+    private void Forget(DateTimeOffset now)
+    {
+        var since = now - TimeSpan.FromMinutes(1);
+        while (_recentGrants.TryPeek(out var at) && at <= since)
+        {
+            _recentGrants.Dequeue();
+        }
+
+        while (_recentTokens.TryPeek(out var used) && used.At <= since)
+        {
+            _tokensLastMinute -= _recentTokens.Dequeue().Tokens;
+        }
     }
 
     private string? NextBatch(DateTimeOffset now)

@@ -1,3 +1,4 @@
+using Nightshift.Batches;
 using Nightshift.Models;
 using Nightshift.Pools;
 
@@ -22,7 +23,18 @@ public interface IItemStore
     /// Opens an all-or-nothing ingest of a batch's items: nothing is visible to anyone until
     /// <see cref="IItemIngestSession.CommitAsync"/>, and disposing without committing leaves nothing behind.
     /// </summary>
-    Task<IItemIngestSession> BeginIngestAsync(string batchId, CancellationToken cancellationToken);
+    Task<IItemIngestSession> BeginIngestAsync(string batchId, string pool, CancellationToken cancellationToken);
+
+    /// <summary>Records a batch's new state in the catalogue that listings read.</summary>
+    Task SetBatchStateAsync(string batchId, BatchState state, DateTimeOffset? finishedAt, CancellationToken cancellationToken);
+
+    /// <summary>A page of the batch catalogue, newest first, optionally of one state only.</summary>
+    Task<IReadOnlyList<BatchRecord>> ListBatchesAsync(BatchState? state, int offset, int limit, CancellationToken cancellationToken);
+
+    /// <summary>Adds a pool to the catalogue (idempotent).</summary>
+    Task RegisterPoolAsync(string name, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<string>> ListPoolsAsync(CancellationToken cancellationToken);
 
     /// <summary>
     /// Claims up to one due pending item per lease, in input order, and marks each leased under its
@@ -78,6 +90,7 @@ public interface IItemIngestSession : IAsyncDisposable
     /// <summary>Adds one item; returns the error when its custom_id is already in the batch.</summary>
     ValueTask<LineError?> AddAsync(ItemRequest item, CancellationToken cancellationToken);
 
+    /// <summary>Makes the items and the batch's catalogue row visible at once.</summary>
     Task CommitAsync(CancellationToken cancellationToken);
 }
 
@@ -120,6 +133,9 @@ public sealed record ItemCounts(long Pending, long Leased, long Succeeded, long 
 {
     public long Total => Pending + Leased + Succeeded + Failed + Cancelled;
 }
+
+/// <summary>A batch as the catalogue lists it.</summary>
+public sealed record BatchRecord(string BatchId, string Pool, int ItemCount, BatchState State, DateTimeOffset CreatedAt, DateTimeOffset? FinishedAt);
 
 public sealed record ItemSnapshot(int Index, ItemState State, long? LeaseToken, long InputTokens, long OutputTokens);
 

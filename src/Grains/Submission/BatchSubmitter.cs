@@ -44,7 +44,7 @@ public sealed class BatchSubmitter(IItemStore store, IGrainFactory grains, IOpti
 
         var errors = new List<LineError>();
         var count = 0;
-        await using var session = await store.BeginIngestAsync(batchId, cancellationToken);
+        await using var session = await store.BeginIngestAsync(batchId, pool, cancellationToken);
         await foreach (var line in _reader.ReadAsync(jsonl, cancellationToken))
         {
             var error = line.Error;

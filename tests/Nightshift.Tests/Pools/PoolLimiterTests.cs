@@ -65,6 +65,43 @@ public sealed class PoolLimiterTests
     }
 
     [Fact]
+    public void Rpm_BoundsTheCallsStartedInAnyMinute()
+    {
+        var limiter = new PoolLimiter("gpt", new PoolConfig { MaxRunning = 10, Rpm = 5 }, epoch: 1, _time);
+        limiter.Register("a", 100, 1);
+
+        var first = Leases(limiter.Grant());
+        Assert.Equal(5, first.Count);
+        foreach (var lease in first)
+        {
+            limiter.Release(new SlotRelease("a", lease.Token, true, null));
+        }
+
+        _time.Advance(TimeSpan.FromSeconds(59));
+        Assert.Empty(limiter.Grant());
+        Assert.Equal(5, limiter.RequestsLastMinute);
+        _time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(5, Leases(limiter.Grant()).Count);
+    }
+
+    [Fact]
+    public void Tpm_StopsGranting_OnceTheLastMinutesCallsUsedTheBudget()
+    {
+        var limiter = new PoolLimiter("gpt", new PoolConfig { MaxRunning = 2, Tpm = 1_000 }, epoch: 1, _time);
+        limiter.Register("a", 100, 1);
+        var leases = Leases(limiter.Grant());
+
+        limiter.Release(new SlotRelease("a", leases[0].Token, true, null, Tokens: 600));
+        Assert.Single(Leases(limiter.Grant()));
+        limiter.Release(new SlotRelease("a", leases[1].Token, true, null, Tokens: 500));
+        Assert.Empty(limiter.Grant());
+        Assert.Equal(1_100, limiter.TokensLastMinute);
+
+        _time.Advance(TimeSpan.FromMinutes(1));
+        Assert.Single(Leases(limiter.Grant()));
+    }
+
+    [Fact]
     public void Tokens_AreUniqueAndCarryTheEpoch()
     {
         var limiter = Limiter(maxRunning: 50);

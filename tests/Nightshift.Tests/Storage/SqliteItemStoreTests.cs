@@ -33,7 +33,7 @@ public sealed class SqliteItemStoreTests : IAsyncLifetime
     [Fact]
     public async Task Ingest_IsInvisibleUntilCommitted_AndLeavesNothingWhenAbandoned()
     {
-        await using (var session = await _store.BeginIngestAsync("abandoned", Ct))
+        await using (var session = await _store.BeginIngestAsync("abandoned", "pool", Ct))
         {
             Assert.Null(await session.AddAsync(Item(0, "a"), Ct));
             Assert.Null(await session.AddAsync(Item(1, "b"), Ct));
@@ -48,7 +48,7 @@ public sealed class SqliteItemStoreTests : IAsyncLifetime
     [Fact]
     public async Task Ingest_ReportsADuplicateCustomId_WithTheLineThatFirstUsedIt()
     {
-        await using var session = await _store.BeginIngestAsync("dup", Ct);
+        await using var session = await _store.BeginIngestAsync("dup", "pool", Ct);
         await session.AddAsync(Item(0, "x"), Ct);
         await session.AddAsync(Item(1, "y"), Ct);
 
@@ -138,7 +138,7 @@ public sealed class SqliteItemStoreTests : IAsyncLifetime
     {
         await using var store = NewStore(maxInterruptions: 2);
         await store.InitializeAsync(Ct);
-        await using (var session = await store.BeginIngestAsync("poison", Ct))
+        await using (var session = await store.BeginIngestAsync("poison", "pool", Ct))
         {
             Assert.Null(await session.AddAsync(Item(0, "p"), Ct));
             await session.CommitAsync(Ct);
@@ -262,7 +262,7 @@ public sealed class SqliteItemStoreTests : IAsyncLifetime
 
     private async Task IngestAsync(string batchId, int count)
     {
-        await using var session = await _store.BeginIngestAsync(batchId, Ct);
+        await using var session = await _store.BeginIngestAsync(batchId, "pool", Ct);
         for (var i = 0; i < count; i++)
         {
             Assert.Null(await session.AddAsync(Item(i, $"c{i}"), Ct));

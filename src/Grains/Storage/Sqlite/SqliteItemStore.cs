@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
+using Nightshift.Batches;
 using Nightshift.Pools;
 
 namespace Nightshift.Storage.Sqlite;
@@ -57,13 +58,13 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
         _writer = new SqliteWriteQueue(_options.ConnectionString, _options.SyncEveryCommit);
     }
 
-    public async Task<IItemIngestSession> BeginIngestAsync(string batchId, CancellationToken cancellationToken)
+    public async Task<IItemIngestSession> BeginIngestAsync(string batchId, string pool, CancellationToken cancellationToken)
     {
         var connection = await OpenAsync(cancellationToken);
         try
         {
             var transaction = connection.BeginTransaction(deferred: false);
-            return new IngestSession(batchId, connection, transaction, Now());
+            return new IngestSession(batchId, pool, connection, transaction, Now());
         }
         catch
         {
@@ -235,6 +236,64 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
     public Task<IReadOnlyList<ItemSnapshot>> GetItemsAsync(string batchId, IReadOnlyCollection<int> indices, CancellationToken cancellationToken) =>
         SnapshotsAsync("batch_id = @batch AND idx IN (SELECT value FROM json_each(@indices))", batchId, indices, cancellationToken);
 
+    public Task SetBatchStateAsync(string batchId, BatchState state, DateTimeOffset? finishedAt, CancellationToken cancellationToken) =>
+        Writer.RunAsync((connection, transaction) =>
+        {
+            var update = WriterCommand(connection, transaction, "batch-state",
+                "UPDATE ns_batches SET state = @state, finished_at = @finished WHERE batch_id = @batch;");
+            Bind(update, "@batch", batchId);
+            Bind(update, "@state", (int)state);
+            Bind(update, "@finished", finishedAt?.ToUnixTimeMilliseconds());
+            return update.ExecuteNonQuery();
+        });
+
+    public async Task<IReadOnlyList<BatchRecord>> ListBatchesAsync(BatchState? state, int offset, int limit, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = $"""
+            SELECT batch_id, pool, item_count, state, created_at, finished_at FROM ns_batches
+            {(state is null ? "" : "WHERE state = @state")}
+            ORDER BY created_at DESC, batch_id LIMIT @limit OFFSET @offset;
+            """;
+        command.Parameters.AddWithValue("@state", (int?)state ?? 0);
+        command.Parameters.AddWithValue("@limit", limit);
+        command.Parameters.AddWithValue("@offset", offset);
+        var batches = new List<BatchRecord>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            batches.Add(new BatchRecord(reader.GetString(0), reader.GetString(1), reader.GetInt32(2), (BatchState)reader.GetInt32(3),
+                DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4)), reader.IsDBNull(5) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(5))));
+        }
+
+        return batches;
+    }
+
+    public Task RegisterPoolAsync(string name, CancellationToken cancellationToken) =>
+        Writer.RunAsync((connection, transaction) =>
+        {
+            var insert = WriterCommand(connection, transaction, "pool", "INSERT INTO ns_pools (name, created_at) VALUES (@name, @now) ON CONFLICT (name) DO NOTHING;");
+            Bind(insert, "@name", name);
+            Bind(insert, "@now", Now());
+            return insert.ExecuteNonQuery();
+        });
+
+    public async Task<IReadOnlyList<string>> ListPoolsAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT name FROM ns_pools ORDER BY name;";
+        var pools = new List<string>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            pools.Add(reader.GetString(0));
+        }
+
+        return pools;
+    }
+
     public async Task<IReadOnlyList<string>> ListUnfinishedBatchesAsync(CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
@@ -372,10 +431,11 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
         }
     }
 
-    private sealed class IngestSession(string batchId, SqliteConnection connection, SqliteTransaction transaction, long now) : IItemIngestSession
+    private sealed class IngestSession(string batchId, string pool, SqliteConnection connection, SqliteTransaction transaction, long now) : IItemIngestSession
     {
         private SqliteCommand? _insert;
         private bool _committed;
+        private int _added;
 
         public async ValueTask<LineError?> AddAsync(ItemRequest item, CancellationToken cancellationToken)
         {
@@ -387,6 +447,7 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
             _insert.Parameters["@body"].Value = item.Body;
             if (await _insert.ExecuteNonQueryAsync(cancellationToken) == 1)
             {
+                _added++;
                 return null;
             }
 
@@ -401,6 +462,21 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
 
         public async Task CommitAsync(CancellationToken cancellationToken)
         {
+            await using (var catalogue = connection.CreateCommand())
+            {
+                catalogue.Transaction = transaction;
+                catalogue.CommandText = """
+                    INSERT INTO ns_batches (batch_id, pool, item_count, state, created_at)
+                    VALUES (@batch, @pool, @count, @state, @now);
+                    """;
+                catalogue.Parameters.AddWithValue("@batch", batchId);
+                catalogue.Parameters.AddWithValue("@pool", pool);
+                catalogue.Parameters.AddWithValue("@count", _added);
+                catalogue.Parameters.AddWithValue("@state", (int)BatchState.Running);
+                catalogue.Parameters.AddWithValue("@now", now);
+                await catalogue.ExecuteNonQueryAsync(cancellationToken);
+            }
+
             await transaction.CommitAsync(cancellationToken);
             _committed = true;
         }

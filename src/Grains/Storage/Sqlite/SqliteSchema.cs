@@ -133,6 +133,25 @@ internal static class SqliteSchema
         ('DeleteReminderRowsKey',
          'DELETE FROM OrleansRemindersTable WHERE ServiceId = @ServiceId;');
         """,
+        """
+        -- The catalogue behind listings: one row per accepted batch (written in the ingest's own
+        -- transaction) whose state follows the batch grain's, and one per configured pool.
+        CREATE TABLE ns_batches (
+            batch_id    TEXT    NOT NULL PRIMARY KEY,
+            pool        TEXT    NOT NULL,
+            item_count  INTEGER NOT NULL,
+            state       INTEGER NOT NULL,
+            created_at  INTEGER NOT NULL,
+            finished_at INTEGER NULL
+        );
+        CREATE INDEX ns_batches_listing ON ns_batches (state, created_at DESC, batch_id);
+        CREATE INDEX ns_batches_created ON ns_batches (created_at DESC, batch_id);
+
+        CREATE TABLE ns_pools (
+            name       TEXT    NOT NULL PRIMARY KEY,
+            created_at INTEGER NOT NULL
+        );
+        """,
     ];
 
     /// <summary>The newest schema version this build knows.</summary>
