@@ -1,44 +1,74 @@
+using System.Net;
+using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Http.Json;
 using Microsoft.AspNetCore.Routing;
-using Nightshift.Batches;
-using Nightshift.Pools;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using Nightshift.Api.Batches;
+using Nightshift.Api.Cluster;
+using Nightshift.Api.Pools;
+using Nightshift.Api.Security;
 
 namespace Nightshift.Api;
 
-/// <summary>Nightshift's HTTP endpoints, mapped by the silo (or by an API-only process that is an Orleans client).</summary>
+/// <summary>
+/// Nightshift's HTTP API, for a silo's web host or an API-only process that is an Orleans client:
+/// either way it reaches the grains through <see cref="IGrainFactory"/>.
+/// </summary>
 public static class NightshiftApi
 {
-    public static RouteGroupBuilder MapNightshiftApi(this IEndpointRouteBuilder endpoints)
+    /// <summary>Options, problem details, JSON settings and the OpenAPI document.</summary>
+    public static IServiceCollection AddNightshiftApi(this IServiceCollection services)
     {
-        endpoints.MapGet("/health/live", () => TypedResults.Ok(new { status = "live" }));
-
-        var v1 = endpoints.MapGroup("/v1");
-        v1.MapGet("/pools/{name}", GetPoolAsync);
-        v1.MapGet("/batches/{id}", GetBatchAsync);
-        return v1;
+        services.AddOptions<ApiOptions>().BindConfiguration(ApiOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddProblemDetails();
+        services.AddOpenApi();
+        services.Configure<JsonOptions>(json => json.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.CamelCase);
+        return services;
     }
 
-    private static async Task<Results<Ok<PoolSnapshot>, ProblemHttpResult>> GetPoolAsync(string name, IGrainFactory grains)
+    /// <summary>Every endpoint: <c>/v1/pools</c>, <c>/v1/batches</c>, <c>/v1/silos</c>, <c>/health</c>, <c>/openapi/v1.json</c>.</summary>
+    public static IEndpointRouteBuilder MapNightshiftApi(this WebApplication app)
     {
-        var pool = grains.GetGrain<IPoolGrain>(name);
-        if (await pool.GetConfig() is null)
-        {
-            return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Pool not found", detail: $"pool '{name}' does not exist");
-        }
-
-        return TypedResults.Ok(await pool.GetSnapshot());
+        app.UseMiddleware<ApiKeyMiddleware>();
+        app.MapOpenApi();
+        app.MapPoolsApi();
+        app.MapBatchesApi();
+        app.MapClusterApi();
+        return app;
     }
 
-    private static async Task<Results<Ok<BatchStatus>, ProblemHttpResult>> GetBatchAsync(string id, IGrainFactory grains)
+    /// <summary>
+    /// Refuses to serve without keys on an address other than loopback, unless anonymous access was
+    /// asked for: the API can start and cancel paid work.
+    /// </summary>
+    public static void EnsureSafeToListen(IConfiguration configuration, ApiOptions options)
     {
-        var status = await grains.GetGrain<IBatchGrain>(id).GetStatus();
-        if (status.State == BatchState.NotFound)
+        if (options.Keys.Any(k => k.Length > 0) || options.AllowAnonymous)
         {
-            return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Batch not found", detail: $"batch '{id}' does not exist");
+            return;
         }
 
-        return TypedResults.Ok(status);
+        var urls = (configuration["urls"] ?? string.Empty).Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Concat(configuration.GetSection("Kestrel:Endpoints").GetChildren().Select(e => e["Url"]).OfType<string>());
+        var exposed = urls.Where(url => !IsLoopback(url)).ToList();
+        if (exposed.Count > 0)
+        {
+            throw new OptionsValidationException(ApiOptions.Section, typeof(ApiOptions),
+                [$"Refusing to listen on {string.Join(", ", exposed)} without API keys: set Nightshift:Api:Keys, or Nightshift:Api:AllowAnonymous=true behind a gateway that authenticates."]);
+        }
+    }
+
+    private static bool IsLoopback(string url)
+    {
+        var host = url.Replace("://+", "://wildcard", StringComparison.Ordinal).Replace("://*", "://wildcard", StringComparison.Ordinal);
+        if (!Uri.TryCreate(host, UriKind.Absolute, out var uri))
+        {
+            return false;
+        }
+
+        return uri.IsLoopback || (IPAddress.TryParse(uri.Host.Trim('[', ']'), out var address) && IPAddress.IsLoopback(address));
     }
 }

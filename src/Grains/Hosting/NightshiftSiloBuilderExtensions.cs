@@ -25,20 +25,10 @@ public static class NightshiftSiloBuilderExtensions
     public static ISiloBuilder AddNightshift(this ISiloBuilder builder, Action<SqliteStoreOptions>? configureStore = null)
     {
         var services = builder.Services;
-        services.TryAddSingleton(TimeProvider.System);
-        var store = services.AddOptions<SqliteStoreOptions>().BindConfiguration("Nightshift:Store").ValidateDataAnnotations().ValidateOnStart();
-        if (configureStore is not null)
-        {
-            store.Configure(configureStore);
-        }
-
-        services.AddOptions<SubmissionOptions>().BindConfiguration(SubmissionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddNightshiftStore(configureStore);
         services.AddOptions<SimulatedModelOptions>().BindConfiguration(SimulatedModelOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        services.AddSingleton<SqliteItemStore>();
-        services.AddSingleton<IItemStore>(sp => sp.GetRequiredService<SqliteItemStore>());
         services.AddSingleton<SimulatedModel>();
         services.AddSingleton<IModelResolver, ModelResolver>();
-        services.AddSingleton<BatchSubmitter>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, ItemStoreInitializer>();
         services.AddSingleton<LeaseRenewer>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<LeaseRenewer>());
@@ -62,6 +52,26 @@ public static class NightshiftSiloBuilderExtensions
                 reminders.ConnectionString = sqlite.Value.ConnectionString;
             }));
         return builder;
+    }
+
+    /// <summary>
+    /// The item store and batch submission, for a silo or for an API-only process (an Orleans client
+    /// that writes submissions and reads results straight from the store).
+    /// </summary>
+    public static IServiceCollection AddNightshiftStore(this IServiceCollection services, Action<SqliteStoreOptions>? configureStore = null)
+    {
+        services.TryAddSingleton(TimeProvider.System);
+        var store = services.AddOptions<SqliteStoreOptions>().BindConfiguration("Nightshift:Store").ValidateDataAnnotations().ValidateOnStart();
+        if (configureStore is not null)
+        {
+            store.Configure(configureStore);
+        }
+
+        services.AddOptions<SubmissionOptions>().BindConfiguration(SubmissionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<SqliteItemStore>();
+        services.AddSingleton<IItemStore>(sp => sp.GetRequiredService<SqliteItemStore>());
+        services.AddSingleton<BatchSubmitter>();
+        return services;
     }
 
     /// <summary>Applies the schema before any storage provider reads its queries or any grain runs.</summary>

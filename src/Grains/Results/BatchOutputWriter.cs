@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text.Json;
 using Nightshift.Storage;
 
@@ -11,16 +12,27 @@ public static class BatchOutputWriter
 {
     private static readonly JsonWriterOptions WriterOptions = new() { SkipValidation = false };
 
+    /// <summary>Bytes gathered before they are written out; the output never holds more than this plus one line.</summary>
+    private const int FlushThreshold = 64 * 1024;
+
     public static async Task<(long Succeeded, long Failed)> WriteAsync(IAsyncEnumerable<ItemResult> results, string batchId, Stream output, CancellationToken cancellationToken)
     {
         long succeeded = 0, failed = 0;
-        await using var json = new Utf8JsonWriter(output, WriterOptions);
+        var buffer = new ArrayBufferWriter<byte>(FlushThreshold * 2);
+        await using var json = new Utf8JsonWriter(buffer, WriterOptions);
         await foreach (var result in results.WithCancellation(cancellationToken))
         {
             WriteLine(json, batchId, result);
-            await json.FlushAsync(cancellationToken);
+            json.Flush();
             json.Reset();
-            output.WriteByte((byte)'\n');
+            buffer.Write("\n"u8);
+            if (buffer.WrittenCount >= FlushThreshold)
+            {
+                // Asynchronous writes only: an HTTP response body refuses synchronous ones.
+                await output.WriteAsync(buffer.WrittenMemory, cancellationToken);
+                buffer.ResetWrittenCount();
+            }
+
             if (result.State == ItemState.Succeeded)
             {
                 succeeded++;
@@ -31,6 +43,8 @@ public static class BatchOutputWriter
             }
         }
 
+        await output.WriteAsync(buffer.WrittenMemory, cancellationToken);
+        await output.FlushAsync(cancellationToken);
         return (succeeded, failed);
     }
 

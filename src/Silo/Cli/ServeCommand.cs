@@ -1,5 +1,4 @@
 using System.CommandLine;
-using Nightshift.Api;
 using Nightshift.Silo.Hosting;
 
 namespace Nightshift.Silo.Cli;
@@ -18,14 +17,29 @@ internal static class ServeCommand
 
     public static async Task<int> RunAsync(ParseResult parseResult, Command command, CancellationToken cancellationToken)
     {
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
-        builder.Services.AddOptions<SiloOptions>().BindConfiguration(SiloOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        var endpoints = builder.Configuration.GetSection(SiloOptions.Section).Get<SiloOptions>() ?? new SiloOptions();
         var store = command == parseResult.CommandResult.Command ? parseResult.GetValue(Store) : null;
-        NightshiftSilo.Configure(builder, endpoints, store);
-        await using var app = builder.Build();
-        app.MapNightshiftApi();
-        await app.RunAsync(cancellationToken);
+        await using var app = ServeHost.BuildSilo(store);
+        await app.StartAsync(cancellationToken);
+        await ServeHost.DeclarePoolsAsync(app);
+        await app.WaitForShutdownAsync(cancellationToken);
         return 0;
+    }
+}
+
+/// <summary><c>api</c>: the HTTP API alone, as an Orleans client of the silo(s) on this host.</summary>
+internal static class ApiCommand
+{
+    private static readonly Option<string?> Store = new("--store") { Description = "Path of the silo's SQLite store file (default: ./data/nightshift.db)." };
+
+    public static Command Create()
+    {
+        var command = new Command("api", "Serve the HTTP API without a silo, as an Orleans client of the cluster (gateway: Nightshift:Silo:GatewayPort).") { Store };
+        command.SetAction(async (parseResult, cancellationToken) =>
+        {
+            await using var app = ServeHost.BuildApiOnly(parseResult.GetValue(Store));
+            await app.RunAsync(cancellationToken);
+            return 0;
+        });
+        return command;
     }
 }

@@ -1,0 +1,68 @@
+using System.Globalization;
+using System.Text.Json;
+using Nightshift.Batches;
+
+namespace Nightshift.Api.Batches;
+
+/// <summary>
+/// Reads a batch's options from query parameters (uploads) or the JSON <c>options</c> object, by the
+/// same names: <c>maxAttempts</c>, <c>maxRateLimitedAttempts</c>, <c>attemptTimeoutSeconds</c>,
+/// <c>baseDelaySeconds</c>, <c>maxDelaySeconds</c>, <c>priority</c>. A bad value names its field.
+/// </summary>
+internal static class BatchOptionsReader
+{
+    private static readonly string[] Names = ["maxAttempts", "maxRateLimitedAttempts", "attemptTimeoutSeconds", "baseDelaySeconds", "maxDelaySeconds", "priority"];
+
+    public static bool TryRead(Func<string, string?> value, out BatchOptions options, out string? problem)
+    {
+        var read = new BatchOptions();
+        options = read;
+        problem = null;
+        foreach (var name in Names)
+        {
+            if (value(name) is not { } text)
+            {
+                continue;
+            }
+
+            if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var number) || double.IsNaN(number) || double.IsInfinity(number))
+            {
+                problem = $"{name}: '{text}' is not a number";
+                return false;
+            }
+
+            problem = name switch
+            {
+                "maxAttempts" or "maxRateLimitedAttempts" or "priority" when number != Math.Floor(number) => $"{name}: a whole number",
+                "maxAttempts" when number is < 1 or > 100 => $"{name}: from 1 to 100",
+                "maxRateLimitedAttempts" when number is < 1 or > 1000 => $"{name}: from 1 to 1000",
+                "priority" when number is < 1 or > 10 => $"{name}: from 1 to 10",
+                "attemptTimeoutSeconds" when number is <= 0 or > 3600 => $"{name}: more than 0 and at most 3600 seconds",
+                "baseDelaySeconds" when number is < 0 or > 3600 => $"{name}: from 0 to 3600 seconds",
+                "maxDelaySeconds" when number is < 0 or > 86_400 => $"{name}: from 0 to 86400 seconds",
+                _ => null,
+            };
+            if (problem is not null)
+            {
+                return false;
+            }
+
+            read = name switch
+            {
+                "maxAttempts" => read with { MaxAttempts = (int)number },
+                "maxRateLimitedAttempts" => read with { MaxRateLimitedAttempts = (int)number },
+                "priority" => read with { Priority = (int)number },
+                "attemptTimeoutSeconds" => read with { AttemptTimeout = TimeSpan.FromSeconds(number) },
+                "baseDelaySeconds" => read with { BaseDelay = TimeSpan.FromSeconds(number) },
+                _ => read with { MaxDelay = TimeSpan.FromSeconds(number) },
+            };
+        }
+
+        options = read;
+        return true;
+    }
+
+    /// <summary>The JSON <c>options</c> object as values by name; a value that is not a number is passed on as text to be refused.</summary>
+    public static Func<string, string?> FromJson(JsonElement options) => name =>
+        options.TryGetProperty(name, out var value) ? value.ValueKind == JsonValueKind.Number ? value.GetRawText() : value.ToString() : null;
+}

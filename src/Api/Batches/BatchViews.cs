@@ -1,0 +1,53 @@
+using System.Globalization;
+using Nightshift.Batches;
+using Nightshift.Storage;
+
+namespace Nightshift.Api.Batches;
+
+/// <summary>Items per state.</summary>
+public sealed record ItemCountsView(long Pending, long Running, long Succeeded, long Failed, long Cancelled);
+
+/// <summary>A batch: state, counts per item state, tokens, times, throughput and ETA.</summary>
+public sealed record BatchView(
+    string Id,
+    string State,
+    string? Pool,
+    long Total,
+    ItemCountsView Counts,
+    long InputTokens,
+    long OutputTokens,
+    DateTimeOffset? CreatedAt,
+    DateTimeOffset? StartedAt,
+    DateTimeOffset? FinishedAt,
+    double ItemsPerSecond,
+    DateTimeOffset? Eta,
+    string? Silo)
+{
+    public static BatchView From(BatchStatus status, DateTimeOffset now)
+    {
+        var done = status.Succeeded + status.Failed + status.Cancelled;
+        var end = status.FinishedAt ?? now;
+        var seconds = status.CreatedAt is { } created ? (end - created).TotalSeconds : 0;
+        var rate = seconds > 0 ? done / seconds : 0;
+        var remaining = status.Total - done;
+        DateTimeOffset? eta = status.FinishedAt ?? (rate > 0 && remaining > 0 && status.State == BatchState.Running ? now.AddSeconds(remaining / rate) : null);
+        return new BatchView(status.BatchId, StateName(status.State), status.Pool, status.Total,
+            new ItemCountsView(status.Pending, status.Running, status.Succeeded, status.Failed, status.Cancelled),
+            status.InputTokens, status.OutputTokens, status.CreatedAt, status.CreatedAt, status.FinishedAt, Math.Round(rate, 3), eta, status.Silo);
+    }
+
+    public static string StateName(BatchState state) => state.ToString().ToLower(CultureInfo.InvariantCulture);
+}
+
+/// <summary>A batch as listings show it (from the catalogue, without asking every grain).</summary>
+public sealed record BatchSummary(string Id, string Pool, string State, int Total, DateTimeOffset CreatedAt, DateTimeOffset? FinishedAt)
+{
+    public static BatchSummary From(BatchRecord record) =>
+        new(record.BatchId, record.Pool, BatchView.StateName(record.State), record.ItemCount, record.CreatedAt, record.FinishedAt);
+}
+
+/// <summary>A page of batches; <see cref="NextOffset"/> is <c>null</c> on the last page.</summary>
+public sealed record BatchPage(IReadOnlyList<BatchSummary> Items, int Offset, int Limit, int? NextOffset);
+
+/// <summary>One bad input line (or JSON item), as a 400 lists it.</summary>
+public sealed record LineProblem(long Line, string? Field, string Message);

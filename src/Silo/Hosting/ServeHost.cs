@@ -1,0 +1,79 @@
+using Microsoft.Extensions.Options;
+using Nightshift.Api;
+using Nightshift.Api.Pools;
+using Nightshift.Hosting;
+using Nightshift.Pools;
+
+namespace Nightshift.Silo.Hosting;
+
+/// <summary>The long-running silo with the HTTP API (<c>serve</c>), and the API-only process (<c>api</c>).</summary>
+internal static class ServeHost
+{
+    /// <summary>A silo on the embedded store that serves the API; <paramref name="configure"/> adds configuration (tests).</summary>
+    public static WebApplication BuildSilo(string? storePath, Action<IConfigurationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+        configure?.Invoke(builder.Configuration);
+        builder.Services.AddOptions<SiloOptions>().BindConfiguration(SiloOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        var endpoints = builder.Configuration.GetSection(SiloOptions.Section).Get<SiloOptions>() ?? new SiloOptions();
+        NightshiftSilo.Configure(builder, endpoints, storePath);
+        return BuildApi(builder);
+    }
+
+    /// <summary>
+    /// The API without a silo: an Orleans client of the cluster whose gateway is on this host, writing
+    /// submissions to and streaming results from the same store.
+    /// </summary>
+    public static WebApplication BuildApiOnly(string? storePath, Action<IConfigurationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+        configure?.Invoke(builder.Configuration);
+        var endpoints = builder.Configuration.GetSection(SiloOptions.Section).Get<SiloOptions>() ?? new SiloOptions();
+        builder.UseOrleansClient(client => client.UseLocalhostClustering(endpoints.GatewayPort, NightshiftSilo.ServiceId, NightshiftSilo.ServiceId));
+
+        // Not the silo: leases in the store belong to the silo's process, never recovered from here.
+        builder.Services.AddNightshiftStore(store =>
+        {
+            store.RecoverLeasesAtStart = false;
+            if (storePath is not null)
+            {
+                store.Path = storePath;
+            }
+        });
+        builder.Services.AddHostedService<StoreInitializer>();
+        return BuildApi(builder);
+    }
+
+    /// <summary>Configures the pools declared under <c>Nightshift:Pools:{name}</c> (same fields as <c>PUT /v1/pools/{name}</c>).</summary>
+    public static async Task DeclarePoolsAsync(WebApplication app)
+    {
+        var grains = app.Services.GetRequiredService<IGrainFactory>();
+        foreach (var section in app.Configuration.GetSection("Nightshift:Pools").GetChildren())
+        {
+            var request = section.Get<PoolRequest>() ?? new PoolRequest();
+            if (PoolsApi.Validate(section.Key, request) is { } problem)
+            {
+                throw new OptionsValidationException($"Nightshift:Pools:{section.Key}", typeof(PoolRequest), [$"Nightshift:Pools:{section.Key}: {problem}"]);
+            }
+
+            var pool = grains.GetGrain<IPoolGrain>(section.Key);
+            await pool.Configure(PoolsApi.ToConfig(request, await pool.GetConfig()));
+        }
+    }
+
+    private static WebApplication BuildApi(WebApplicationBuilder builder)
+    {
+        builder.Services.AddNightshiftApi();
+        var app = builder.Build();
+        NightshiftApi.EnsureSafeToListen(app.Configuration, app.Services.GetRequiredService<IOptions<ApiOptions>>().Value);
+        app.MapNightshiftApi();
+        return app;
+    }
+
+    private sealed class StoreInitializer(Storage.IItemStore store) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken) => store.InitializeAsync(cancellationToken);
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+}
