@@ -63,8 +63,7 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
         var connection = await OpenAsync(cancellationToken);
         try
         {
-            var transaction = connection.BeginTransaction(deferred: false);
-            return new IngestSession(batchId, pool, connection, transaction, Now());
+            return IngestSession.Begin(batchId, pool, connection, Now());
         }
         catch
         {
@@ -431,15 +430,63 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
         }
     }
 
-    private sealed class IngestSession(string batchId, string pool, SqliteConnection connection, SqliteTransaction transaction, long now) : IItemIngestSession
+    /// <summary>
+    /// Stages the upload in a temporary table private to its connection, so a slow or huge upload
+    /// never holds the database's write lock (which would stall every running batch); the items move
+    /// into ns_items in one short transaction at commit, with the batch's catalogue row.
+    /// </summary>
+    private sealed class IngestSession : IItemIngestSession
     {
-        private SqliteCommand? _insert;
+        private readonly string _batchId;
+        private readonly string _pool;
+        private readonly SqliteConnection _connection;
+        private readonly long _now;
+        private readonly SqliteTransaction _staging;
+        private readonly SqliteCommand _insert;
         private bool _committed;
         private int _added;
 
+        private IngestSession(string batchId, string pool, SqliteConnection connection, long now)
+        {
+            _batchId = batchId;
+            _pool = pool;
+            _connection = connection;
+            _now = now;
+            using (var create = connection.CreateCommand())
+            {
+                create.CommandText = """
+                    DROP TABLE IF EXISTS temp.ns_ingest;
+                    CREATE TEMP TABLE ns_ingest (
+                        idx       INTEGER NOT NULL PRIMARY KEY,
+                        custom_id TEXT    NOT NULL UNIQUE,
+                        method    TEXT    NOT NULL,
+                        url       TEXT    NOT NULL,
+                        body      TEXT    NOT NULL);
+                    """;
+                create.ExecuteNonQuery();
+            }
+
+            // Writes only the temporary database, so it locks nothing that others use.
+            _staging = connection.BeginTransaction(deferred: true);
+            _insert = connection.CreateCommand();
+            _insert.Transaction = _staging;
+            _insert.CommandText = """
+                INSERT INTO temp.ns_ingest (idx, custom_id, method, url, body)
+                VALUES (@idx, @custom_id, @method, @url, @body)
+                ON CONFLICT (custom_id) DO NOTHING;
+                """;
+            _insert.Parameters.Add("@idx", SqliteType.Integer);
+            _insert.Parameters.Add("@custom_id", SqliteType.Text);
+            _insert.Parameters.Add("@method", SqliteType.Text);
+            _insert.Parameters.Add("@url", SqliteType.Text);
+            _insert.Parameters.Add("@body", SqliteType.Text);
+            _insert.Prepare();
+        }
+
+        public static IngestSession Begin(string batchId, string pool, SqliteConnection connection, long now) => new(batchId, pool, connection, now);
+
         public async ValueTask<LineError?> AddAsync(ItemRequest item, CancellationToken cancellationToken)
         {
-            _insert ??= CreateInsert();
             _insert.Parameters["@idx"].Value = item.Index;
             _insert.Parameters["@custom_id"].Value = item.CustomId;
             _insert.Parameters["@method"].Value = item.Method;
@@ -451,10 +498,9 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
                 return null;
             }
 
-            await using var first = connection.CreateCommand();
-            first.Transaction = transaction;
-            first.CommandText = "SELECT idx FROM ns_items WHERE batch_id = @batch AND custom_id = @custom_id;";
-            first.Parameters.AddWithValue("@batch", batchId);
+            await using var first = _connection.CreateCommand();
+            first.Transaction = _staging;
+            first.CommandText = "SELECT idx FROM temp.ns_ingest WHERE custom_id = @custom_id;";
             first.Parameters.AddWithValue("@custom_id", item.CustomId);
             var firstIndex = (long)(await first.ExecuteScalarAsync(cancellationToken))!;
             return new LineError(item.Index + 1, "custom_id", $"duplicate custom_id '{item.CustomId}' (first used on line {firstIndex + 1})");
@@ -462,59 +508,47 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
 
         public async Task CommitAsync(CancellationToken cancellationToken)
         {
-            await using (var catalogue = connection.CreateCommand())
+            await _staging.CommitAsync(cancellationToken);
+
+            // The only moment the upload holds the write lock: one INSERT … SELECT of staged rows.
+            await using var publish = _connection.BeginTransaction(deferred: false);
+            await using (var move = _connection.CreateCommand())
             {
-                catalogue.Transaction = transaction;
-                catalogue.CommandText = """
+                move.Transaction = publish;
+                move.CommandText = """
+                    INSERT INTO ns_items (batch_id, idx, custom_id, method, url, body, updated_at)
+                    SELECT @batch, idx, custom_id, method, url, body, @now FROM temp.ns_ingest ORDER BY idx;
                     INSERT INTO ns_batches (batch_id, pool, item_count, state, created_at)
                     VALUES (@batch, @pool, @count, @state, @now);
                     """;
-                catalogue.Parameters.AddWithValue("@batch", batchId);
-                catalogue.Parameters.AddWithValue("@pool", pool);
-                catalogue.Parameters.AddWithValue("@count", _added);
-                catalogue.Parameters.AddWithValue("@state", (int)BatchState.Running);
-                catalogue.Parameters.AddWithValue("@now", now);
-                await catalogue.ExecuteNonQueryAsync(cancellationToken);
+                move.Parameters.AddWithValue("@batch", _batchId);
+                move.Parameters.AddWithValue("@pool", _pool);
+                move.Parameters.AddWithValue("@count", _added);
+                move.Parameters.AddWithValue("@state", (int)BatchState.Running);
+                move.Parameters.AddWithValue("@now", _now);
+                await move.ExecuteNonQueryAsync(cancellationToken);
             }
 
-            await transaction.CommitAsync(cancellationToken);
+            await publish.CommitAsync(cancellationToken);
             _committed = true;
         }
 
         public async ValueTask DisposeAsync()
         {
-            if (!_committed)
+            if (!_committed && _staging.Connection is not null)
             {
-                await transaction.RollbackAsync();
+                await _staging.RollbackAsync();
             }
 
-            if (_insert is not null)
+            await _insert.DisposeAsync();
+            await _staging.DisposeAsync();
+            await using (var drop = _connection.CreateCommand())
             {
-                await _insert.DisposeAsync();
+                drop.CommandText = "DROP TABLE IF EXISTS temp.ns_ingest;";
+                await drop.ExecuteNonQueryAsync();
             }
 
-            await transaction.DisposeAsync();
-            await connection.DisposeAsync();
-        }
-
-        private SqliteCommand CreateInsert()
-        {
-            var insert = connection.CreateCommand();
-            insert.Transaction = transaction;
-            insert.CommandText = """
-                INSERT INTO ns_items (batch_id, idx, custom_id, method, url, body, updated_at)
-                VALUES (@batch, @idx, @custom_id, @method, @url, @body, @now)
-                ON CONFLICT (batch_id, custom_id) DO NOTHING;
-                """;
-            insert.Parameters.AddWithValue("@batch", batchId);
-            insert.Parameters.AddWithValue("@now", now);
-            insert.Parameters.Add("@idx", SqliteType.Integer);
-            insert.Parameters.Add("@custom_id", SqliteType.Text);
-            insert.Parameters.Add("@method", SqliteType.Text);
-            insert.Parameters.Add("@url", SqliteType.Text);
-            insert.Parameters.Add("@body", SqliteType.Text);
-            insert.Prepare();
-            return insert;
+            await _connection.DisposeAsync();
         }
     }
 }
