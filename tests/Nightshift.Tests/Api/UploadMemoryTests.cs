@@ -28,7 +28,7 @@ public sealed class UploadMemoryTests : IDisposable
         };
         using var silo = SiloProcess.Start(_directory.Path, environment, "serve", "--store", Path.Combine(_directory.Path, "upload.db"));
         using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromMinutes(5) };
-        await WaitForLiveAsync(http);
+        await SiloProcess.WaitUntilAnsweringAsync(http);
         Assert.Equal(HttpStatusCode.OK, (await http.PutAsJsonAsync("/v1/pools/upload", new { maxRunning = 1 }, Ct)).StatusCode);
 
         var small = await UploadAsync(http, 20_000);
@@ -67,26 +67,6 @@ public sealed class UploadMemoryTests : IDisposable
     {
         var line = File.ReadLines($"/proc/{pid}/status").Single(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
         return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) / 1024.0;
-    }
-
-    private static async Task WaitForLiveAsync(HttpClient http)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (true)
-        {
-            try
-            {
-                if ((await http.GetAsync("/health/live", Ct)).IsSuccessStatusCode)
-                {
-                    return;
-                }
-            }
-            catch (HttpRequestException) when (DateTime.UtcNow < deadline)
-            {
-            }
-
-            await Task.Delay(100, Ct);
-        }
     }
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;

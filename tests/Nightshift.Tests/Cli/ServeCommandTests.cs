@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using Nightshift.Tests.Fixtures;
 
 namespace Nightshift.Tests.Cli;
@@ -12,29 +11,18 @@ public sealed class ServeCommandTests : IDisposable
     [Fact]
     public async Task Serve_AnswersHealth_AndExitsZeroOnSigterm()
     {
-        var http = FreePort();
+        var http = ApiHost.FreePort();
         var environment = new Dictionary<string, string>
         {
             ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{http}",
-            ["Nightshift__Silo__SiloPort"] = $"{FreePort()}",
-            ["Nightshift__Silo__GatewayPort"] = $"{FreePort()}",
+            ["Nightshift__Silo__SiloPort"] = $"{ApiHost.FreePort()}",
+            ["Nightshift__Silo__GatewayPort"] = $"{ApiHost.FreePort()}",
         };
         using var silo = SiloProcess.Start(_directory.Path, environment, "serve", "--store", Path.Combine(_directory.Path, "serve.db"));
         using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{http}") };
 
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        HttpResponseMessage? live = null;
-        while (live is null)
-        {
-            try
-            {
-                live = await client.GetAsync("/health/live", Ct);
-            }
-            catch (HttpRequestException) when (DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(100, Ct);
-            }
-        }
+        await SiloProcess.WaitUntilAnsweringAsync(client, "/health/live");
+        var live = await client.GetAsync("/health/live", Ct);
 
         Assert.Equal(HttpStatusCode.OK, live.StatusCode);
         silo.Terminate();
@@ -44,18 +32,18 @@ public sealed class ServeCommandTests : IDisposable
     [Fact]
     public async Task ApiProcess_SubmitsToAServeProcess_ThroughItsGateway()
     {
-        var gateway = FreePort();
-        var siloHttp = FreePort();
-        var apiHttp = FreePort();
+        var gateway = ApiHost.FreePort();
+        var siloHttp = ApiHost.FreePort();
+        var apiHttp = ApiHost.FreePort();
         var store = Path.Combine(_directory.Path, "shared.db");
         using var silo = SiloProcess.Start(_directory.Path, new Dictionary<string, string>
         {
             ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{siloHttp}",
-            ["Nightshift__Silo__SiloPort"] = $"{FreePort()}",
+            ["Nightshift__Silo__SiloPort"] = $"{ApiHost.FreePort()}",
             ["Nightshift__Silo__GatewayPort"] = $"{gateway}",
         }, "serve", "--store", store);
         using var siloClient = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{siloHttp}") };
-        await WaitForLiveAsync(siloClient);
+        await SiloProcess.WaitUntilAnsweringAsync(siloClient);
 
         using var api = SiloProcess.Start(_directory.Path, new Dictionary<string, string>
         {
@@ -63,7 +51,7 @@ public sealed class ServeCommandTests : IDisposable
             ["Nightshift__Silo__GatewayPort"] = $"{gateway}",
         }, "api", "--store", store);
         using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{apiHttp}") };
-        await WaitForLiveAsync(client);
+        await SiloProcess.WaitUntilAnsweringAsync(client);
 
         Assert.Equal(HttpStatusCode.OK, (await client.PutAsync("/v1/pools/p", new StringContent("""{"maxRunning": 4}""", System.Text.Encoding.UTF8, "application/json"), Ct)).StatusCode);
         var created = await client.PostAsync("/v1/batches?pool=p", new StringContent(Jsonl.Lines(40, "api"), System.Text.Encoding.UTF8, "application/x-ndjson"), Ct);
@@ -80,34 +68,6 @@ public sealed class ServeCommandTests : IDisposable
     }
 
     public void Dispose() => _directory.Dispose();
-
-    private static async Task WaitForLiveAsync(HttpClient client)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (true)
-        {
-            try
-            {
-                if ((await client.GetAsync("/health/ready", Ct)).IsSuccessStatusCode)
-                {
-                    return;
-                }
-            }
-            catch (HttpRequestException) when (DateTime.UtcNow < deadline)
-            {
-            }
-
-            Assert.True(DateTime.UtcNow < deadline, "the process did not become ready within a minute");
-            await Task.Delay(100, Ct);
-        }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 }

@@ -78,6 +78,28 @@ public sealed class SiloProcess : IDisposable
         return _process.ExitCode;
     }
 
+    /// <summary>Polls <paramref name="path"/> until it answers 2xx; fails after a minute.</summary>
+    public static async Task WaitUntilAnsweringAsync(HttpClient client, string path = "/health/ready")
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (true)
+        {
+            try
+            {
+                if ((await client.GetAsync(path, TestContext.Current.CancellationToken)).IsSuccessStatusCode)
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException) when (DateTime.UtcNow < deadline)
+            {
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"{client.BaseAddress}{path} did not answer within a minute");
+            await Task.Delay(100, TestContext.Current.CancellationToken);
+        }
+    }
+
     /// <summary>kill -9: the process gets no chance to clean up.</summary>
     public void Kill()
     {
