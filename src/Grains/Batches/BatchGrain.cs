@@ -71,10 +71,10 @@ internal sealed partial class BatchGrain(
         }
 
         await store.RequeueExpiredLeasesAsync(Id, time.GetUtcNow(), cancellationToken);
-        var counts = await store.CountAsync(Id, cancellationToken);
+        var (counts, running) = await store.ReadProgressAsync(Id, cancellationToken);
 
         // Calls still running on live silos report to this activation: expect them under their tokens.
-        foreach (var leased in await store.GetLeasedAsync(Id, cancellationToken))
+        foreach (var leased in running)
         {
             _inFlight[leased.Index] = leased.LeaseToken ?? 0;
         }

@@ -69,8 +69,11 @@ public interface IItemStore
     /// <summary>Gives a leased item back (its call was stopped before it could end), counting the interruption.</summary>
     Task<bool> ReleaseLeaseAsync(string batchId, int index, long leaseToken, CancellationToken cancellationToken);
 
-    /// <summary>The batch's items now leased, with their tokens: the calls a new batch activation must expect reports from.</summary>
-    Task<IReadOnlyList<ItemSnapshot>> GetLeasedAsync(string batchId, CancellationToken cancellationToken);
+    /// <summary>
+    /// The batch's counts and its items now leased (the calls a new batch activation must expect
+    /// reports from), read from one snapshot so they agree.
+    /// </summary>
+    Task<BatchProgress> ReadProgressAsync(string batchId, CancellationToken cancellationToken);
 
     /// <summary>Where the given items stand in the store, for a batch to reconcile reports that never reached it.</summary>
     Task<IReadOnlyList<ItemSnapshot>> GetItemsAsync(string batchId, IReadOnlyCollection<int> indices, CancellationToken cancellationToken);
@@ -136,6 +139,8 @@ public sealed record ItemCounts(long Pending, long Leased, long Succeeded, long 
 
 /// <summary>A batch as the catalogue lists it.</summary>
 public sealed record BatchRecord(string BatchId, string Pool, int ItemCount, BatchState State, DateTimeOffset CreatedAt, DateTimeOffset? FinishedAt);
+
+public sealed record BatchProgress(ItemCounts Counts, IReadOnlyList<ItemSnapshot> Leased);
 
 public sealed record ItemSnapshot(int Index, ItemState State, long? LeaseToken, long InputTokens, long OutputTokens);
 

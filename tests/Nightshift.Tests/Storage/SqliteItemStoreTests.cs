@@ -171,6 +171,19 @@ public sealed class SqliteItemStoreTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Progress_ListsTheLeasedItemsWithTheirTokens_BesideTheCounts()
+    {
+        await IngestAsync("p", 4);
+        await _store.ClaimAsync("p", [Lease(11), Lease(12), Lease(13)], _time.GetUtcNow(), Ct);
+        await _store.RecordAttemptAsync(Attempt("p", 1, 12, ItemState.Succeeded), Ct);
+
+        var (counts, leased) = await _store.ReadProgressAsync("p", Ct);
+
+        Assert.Equal((1L, 2L, 1L), (counts.Pending, counts.Leased, counts.Succeeded));
+        Assert.Equal([(0, 11L), (2, 13L)], leased.OrderBy(l => l.Index).Select(l => (l.Index, l.LeaseToken ?? 0)));
+    }
+
+    [Fact]
     public async Task UnfinishedBatches_AreThoseWithPendingOrLeasedItems()
     {
         await IngestAsync("done", 1);

@@ -139,7 +139,26 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
     public async Task<ItemCounts> CountAsync(string batchId, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
+        return await CountAsync(connection, null, batchId, cancellationToken);
+    }
+
+    public async Task<BatchProgress> ReadProgressAsync(string batchId, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+
+        // One read transaction: in WAL mode both queries see the same snapshot, so an item that
+        // finishes between them is neither counted twice nor lost.
+        await using var snapshot = connection.BeginTransaction(deferred: true);
+        var counts = await CountAsync(connection, snapshot, batchId, cancellationToken);
+        var leased = await SnapshotsAsync(connection, snapshot, "batch_id = @batch AND state = 1", batchId, null, cancellationToken);
+        await snapshot.CommitAsync(cancellationToken);
+        return new BatchProgress(counts, leased);
+    }
+
+    private static async Task<ItemCounts> CountAsync(SqliteConnection connection, SqliteTransaction? transaction, string batchId, CancellationToken cancellationToken)
+    {
         await using var command = connection.CreateCommand();
+        command.Transaction = transaction;
         command.CommandText = """
             SELECT state, COUNT(*), SUM(input_tokens), SUM(output_tokens)
             FROM ns_items WHERE batch_id = @batch GROUP BY state;
@@ -229,11 +248,11 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
             return command.ExecuteNonQuery() == 1;
         });
 
-    public Task<IReadOnlyList<ItemSnapshot>> GetLeasedAsync(string batchId, CancellationToken cancellationToken) =>
-        SnapshotsAsync("batch_id = @batch AND state = 1", batchId, null, cancellationToken);
-
-    public Task<IReadOnlyList<ItemSnapshot>> GetItemsAsync(string batchId, IReadOnlyCollection<int> indices, CancellationToken cancellationToken) =>
-        SnapshotsAsync("batch_id = @batch AND idx IN (SELECT value FROM json_each(@indices))", batchId, indices, cancellationToken);
+    public async Task<IReadOnlyList<ItemSnapshot>> GetItemsAsync(string batchId, IReadOnlyCollection<int> indices, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        return await SnapshotsAsync(connection, null, "batch_id = @batch AND idx IN (SELECT value FROM json_each(@indices))", batchId, indices, cancellationToken);
+    }
 
     public Task SetBatchStateAsync(string batchId, BatchState state, DateTimeOffset? finishedAt, CancellationToken cancellationToken) =>
         Writer.RunAsync((connection, transaction) =>
@@ -364,10 +383,11 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
         return connection;
     }
 
-    private async Task<IReadOnlyList<ItemSnapshot>> SnapshotsAsync(string where, string batchId, IReadOnlyCollection<int>? indices, CancellationToken cancellationToken)
+    private static async Task<IReadOnlyList<ItemSnapshot>> SnapshotsAsync(SqliteConnection connection, SqliteTransaction? transaction, string where, string batchId,
+        IReadOnlyCollection<int>? indices, CancellationToken cancellationToken)
     {
-        await using var connection = await OpenAsync(cancellationToken);
         await using var command = connection.CreateCommand();
+        command.Transaction = transaction;
         command.CommandText = $"SELECT idx, state, lease_token, input_tokens, output_tokens FROM ns_items WHERE {where};";
         command.Parameters.AddWithValue("@batch", batchId);
         if (indices is not null)
