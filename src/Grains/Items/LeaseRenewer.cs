@@ -28,9 +28,6 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
     /// </summary>
     public CancellationToken Abandoned => _abandoned.Token;
 
-    /// <summary>Leases held by calls running on this silo.</summary>
-    public int Count => _held.Count;
-
     public void Hold(string batchId, int index, ItemLease lease) => _held[lease.Token] = new HeldLease(batchId, index, lease, time.GetUtcNow());
 
     public void Drop(long token) => _held.TryRemove(token, out _);
@@ -40,8 +37,8 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
     public void Participate(ISiloLifecycle lifecycle) =>
         lifecycle.Subscribe(nameof(LeaseRenewer), ServiceLifecycleStage.ApplicationServices, StartAsync, StopAsync);
 
-    /// <summary>Renews every lease due now; the loop calls it each period, tests call it directly.</summary>
-    public async Task RenewDueAsync(CancellationToken cancellationToken)
+    /// <summary>Renews every lease due now; the loop calls it each period.</summary>
+    private async Task RenewDueAsync(CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
         var due = _held.Values.Where(held => now - held.RenewedAt >= held.Lease.Duration / 3).ToList();
