@@ -148,7 +148,17 @@ internal sealed partial class ItemGrain(
 
     private async Task<(ModelCallResult Result, CallStop Stop)> CallModelAsync(ItemAssignment assignment, CancellationToken abort)
     {
-        var model = models.Resolve(assignment.Model);
+        IChatModel model;
+        try
+        {
+            model = models.Resolve(assignment.Model);
+        }
+        catch (Exception unusable) when (unusable is InvalidOperationException or NotSupportedException or UriFormatException)
+        {
+            // Retrying cannot help, and without this the item would crash-loop until it failed as poison.
+            return (ModelCallResult.Unusable($"the pool's model cannot be called: {unusable.Message}"), CallStop.None);
+        }
+
         var request = new ModelRequest(assignment.CustomId, assignment.Body, assignment.Model.Model, assignment.Attempts + assignment.RateLimitedAttempts + 1);
         using var timeout = new CancellationTokenSource(assignment.Options.AttemptTimeout, time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(abort, _interrupt.Token, renewer.Abandoned, timeout.Token);

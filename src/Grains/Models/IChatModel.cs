@@ -25,6 +25,9 @@ public enum ModelCallStatus
 
     /// <summary>The connection failed or the response could not be read.</summary>
     NetworkError,
+
+    /// <summary>The pool's model cannot be called at all (unknown provider, missing key variable): permanent.</summary>
+    Misconfigured,
 }
 
 public readonly record struct TokenUsage(long InputTokens, long OutputTokens);
@@ -48,4 +51,7 @@ public sealed record ModelCallResult(
 
     public static ModelCallResult Network(string error) =>
         new(ModelCallStatus.NetworkError, 0, null, default, null, error);
+
+    public static ModelCallResult Unusable(string error) =>
+        new(ModelCallStatus.Misconfigured, 0, null, default, null, error);
 }

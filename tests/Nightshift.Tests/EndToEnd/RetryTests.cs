@@ -80,6 +80,29 @@ public sealed class RetryTests(FlakyModelCluster fixture) : IClassFixture<FlakyM
         Assert.All(failures, f => Assert.Contains(f.StatusCode, new int?[] { 429, 500 }));
     }
 
+    [Fact]
+    public async Task UnusableModel_FailsEveryItemAtOnce_SayingWhy()
+    {
+        await Cluster.Grains.GetGrain<IPoolGrain>("keyless").Configure(new PoolConfig
+        {
+            MaxRunning = 4,
+            Model = new ModelBinding { Provider = ModelProviders.OpenAiCompatible, Endpoint = "http://127.0.0.1:9/v1", Model = "m", ApiKeyEnvironmentVariable = "NIGHTSHIFT_TEST_UNSET_KEY" },
+        });
+
+        var result = await Cluster.Submitter.SubmitAsync("keyless-20", "keyless", FastRetries, Jsonl.Stream(Jsonl.Lines(20, "keyless")), Ct);
+        Assert.True(result.Accepted, result.Reason);
+        var status = await Cluster.Grains.GetGrain<IBatchGrain>("keyless-20").WaitUntilFinishedAsync(TimeSpan.FromSeconds(30), Cluster.Store);
+
+        Assert.Equal((BatchState.Completed, 0L, 20L), (status.State, status.Succeeded, status.Failed));
+        await foreach (var item in Cluster.Store.ReadResultsAsync("keyless-20", Ct))
+        {
+            Assert.Contains("'NIGHTSHIFT_TEST_UNSET_KEY'", item.Error);
+        }
+
+        var (attempts, _) = await AttemptsAsync("keyless-20");
+        Assert.Equal(20, attempts);
+    }
+
     private async Task<(long Attempts, long RateLimited)> AttemptsAsync(string batchId)
     {
         await using var connection = new SqliteConnection($"Data Source={Cluster.StorePath}");
