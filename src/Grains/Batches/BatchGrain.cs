@@ -262,13 +262,18 @@ internal sealed partial class BatchGrain(
             _resume ??= await this.RegisterOrUpdateReminder(ResumeReminder, ResumePeriod, ResumePeriod);
         }
 
+        await RegisterWithPoolAsync();
+        await FinishIfDoneAsync();
+    }
+
+    /// <summary>Tells the pool what this batch still has outstanding, and whether it is paused.</summary>
+    private async Task RegisterWithPoolAsync()
+    {
         await Pool.Register(Id, _pending + _inFlight.Count, Spec.Options.Priority);
         if (state.State.State == BatchState.Paused)
         {
             await Pool.SetPaused(Id, true);
         }
-
-        await FinishIfDoneAsync();
     }
 
     private async Task MaintainAsync(CancellationToken cancellationToken)
@@ -284,25 +289,14 @@ internal sealed partial class BatchGrain(
             if (_inFlight.Remove(item.Index))
             {
                 LogLeaseDied(logger, Id, item.Index, item.Failed);
-                if (item.Failed)
-                {
-                    _failed++;
-                }
-                else
-                {
-                    _pending++;
-                }
+                Count(item.Failed ? ItemOutcome.Failed : ItemOutcome.Retrying, 0, 0);
             }
         }
 
         await ReconcileAsync(cancellationToken);
         if (state.State.State is BatchState.Running or BatchState.Paused)
         {
-            await Pool.Register(Id, _pending + _inFlight.Count, Spec.Options.Priority);
-            if (state.State.State == BatchState.Paused)
-            {
-                await Pool.SetPaused(Id, true);
-            }
+            await RegisterWithPoolAsync();
         }
 
         await FinishIfDoneAsync();

@@ -12,10 +12,8 @@ internal static class ServeHost
     /// <summary>A silo on the embedded store that serves the API; <paramref name="configure"/> adds configuration (tests).</summary>
     public static WebApplication BuildSilo(string? storePath, Action<IConfigurationBuilder>? configure = null)
     {
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
-        configure?.Invoke(builder.Configuration);
+        var (builder, endpoints) = CreateBuilder(configure);
         builder.Services.AddOptions<SiloOptions>().BindConfiguration(SiloOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        var endpoints = builder.Configuration.GetSection(SiloOptions.Section).Get<SiloOptions>() ?? new SiloOptions();
         NightshiftSilo.Configure(builder, endpoints, storePath);
         return BuildApi(builder);
     }
@@ -26,9 +24,7 @@ internal static class ServeHost
     /// </summary>
     public static WebApplication BuildApiOnly(string? storePath, Action<IConfigurationBuilder>? configure = null)
     {
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
-        configure?.Invoke(builder.Configuration);
-        var endpoints = builder.Configuration.GetSection(SiloOptions.Section).Get<SiloOptions>() ?? new SiloOptions();
+        var (builder, endpoints) = CreateBuilder(configure);
         builder.UseOrleansClient(client => client.UseLocalhostClustering(endpoints.GatewayPort, NightshiftSilo.ServiceId, NightshiftSilo.ServiceId));
 
         // Not the silo: leases in the store belong to the silo's process, never recovered from here.
@@ -59,6 +55,13 @@ internal static class ServeHost
             var pool = grains.GetGrain<IPoolGrain>(section.Key);
             await pool.Configure(PoolsApi.ToConfig(request, await pool.GetConfig()));
         }
+    }
+
+    private static (WebApplicationBuilder Builder, SiloOptions Endpoints) CreateBuilder(Action<IConfigurationBuilder>? configure)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+        configure?.Invoke(builder.Configuration);
+        return (builder, builder.Configuration.GetSection(SiloOptions.Section).Get<SiloOptions>() ?? new SiloOptions());
     }
 
     private static WebApplication BuildApi(WebApplicationBuilder builder)

@@ -297,35 +297,11 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
             return insert.ExecuteNonQuery();
         });
 
-    public async Task<IReadOnlyList<string>> ListPoolsAsync(CancellationToken cancellationToken)
-    {
-        await using var connection = await OpenAsync(cancellationToken);
-        await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT name FROM ns_pools ORDER BY name;";
-        var pools = new List<string>();
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-        {
-            pools.Add(reader.GetString(0));
-        }
+    public Task<IReadOnlyList<string>> ListPoolsAsync(CancellationToken cancellationToken) =>
+        ReadTextColumnAsync("SELECT name FROM ns_pools ORDER BY name;", cancellationToken);
 
-        return pools;
-    }
-
-    public async Task<IReadOnlyList<string>> ListUnfinishedBatchesAsync(CancellationToken cancellationToken)
-    {
-        await using var connection = await OpenAsync(cancellationToken);
-        await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT DISTINCT batch_id FROM ns_items WHERE state IN (0, 1);";
-        var batches = new List<string>();
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-        {
-            batches.Add(reader.GetString(0));
-        }
-
-        return batches;
-    }
+    public Task<IReadOnlyList<string>> ListUnfinishedBatchesAsync(CancellationToken cancellationToken) =>
+        ReadTextColumnAsync("SELECT DISTINCT batch_id FROM ns_items WHERE state IN (0, 1);", cancellationToken);
 
     public Task<int> CancelPendingAsync(string batchId, CancellationToken cancellationToken) =>
         Writer.RunAsync((connection, transaction) =>
@@ -381,6 +357,21 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
         var connection = new SqliteConnection(_options.ConnectionString);
         await connection.OpenAsync(cancellationToken);
         return connection;
+    }
+
+    private async Task<IReadOnlyList<string>> ReadTextColumnAsync(string sql, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        var values = new List<string>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            values.Add(reader.GetString(0));
+        }
+
+        return values;
     }
 
     private static async Task<IReadOnlyList<ItemSnapshot>> SnapshotsAsync(SqliteConnection connection, SqliteTransaction? transaction, string where, string batchId,
