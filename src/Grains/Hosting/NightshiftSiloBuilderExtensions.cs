@@ -5,6 +5,7 @@ using Nightshift.Batches;
 using Nightshift.Items;
 using Nightshift.Models;
 using Nightshift.Storage;
+using Nightshift.Storage.Postgres;
 using Nightshift.Storage.Sqlite;
 using Nightshift.Submission;
 using Orleans.Configuration;
@@ -16,6 +17,11 @@ public static class NightshiftSiloBuilderExtensions
     /// <summary>The ADO.NET invariant under which Orleans loads Microsoft.Data.Sqlite (see shared/ORLEANS-ADONET.md).</summary>
     private const string SqliteInvariant = "System.Data.SQLite";
 
+    /// <summary>The ADO.NET invariant under which Orleans loads Npgsql.</summary>
+    public const string PostgresInvariant = "Npgsql";
+
+    private const string StoreSection = "Nightshift:Store";
+
     private const int DirectoryCacheSize = 10_000;
 
     /// <summary>
@@ -24,8 +30,62 @@ public static class NightshiftSiloBuilderExtensions
     /// </summary>
     public static ISiloBuilder AddNightshift(this ISiloBuilder builder, Action<SqliteStoreOptions>? configureStore = null)
     {
+        builder.Services.AddNightshiftStore(configureStore);
+        builder.AddNightshiftGrains(SqliteInvariant, sp => sp.GetRequiredService<IOptions<SqliteStoreOptions>>().Value.ConnectionString);
+        return builder;
+    }
+
+    /// <summary>
+    /// Adds Nightshift's grains and services on a PostgreSQL database shared by the cluster: the item
+    /// store, grain state and reminders (clustering is the host's to configure, with the same database).
+    /// </summary>
+    public static ISiloBuilder AddNightshiftOnPostgres(this ISiloBuilder builder, string connectionString)
+    {
+        builder.Services.AddNightshiftPostgresStore(connectionString);
+        var providerConnectionString = PostgresItemStore.ConnectionStringFor(connectionString);
+        builder.AddNightshiftGrains(PostgresInvariant, _ => providerConnectionString);
+        return builder;
+    }
+
+    /// <summary>
+    /// The item store and batch submission, for a silo or for an API-only process (an Orleans client
+    /// that writes submissions and reads results straight from the store).
+    /// </summary>
+    public static IServiceCollection AddNightshiftStore(this IServiceCollection services, Action<SqliteStoreOptions>? configureStore = null)
+    {
+        var store = services.AddOptions<SqliteStoreOptions>().BindConfiguration(StoreSection).ValidateDataAnnotations().ValidateOnStart();
+        if (configureStore is not null)
+        {
+            store.Configure(configureStore);
+        }
+
+        services.AddSingleton<SqliteItemStore>();
+        services.AddSingleton<IItemStore>(sp => sp.GetRequiredService<SqliteItemStore>());
+        return services.AddSubmission();
+    }
+
+    /// <summary>The PostgreSQL item store and batch submission, for a silo or an API-only process.</summary>
+    public static IServiceCollection AddNightshiftPostgresStore(this IServiceCollection services, string connectionString)
+    {
+        services.AddOptions<PostgresStoreOptions>().BindConfiguration(StoreSection)
+            .Configure(options => options.ConnectionString = connectionString)
+            .ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<PostgresItemStore>();
+        services.AddSingleton<IItemStore>(sp => sp.GetRequiredService<PostgresItemStore>());
+        return services.AddSubmission();
+    }
+
+    private static IServiceCollection AddSubmission(this IServiceCollection services)
+    {
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddOptions<SubmissionOptions>().BindConfiguration(SubmissionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<BatchSubmitter>();
+        return services;
+    }
+
+    private static void AddNightshiftGrains(this ISiloBuilder builder, string invariant, Func<IServiceProvider, string> connectionString)
+    {
         var services = builder.Services;
-        services.AddNightshiftStore(configureStore);
         services.AddOptions<SimulatedModelOptions>().BindConfiguration(SimulatedModelOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<SimulatedModel>();
         services.AddSingleton<IModelResolver, ModelResolver>();
@@ -40,44 +100,26 @@ public static class NightshiftSiloBuilderExtensions
         services.Configure<GrainDirectoryOptions>(directory => directory.CacheSize = DirectoryCacheSize);
 
         builder.AddAdoNetGrainStorage(StorageNames.Grains, options => options
-            .Configure<IOptions<SqliteStoreOptions>>((storage, sqlite) =>
+            .Configure<IServiceProvider>((storage, sp) =>
             {
-                storage.Invariant = SqliteInvariant;
-                storage.ConnectionString = sqlite.Value.ConnectionString;
+                storage.Invariant = invariant;
+                storage.ConnectionString = connectionString(sp);
             }));
         builder.UseAdoNetReminderService(options => options
-            .Configure<IOptions<SqliteStoreOptions>>((reminders, sqlite) =>
+            .Configure<IServiceProvider>((reminders, sp) =>
             {
-                reminders.Invariant = SqliteInvariant;
-                reminders.ConnectionString = sqlite.Value.ConnectionString;
+                reminders.Invariant = invariant;
+                reminders.ConnectionString = connectionString(sp);
             }));
-        return builder;
     }
 
     /// <summary>
-    /// The item store and batch submission, for a silo or for an API-only process (an Orleans client
-    /// that writes submissions and reads results straight from the store).
+    /// Applies the schema before anything else starts: clustering reads its queries as membership
+    /// starts, grain storage and reminders theirs later, and grains need the item table.
     /// </summary>
-    public static IServiceCollection AddNightshiftStore(this IServiceCollection services, Action<SqliteStoreOptions>? configureStore = null)
-    {
-        services.TryAddSingleton(TimeProvider.System);
-        var store = services.AddOptions<SqliteStoreOptions>().BindConfiguration("Nightshift:Store").ValidateDataAnnotations().ValidateOnStart();
-        if (configureStore is not null)
-        {
-            store.Configure(configureStore);
-        }
-
-        services.AddOptions<SubmissionOptions>().BindConfiguration(SubmissionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        services.AddSingleton<SqliteItemStore>();
-        services.AddSingleton<IItemStore>(sp => sp.GetRequiredService<SqliteItemStore>());
-        services.AddSingleton<BatchSubmitter>();
-        return services;
-    }
-
-    /// <summary>Applies the schema before any storage provider reads its queries or any grain runs.</summary>
     private sealed class ItemStoreInitializer(IItemStore store) : ILifecycleParticipant<ISiloLifecycle>
     {
         public void Participate(ISiloLifecycle lifecycle) =>
-            lifecycle.Subscribe(nameof(ItemStoreInitializer), ServiceLifecycleStage.RuntimeInitialize, store.InitializeAsync);
+            lifecycle.Subscribe(nameof(ItemStoreInitializer), ServiceLifecycleStage.First, store.InitializeAsync);
     }
 }

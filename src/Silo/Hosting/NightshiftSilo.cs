@@ -1,7 +1,9 @@
 using System.Net;
 using System.Net.Sockets;
 using Nightshift.Hosting;
+using Nightshift.Storage.Postgres;
 using Nightshift.Storage.Sqlite;
+using Orleans.Configuration;
 
 namespace Nightshift.Silo.Hosting;
 
@@ -11,20 +13,52 @@ internal static class NightshiftSilo
     /// <summary>Grain state is keyed by service id, so it must stay the same across restarts.</summary>
     public const string ServiceId = "nightshift";
 
-    public static void Configure(IHostApplicationBuilder builder, SiloOptions endpoints, string? storePath)
+    /// <summary>
+    /// A silo on the store <paramref name="store"/> names (a PostgreSQL connection string, or the path of
+    /// an SQLite file), else on <c>Nightshift:Store:ConnectionString</c>, else on <c>Nightshift:Store:Path</c>.
+    /// On PostgreSQL the silo joins the cluster registered in the same database; on SQLite it is alone.
+    /// </summary>
+    public static void Configure(IHostApplicationBuilder builder, SiloOptions endpoints, string? store)
     {
+        var postgres = PostgresConnectionString(builder.Configuration, store);
         builder.UseOrleans(silo =>
         {
-            silo.UseLocalhostClustering(endpoints.SiloPort, endpoints.GatewayPort, serviceId: ServiceId, clusterId: ServiceId);
-            silo.AddNightshift(store =>
+            if (postgres is null)
             {
-                if (storePath is not null)
+                silo.UseLocalhostClustering(endpoints.SiloPort, endpoints.GatewayPort, serviceId: ServiceId, clusterId: ServiceId);
+                silo.AddNightshift(options =>
                 {
-                    store.Path = storePath;
-                }
+                    if (store is not null)
+                    {
+                        options.Path = store;
+                    }
+                });
+                return;
+            }
+
+            silo.Configure<ClusterOptions>(cluster =>
+            {
+                cluster.ServiceId = ServiceId;
+                cluster.ClusterId = endpoints.ClusterId;
             });
+            silo.UseAdoNetClustering(clustering =>
+            {
+                clustering.Invariant = NightshiftSiloBuilderExtensions.PostgresInvariant;
+                clustering.ConnectionString = PostgresItemStore.ConnectionStringFor(postgres);
+            });
+            silo.ConfigureEndpoints(AdvertisedAddress(endpoints), endpoints.SiloPort, endpoints.GatewayPort, listenOnAnyHostAddress: endpoints.AdvertisedAddress is null);
+            silo.AddNightshiftOnPostgres(postgres);
         });
     }
+
+    /// <summary>The PostgreSQL connection string to use, or <c>null</c> for the SQLite file.</summary>
+    public static string? PostgresConnectionString(IConfiguration configuration, string? store) =>
+        store is null ? NullIfEmpty(configuration["Nightshift:Store:ConnectionString"])
+        : IsConnectionString(store) ? store
+        : null;
+
+    /// <summary>A <c>--store</c> value with <c>=</c> in it (<c>Host=…;Database=…</c>) is a connection string; anything else is a file path.</summary>
+    public static bool IsConnectionString(string store) => store.Contains('=', StringComparison.Ordinal);
 
     /// <summary>Endpoints on free loopback ports, for a one-shot silo that nobody else joins.</summary>
     public static SiloOptions PrivateEndpoints() => new() { SiloPort = FreePort(), GatewayPort = FreePort() };
@@ -35,6 +69,21 @@ internal static class NightshiftSilo
         listener.Start();
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
+
+    private static IPAddress AdvertisedAddress(SiloOptions endpoints)
+    {
+        if (endpoints.AdvertisedAddress is { } configured)
+        {
+            return IPAddress.TryParse(configured, out var address)
+                ? address
+                : Dns.GetHostAddresses(configured).First(candidate => candidate.AddressFamily == AddressFamily.InterNetwork);
+        }
+
+        return Dns.GetHostAddresses(Dns.GetHostName()).FirstOrDefault(candidate => candidate.AddressFamily == AddressFamily.InterNetwork && !IPAddress.IsLoopback(candidate))
+            ?? IPAddress.Loopback;
+    }
+
+    private static string? NullIfEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value;
 
     /// <summary>The store path the configuration names, for messages.</summary>
     public static string StorePath(IConfiguration configuration, string? overridePath) =>

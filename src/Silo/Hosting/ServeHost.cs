@@ -3,18 +3,23 @@ using Nightshift.Api;
 using Nightshift.Api.Pools;
 using Nightshift.Hosting;
 using Nightshift.Pools;
+using Nightshift.Storage.Postgres;
+using Orleans.Configuration;
 
 namespace Nightshift.Silo.Hosting;
 
 /// <summary>The long-running silo with the HTTP API (<c>serve</c>), and the API-only process (<c>api</c>).</summary>
 internal static class ServeHost
 {
-    /// <summary>A silo on the embedded store that serves the API; <paramref name="configure"/> adds configuration (tests).</summary>
-    public static WebApplication BuildSilo(string? storePath, Action<IConfigurationBuilder>? configure = null)
+    /// <summary>
+    /// A silo that serves the API, on the store <paramref name="store"/> names (a file path or a PostgreSQL
+    /// connection string; see <see cref="NightshiftSilo.Configure"/>); <paramref name="configure"/> adds configuration.
+    /// </summary>
+    public static WebApplication BuildSilo(string? store, Action<IConfigurationBuilder>? configure = null)
     {
         var (builder, endpoints) = CreateBuilder(configure);
         builder.Services.AddOptions<SiloOptions>().BindConfiguration(SiloOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        NightshiftSilo.Configure(builder, endpoints, storePath);
+        NightshiftSilo.Configure(builder, endpoints, store);
         return BuildApi(builder);
     }
 
@@ -22,20 +27,40 @@ internal static class ServeHost
     /// The API without a silo: an Orleans client of the cluster whose gateway is on this host, writing
     /// submissions to and streaming results from the same store.
     /// </summary>
-    public static WebApplication BuildApiOnly(string? storePath, Action<IConfigurationBuilder>? configure = null)
+    public static WebApplication BuildApiOnly(string? store, Action<IConfigurationBuilder>? configure = null)
     {
         var (builder, endpoints) = CreateBuilder(configure);
-        builder.UseOrleansClient(client => client.UseLocalhostClustering(endpoints.GatewayPort, NightshiftSilo.ServiceId, NightshiftSilo.ServiceId));
-
-        // Not the silo: leases in the store belong to the silo's process, never recovered from here.
-        builder.Services.AddNightshiftStore(store =>
+        if (NightshiftSilo.PostgresConnectionString(builder.Configuration, store) is { } postgres)
         {
-            store.RecoverLeasesAtStart = false;
-            if (storePath is not null)
+            // The cluster's gateways, wherever they run, from the membership table.
+            builder.UseOrleansClient(client => client
+                .Configure<ClusterOptions>(cluster =>
+                {
+                    cluster.ServiceId = NightshiftSilo.ServiceId;
+                    cluster.ClusterId = endpoints.ClusterId;
+                })
+                .UseAdoNetClustering(clustering =>
+                {
+                    clustering.Invariant = NightshiftSiloBuilderExtensions.PostgresInvariant;
+                    clustering.ConnectionString = PostgresItemStore.ConnectionStringFor(postgres);
+                }));
+            builder.Services.AddNightshiftPostgresStore(postgres);
+        }
+        else
+        {
+            builder.UseOrleansClient(client => client.UseLocalhostClustering(endpoints.GatewayPort, NightshiftSilo.ServiceId, NightshiftSilo.ServiceId));
+
+            // Not the silo: leases in the store belong to the silo's process, never recovered from here.
+            builder.Services.AddNightshiftStore(options =>
             {
-                store.Path = storePath;
-            }
-        });
+                options.RecoverLeasesAtStart = false;
+                if (store is not null)
+                {
+                    options.Path = store;
+                }
+            });
+        }
+
         builder.Services.AddHostedService<StoreInitializer>();
         return BuildApi(builder);
     }

@@ -1,297 +1,42 @@
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
-using Microsoft.Extensions.Time.Testing;
-using Nightshift.Models;
-using Nightshift.Pools;
 using Nightshift.Storage;
 using Nightshift.Storage.Sqlite;
 using Nightshift.Tests.Fixtures;
 
 namespace Nightshift.Tests.Storage;
 
-public sealed class SqliteItemStoreTests : IAsyncLifetime
+/// <summary>The item store contract on a real SQLite file in a temporary folder.</summary>
+public sealed class SqliteItemStoreTests : ItemStoreContractTests
 {
     private readonly TempDirectory _directory = new();
-    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 22, 3, 0, 0, TimeSpan.Zero));
-    private SqliteItemStore _store = null!;
 
     private string DatabasePath => Path.Combine(_directory.Path, "items.db");
 
-    public async ValueTask InitializeAsync()
+    protected override int LatestSchemaVersion => SqliteSchema.LatestVersion;
+
+    protected override int OrleansQueries => 11;
+
+    protected override Task CreateDatabaseAsync() => Task.CompletedTask;
+
+    protected override IItemStore NewStore(int maxInterruptions = 5) =>
+        new SqliteItemStore(Options.Create(new SqliteStoreOptions { Path = DatabasePath, MaxInterruptions = maxInterruptions }), Time);
+
+    protected override async Task<(long Versions, long Newest, long Queries)> ReadSchemaAsync()
     {
-        _store = NewStore();
-        await _store.InitializeAsync(CancellationToken.None);
+        await using var connection = new SqliteConnection($"Data Source={DatabasePath}");
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT COUNT(*), MAX(version), (SELECT COUNT(*) FROM OrleansQuery) FROM ns_schema_version;";
+        await using var reader = await command.ExecuteReaderAsync();
+        await reader.ReadAsync();
+        return (reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2));
     }
 
-    public async ValueTask DisposeAsync()
+    public override async ValueTask DisposeAsync()
     {
-        await _store.DisposeAsync();
+        await base.DisposeAsync();
         SqliteConnection.ClearAllPools();
         _directory.Dispose();
-    }
-
-    [Fact]
-    public async Task Ingest_IsInvisibleUntilCommitted_AndLeavesNothingWhenAbandoned()
-    {
-        await using (var session = await _store.BeginIngestAsync("abandoned", "pool", Ct))
-        {
-            Assert.Null(await session.AddAsync(Item(0, "a"), Ct));
-            Assert.Null(await session.AddAsync(Item(1, "b"), Ct));
-        }
-
-        Assert.Equal(0, (await _store.CountAsync("abandoned", Ct)).Total);
-
-        await IngestAsync("kept", 3);
-        Assert.Equal(3, (await _store.CountAsync("kept", Ct)).Pending);
-    }
-
-    [Fact]
-    public async Task Ingest_ReportsADuplicateCustomId_WithTheLineThatFirstUsedIt()
-    {
-        await using var session = await _store.BeginIngestAsync("dup", "pool", Ct);
-        await session.AddAsync(Item(0, "x"), Ct);
-        await session.AddAsync(Item(1, "y"), Ct);
-
-        var error = await session.AddAsync(Item(2, "x"), Ct);
-
-        Assert.NotNull(error);
-        Assert.Equal(3, error.Line);
-        Assert.Equal("custom_id", error.Field);
-        Assert.Contains("first used on line 1", error.Message);
-    }
-
-    [Fact]
-    public async Task Claim_TakesDueItemsInInputOrder_OnePerLease()
-    {
-        await IngestAsync("b", 5);
-
-        var claimed = await _store.ClaimAsync("b", [Lease(11), Lease(12), Lease(13)], _time.GetUtcNow(), Ct);
-
-        Assert.Equal([0, 1, 2], claimed.Select(c => c.Index));
-        Assert.Equal([11L, 12L, 13L], claimed.Select(c => c.Lease.Token));
-        var counts = await _store.CountAsync("b", Ct);
-        Assert.Equal((2, 3), (counts.Pending, counts.Leased));
-    }
-
-    [Fact]
-    public async Task Claim_SkipsItemsWaitingForTheirBackoff()
-    {
-        await IngestAsync("b", 2);
-        var first = (await _store.ClaimAsync("b", [Lease(1)], _time.GetUtcNow(), Ct))[0];
-        var retryAt = _time.GetUtcNow() + TimeSpan.FromSeconds(30);
-        Assert.True(await _store.RecordAttemptAsync(Attempt("b", first.Index, 1, ItemState.Pending, retryAt), Ct));
-
-        var claimed = await _store.ClaimAsync("b", [Lease(2), Lease(3)], _time.GetUtcNow(), Ct);
-
-        Assert.Equal([1], claimed.Select(c => c.Index));
-        Assert.Equal(retryAt, await _store.NextDueAsync("b", Ct));
-        _time.Advance(TimeSpan.FromSeconds(30));
-        Assert.Equal([0], (await _store.ClaimAsync("b", [Lease(4)], _time.GetUtcNow(), Ct)).Select(c => c.Index));
-    }
-
-    [Fact]
-    public async Task RecordAttempt_IsFencedByTheLeaseToken()
-    {
-        await IngestAsync("b", 1);
-        await _store.ClaimAsync("b", [Lease(7)], _time.GetUtcNow(), Ct);
-
-        Assert.False(await _store.RecordAttemptAsync(Attempt("b", 0, token: 6, ItemState.Succeeded), Ct));
-        Assert.Equal(1, (await _store.CountAsync("b", Ct)).Leased);
-
-        Assert.True(await _store.RecordAttemptAsync(Attempt("b", 0, token: 7, ItemState.Succeeded), Ct));
-        Assert.False(await _store.RecordAttemptAsync(Attempt("b", 0, token: 7, ItemState.Failed), Ct));
-
-        var result = Assert.Single(await ResultsAsync("b"));
-        Assert.Equal(ItemState.Succeeded, result.State);
-    }
-
-    [Fact]
-    public async Task ExpiredLeases_GoBackToPending()
-    {
-        await IngestAsync("b", 2);
-        await _store.ClaimAsync("b", [Lease(1, expiresIn: TimeSpan.FromSeconds(10)), Lease(2, expiresIn: TimeSpan.FromMinutes(10))], _time.GetUtcNow(), Ct);
-
-        _time.Advance(TimeSpan.FromSeconds(11));
-        Assert.Equal([new RequeuedItem(0, Failed: false)], await _store.RequeueExpiredLeasesAsync("b", _time.GetUtcNow(), Ct));
-
-        var counts = await _store.CountAsync("b", Ct);
-        Assert.Equal((1, 1), (counts.Pending, counts.Leased));
-    }
-
-    [Fact]
-    public async Task ExtendedLeases_DoNotExpire_AndALostLeaseIsNotExtended()
-    {
-        await IngestAsync("b", 2);
-        await _store.ClaimAsync("b", [Lease(1, expiresIn: TimeSpan.FromSeconds(10)), Lease(2, expiresIn: TimeSpan.FromSeconds(10))], _time.GetUtcNow(), Ct);
-
-        var extended = await _store.ExtendLeasesAsync(
-            [new LeaseExtension("b", 0, 1, _time.GetUtcNow() + TimeSpan.FromSeconds(30)), new LeaseExtension("b", 1, 99, _time.GetUtcNow() + TimeSpan.FromSeconds(30))], Ct);
-        _time.Advance(TimeSpan.FromSeconds(11));
-
-        Assert.Equal([1L], extended);
-        Assert.Equal([new RequeuedItem(1, Failed: false)], await _store.RequeueExpiredLeasesAsync("b", _time.GetUtcNow(), Ct));
-        Assert.Empty(await _store.ExtendLeasesAsync([new LeaseExtension("b", 1, 2, _time.GetUtcNow() + TimeSpan.FromSeconds(30))], Ct));
-    }
-
-    [Fact]
-    public async Task AnItemInterruptedMaxInterruptionsTimes_FailsWithTheReason()
-    {
-        await using var store = NewStore(maxInterruptions: 2);
-        await store.InitializeAsync(Ct);
-        await using (var session = await store.BeginIngestAsync("poison", "pool", Ct))
-        {
-            Assert.Null(await session.AddAsync(Item(0, "p"), Ct));
-            await session.CommitAsync(Ct);
-        }
-
-        var outcomes = new List<RequeuedItem>();
-        for (long token = 1; token <= 2; token++)
-        {
-            Assert.Single(await store.ClaimAsync("poison", [Lease(token, expiresIn: TimeSpan.FromSeconds(1))], _time.GetUtcNow(), Ct));
-            _time.Advance(TimeSpan.FromSeconds(2));
-            outcomes.AddRange(await store.RequeueExpiredLeasesAsync("poison", _time.GetUtcNow(), Ct));
-        }
-
-        Assert.Equal([new RequeuedItem(0, Failed: false), new RequeuedItem(0, Failed: true)], outcomes);
-        var result = Assert.Single(await ResultsAsync("poison", store));
-        Assert.Equal(ItemState.Failed, result.State);
-        Assert.Contains("interrupted 2 times", result.Error);
-    }
-
-    [Fact]
-    public async Task ReleasedLease_PutsTheItemBackToPending_OnlyUnderItsToken()
-    {
-        await IngestAsync("b", 1);
-        await _store.ClaimAsync("b", [Lease(7)], _time.GetUtcNow(), Ct);
-
-        Assert.False(await _store.ReleaseLeaseAsync("b", 0, 8, Ct));
-        Assert.True(await _store.ReleaseLeaseAsync("b", 0, 7, Ct));
-
-        Assert.Equal(1, (await _store.CountAsync("b", Ct)).Pending);
-    }
-
-    [Fact]
-    public async Task Progress_ListsTheLeasedItemsWithTheirTokens_BesideTheCounts()
-    {
-        await IngestAsync("p", 4);
-        await _store.ClaimAsync("p", [Lease(11), Lease(12), Lease(13)], _time.GetUtcNow(), Ct);
-        await _store.RecordAttemptAsync(Attempt("p", 1, 12, ItemState.Succeeded), Ct);
-
-        var (counts, leased) = await _store.ReadProgressAsync("p", Ct);
-
-        Assert.Equal((1L, 2L, 1L), (counts.Pending, counts.Leased, counts.Succeeded));
-        Assert.Equal([(0, 11L), (2, 13L)], leased.OrderBy(l => l.Index).Select(l => (l.Index, l.LeaseToken ?? 0)));
-    }
-
-    [Fact]
-    public async Task UnfinishedBatches_AreThoseWithPendingOrLeasedItems()
-    {
-        await IngestAsync("done", 1);
-        await _store.ClaimAsync("done", [Lease(1)], _time.GetUtcNow(), Ct);
-        await _store.RecordAttemptAsync(Attempt("done", 0, 1, ItemState.Succeeded), Ct);
-        await IngestAsync("leased", 1);
-        await _store.ClaimAsync("leased", [Lease(2)], _time.GetUtcNow(), Ct);
-        await IngestAsync("pending", 1);
-
-        Assert.Equal(["leased", "pending"], (await _store.ListUnfinishedBatchesAsync(Ct)).Order());
-    }
-
-    [Fact]
-    public async Task Restart_OfASingleOwnerStore_RequeuesEveryLeasedItem()
-    {
-        await IngestAsync("b", 3);
-        await _store.ClaimAsync("b", [Lease(1), Lease(2)], _time.GetUtcNow(), Ct);
-
-        await using var restarted = NewStore();
-        await restarted.InitializeAsync(Ct);
-
-        Assert.Equal(3, (await restarted.CountAsync("b", Ct)).Pending);
-    }
-
-    [Fact]
-    public async Task CancelPending_LeavesRunningItemsAlone()
-    {
-        await IngestAsync("b", 4);
-        await _store.ClaimAsync("b", [Lease(1)], _time.GetUtcNow(), Ct);
-
-        Assert.Equal(3, await _store.CancelPendingAsync("b", Ct));
-
-        var counts = await _store.CountAsync("b", Ct);
-        Assert.Equal((0, 1, 3), (counts.Pending, counts.Leased, counts.Cancelled));
-    }
-
-    [Fact]
-    public async Task Results_StreamTerminalItemsInInputOrder()
-    {
-        await IngestAsync("b", 4);
-        var claimed = await _store.ClaimAsync("b", [Lease(1), Lease(2), Lease(3), Lease(4)], _time.GetUtcNow(), Ct);
-        foreach (var item in claimed.Reverse())
-        {
-            var state = item.Index == 2 ? ItemState.Failed : ItemState.Succeeded;
-            await _store.RecordAttemptAsync(Attempt("b", item.Index, item.Lease.Token, state), Ct);
-        }
-
-        var results = await ResultsAsync("b");
-
-        Assert.Equal([0, 1, 2, 3], results.Select(r => r.Index));
-        Assert.Equal(ItemState.Failed, results[2].State);
-        Assert.Equal(new ItemCounts(0, 0, 3, 1, 0, 40, 8), await _store.CountAsync("b", Ct));
-    }
-
-    [Fact]
-    public async Task Schema_AppliesOnceAcrossStarts()
-    {
-        await using (var second = NewStore())
-        {
-            await second.InitializeAsync(Ct);
-        }
-
-        await using var connection = new SqliteConnection($"Data Source={DatabasePath}");
-        await connection.OpenAsync(Ct);
-        await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT COUNT(*), MAX(version) FROM ns_schema_version; SELECT COUNT(*) FROM OrleansQuery;";
-        await using var reader = await command.ExecuteReaderAsync(Ct);
-        await reader.ReadAsync(Ct);
-        Assert.Equal(SqliteSchema.LatestVersion, reader.GetInt64(0));
-        Assert.Equal(SqliteSchema.LatestVersion, reader.GetInt64(1));
-        await reader.NextResultAsync(Ct);
-        await reader.ReadAsync(Ct);
-
-        // Grain storage's 4 queries and the reminder service's 7, each once.
-        Assert.Equal(11, reader.GetInt64(0));
-    }
-
-    private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    private SqliteItemStore NewStore(int maxInterruptions = 5) =>
-        new(Options.Create(new SqliteStoreOptions { Path = DatabasePath, MaxInterruptions = maxInterruptions }), _time);
-
-    private static ItemRequest Item(int index, string customId) => new(index, customId, "POST", "/v1/chat/completions", """{"messages":[]}""");
-
-    private ItemLease Lease(long token, TimeSpan? expiresIn = null) => new("pool", token, _time.GetUtcNow() + (expiresIn ?? TimeSpan.FromMinutes(10)), expiresIn ?? TimeSpan.FromMinutes(10));
-
-    private AttemptRecord Attempt(string batch, int index, long token, ItemState state, DateTimeOffset? next = null) =>
-        new(batch, index, token, state, 1, 0, next, null, 200, """{"ok":true}""", null, new TokenUsage(10, 2), _time.GetUtcNow());
-
-    private async Task IngestAsync(string batchId, int count)
-    {
-        await using var session = await _store.BeginIngestAsync(batchId, "pool", Ct);
-        for (var i = 0; i < count; i++)
-        {
-            Assert.Null(await session.AddAsync(Item(i, $"c{i}"), Ct));
-        }
-
-        await session.CommitAsync(Ct);
-    }
-
-    private async Task<List<ItemResult>> ResultsAsync(string batchId, IItemStore? store = null)
-    {
-        var results = new List<ItemResult>();
-        await foreach (var result in (store ?? _store).ReadResultsAsync(batchId, Ct))
-        {
-            results.Add(result);
-        }
-
-        return results;
     }
 }

@@ -1,0 +1,363 @@
+using Microsoft.Extensions.Time.Testing;
+using Nightshift.Batches;
+using Nightshift.Models;
+using Nightshift.Pools;
+using Nightshift.Storage;
+
+namespace Nightshift.Tests.Storage;
+
+/// <summary>
+/// What every item store must do, whatever holds the items: the same tests run against SQLite and
+/// PostgreSQL (a subclass per store says how to open one on a fresh database).
+/// </summary>
+public abstract class ItemStoreContractTests : IAsyncLifetime
+{
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 22, 3, 0, 0, TimeSpan.Zero));
+    private IItemStore _store = null!;
+
+    protected TimeProvider Time => _time;
+
+    /// <summary>Prepares an empty database for this test.</summary>
+    protected abstract Task CreateDatabaseAsync();
+
+    /// <summary>A new store on this test's database (another process, as far as the store can tell).</summary>
+    protected abstract IItemStore NewStore(int maxInterruptions = 5);
+
+    /// <summary>Schema versions recorded, the newest of them, and the Orleans queries installed.</summary>
+    protected abstract Task<(long Versions, long Newest, long Queries)> ReadSchemaAsync();
+
+    protected abstract int LatestSchemaVersion { get; }
+
+    /// <summary>The Orleans queries the store installs: grain storage's 4, reminders' 7, and clustering's where the store offers it.</summary>
+    protected abstract int OrleansQueries { get; }
+
+    public async ValueTask InitializeAsync()
+    {
+        await CreateDatabaseAsync();
+        _store = NewStore();
+        await _store.InitializeAsync(CancellationToken.None);
+    }
+
+    public virtual async ValueTask DisposeAsync()
+    {
+        await ((IAsyncDisposable)_store).DisposeAsync();
+        GC.SuppressFinalize(this);
+    }
+
+    [Fact]
+    public async Task Ingest_IsInvisibleUntilCommitted_AndLeavesNothingWhenAbandoned()
+    {
+        await using (var session = await _store.BeginIngestAsync("abandoned", "pool", Ct))
+        {
+            Assert.Null(await session.AddAsync(Item(0, "a"), Ct));
+            Assert.Null(await session.AddAsync(Item(1, "b"), Ct));
+        }
+
+        Assert.Equal(0, (await _store.CountAsync("abandoned", Ct)).Total);
+
+        await IngestAsync("kept", 3);
+        Assert.Equal(3, (await _store.CountAsync("kept", Ct)).Pending);
+    }
+
+    [Fact]
+    public async Task Ingest_ReportsADuplicateCustomId_WithTheLineThatFirstUsedIt()
+    {
+        await using var session = await _store.BeginIngestAsync("dup", "pool", Ct);
+        await session.AddAsync(Item(0, "x"), Ct);
+        await session.AddAsync(Item(1, "y"), Ct);
+
+        var error = await session.AddAsync(Item(2, "x"), Ct);
+
+        Assert.NotNull(error);
+        Assert.Equal(3, error.Line);
+        Assert.Equal("custom_id", error.Field);
+        Assert.Contains("first used on line 1", error.Message);
+    }
+
+    [Fact]
+    public async Task Claim_TakesDueItemsInInputOrder_OnePerLease()
+    {
+        await IngestAsync("b", 5);
+
+        var claimed = await _store.ClaimAsync("b", [Lease(11), Lease(12), Lease(13)], _time.GetUtcNow(), Ct);
+
+        Assert.Equal([0, 1, 2], claimed.Select(c => c.Index));
+        Assert.Equal([11L, 12L, 13L], claimed.Select(c => c.Lease.Token));
+        var counts = await _store.CountAsync("b", Ct);
+        Assert.Equal((2, 3), (counts.Pending, counts.Leased));
+    }
+
+    [Fact]
+    public async Task Claim_SkipsItemsWaitingForTheirBackoff()
+    {
+        await IngestAsync("b", 2);
+        var first = (await _store.ClaimAsync("b", [Lease(1)], _time.GetUtcNow(), Ct))[0];
+        var retryAt = _time.GetUtcNow() + TimeSpan.FromSeconds(30);
+        Assert.True(await _store.RecordAttemptAsync(Attempt("b", first.Index, 1, ItemState.Pending, retryAt), Ct));
+
+        var claimed = await _store.ClaimAsync("b", [Lease(2), Lease(3)], _time.GetUtcNow(), Ct);
+
+        Assert.Equal([1], claimed.Select(c => c.Index));
+        Assert.Equal(retryAt, await _store.NextDueAsync("b", Ct));
+        _time.Advance(TimeSpan.FromSeconds(30));
+        Assert.Equal([0], (await _store.ClaimAsync("b", [Lease(4)], _time.GetUtcNow(), Ct)).Select(c => c.Index));
+    }
+
+    [Fact]
+    public async Task RecordAttempt_IsFencedByTheLeaseToken()
+    {
+        await IngestAsync("b", 1);
+        await _store.ClaimAsync("b", [Lease(7)], _time.GetUtcNow(), Ct);
+
+        Assert.False(await _store.RecordAttemptAsync(Attempt("b", 0, token: 6, ItemState.Succeeded), Ct));
+        Assert.Equal(1, (await _store.CountAsync("b", Ct)).Leased);
+
+        Assert.True(await _store.RecordAttemptAsync(Attempt("b", 0, token: 7, ItemState.Succeeded), Ct));
+        Assert.False(await _store.RecordAttemptAsync(Attempt("b", 0, token: 7, ItemState.Failed), Ct));
+
+        var result = Assert.Single(await ResultsAsync("b"));
+        Assert.Equal(ItemState.Succeeded, result.State);
+    }
+
+    [Fact]
+    public async Task ExpiredLeases_GoBackToPending()
+    {
+        await IngestAsync("b", 2);
+        await _store.ClaimAsync("b", [Lease(1, expiresIn: TimeSpan.FromSeconds(10)), Lease(2, expiresIn: TimeSpan.FromMinutes(10))], _time.GetUtcNow(), Ct);
+
+        _time.Advance(TimeSpan.FromSeconds(11));
+        Assert.Equal([new RequeuedItem(0, Failed: false)], await _store.RequeueExpiredLeasesAsync("b", _time.GetUtcNow(), Ct));
+
+        var counts = await _store.CountAsync("b", Ct);
+        Assert.Equal((1, 1), (counts.Pending, counts.Leased));
+    }
+
+    [Fact]
+    public async Task ExtendedLeases_DoNotExpire_AndALostLeaseIsNotExtended()
+    {
+        await IngestAsync("b", 2);
+        await _store.ClaimAsync("b", [Lease(1, expiresIn: TimeSpan.FromSeconds(10)), Lease(2, expiresIn: TimeSpan.FromSeconds(10))], _time.GetUtcNow(), Ct);
+
+        var extended = await _store.ExtendLeasesAsync(
+            [new LeaseExtension("b", 0, 1, _time.GetUtcNow() + TimeSpan.FromSeconds(30)), new LeaseExtension("b", 1, 99, _time.GetUtcNow() + TimeSpan.FromSeconds(30))], Ct);
+        _time.Advance(TimeSpan.FromSeconds(11));
+
+        Assert.Equal([1L], extended);
+        Assert.Equal([new RequeuedItem(1, Failed: false)], await _store.RequeueExpiredLeasesAsync("b", _time.GetUtcNow(), Ct));
+        Assert.Empty(await _store.ExtendLeasesAsync([new LeaseExtension("b", 1, 2, _time.GetUtcNow() + TimeSpan.FromSeconds(30))], Ct));
+    }
+
+    [Fact]
+    public async Task AnItemInterruptedMaxInterruptionsTimes_FailsWithTheReason()
+    {
+        var store = NewStore(maxInterruptions: 2);
+        await using var owned = (IAsyncDisposable)store;
+        await store.InitializeAsync(Ct);
+        await using (var session = await store.BeginIngestAsync("poison", "pool", Ct))
+        {
+            Assert.Null(await session.AddAsync(Item(0, "p"), Ct));
+            await session.CommitAsync(Ct);
+        }
+
+        var outcomes = new List<RequeuedItem>();
+        for (long token = 1; token <= 2; token++)
+        {
+            Assert.Single(await store.ClaimAsync("poison", [Lease(token, expiresIn: TimeSpan.FromSeconds(1))], _time.GetUtcNow(), Ct));
+            _time.Advance(TimeSpan.FromSeconds(2));
+            outcomes.AddRange(await store.RequeueExpiredLeasesAsync("poison", _time.GetUtcNow(), Ct));
+        }
+
+        Assert.Equal([new RequeuedItem(0, Failed: false), new RequeuedItem(0, Failed: true)], outcomes);
+        var result = Assert.Single(await ResultsAsync("poison", store));
+        Assert.Equal(ItemState.Failed, result.State);
+        Assert.Contains("interrupted 2 times", result.Error);
+    }
+
+    [Fact]
+    public async Task ReleasedLease_PutsTheItemBackToPending_OnlyUnderItsToken()
+    {
+        await IngestAsync("b", 1);
+        await _store.ClaimAsync("b", [Lease(7)], _time.GetUtcNow(), Ct);
+
+        Assert.False(await _store.ReleaseLeaseAsync("b", 0, 8, Ct));
+        Assert.True(await _store.ReleaseLeaseAsync("b", 0, 7, Ct));
+
+        Assert.Equal(1, (await _store.CountAsync("b", Ct)).Pending);
+    }
+
+    [Fact]
+    public async Task Progress_ListsTheLeasedItemsWithTheirTokens_BesideTheCounts()
+    {
+        await IngestAsync("p", 4);
+        await _store.ClaimAsync("p", [Lease(11), Lease(12), Lease(13)], _time.GetUtcNow(), Ct);
+        await _store.RecordAttemptAsync(Attempt("p", 1, 12, ItemState.Succeeded), Ct);
+
+        var (counts, leased) = await _store.ReadProgressAsync("p", Ct);
+
+        Assert.Equal((1L, 2L, 1L), (counts.Pending, counts.Leased, counts.Succeeded));
+        Assert.Equal([(0, 11L), (2, 13L)], leased.OrderBy(l => l.Index).Select(l => (l.Index, l.LeaseToken ?? 0)));
+    }
+
+    [Fact]
+    public async Task UnfinishedBatches_AreThoseWithPendingOrLeasedItems()
+    {
+        await IngestAsync("done", 1);
+        await _store.ClaimAsync("done", [Lease(1)], _time.GetUtcNow(), Ct);
+        await _store.RecordAttemptAsync(Attempt("done", 0, 1, ItemState.Succeeded), Ct);
+        await IngestAsync("leased", 1);
+        await _store.ClaimAsync("leased", [Lease(2)], _time.GetUtcNow(), Ct);
+        await IngestAsync("pending", 1);
+
+        Assert.Equal(["leased", "pending"], (await _store.ListUnfinishedBatchesAsync(Ct)).Order());
+    }
+
+    [Fact]
+    public async Task Restart_RequeuesLeasedItems_OnlyWhenTheStoreBelongsToOneProcess()
+    {
+        await IngestAsync("b", 3);
+        await _store.ClaimAsync("b", [Lease(1), Lease(2)], _time.GetUtcNow(), Ct);
+
+        var restarted = NewStore();
+        await using var owned = (IAsyncDisposable)restarted;
+        await restarted.InitializeAsync(Ct);
+
+        // A shared store cannot tell a dead holder from a live one on another silo: its leases expire instead.
+        var counts = await restarted.CountAsync("b", Ct);
+        Assert.Equal(restarted.OwnedByOneProcess ? (3L, 0L) : (1L, 2L), (counts.Pending, counts.Leased));
+    }
+
+    [Fact]
+    public async Task CancelPending_LeavesRunningItemsAlone()
+    {
+        await IngestAsync("b", 4);
+        await _store.ClaimAsync("b", [Lease(1)], _time.GetUtcNow(), Ct);
+
+        Assert.Equal(3, await _store.CancelPendingAsync("b", Ct));
+
+        var counts = await _store.CountAsync("b", Ct);
+        Assert.Equal((0, 1, 3), (counts.Pending, counts.Leased, counts.Cancelled));
+    }
+
+    [Fact]
+    public async Task Results_StreamTerminalItemsInInputOrder()
+    {
+        await IngestAsync("b", 4);
+        var claimed = await _store.ClaimAsync("b", [Lease(1), Lease(2), Lease(3), Lease(4)], _time.GetUtcNow(), Ct);
+        foreach (var item in claimed.Reverse())
+        {
+            var state = item.Index == 2 ? ItemState.Failed : ItemState.Succeeded;
+            await _store.RecordAttemptAsync(Attempt("b", item.Index, item.Lease.Token, state), Ct);
+        }
+
+        var results = await ResultsAsync("b");
+
+        Assert.Equal([0, 1, 2, 3], results.Select(r => r.Index));
+        Assert.Equal(ItemState.Failed, results[2].State);
+        Assert.Equal(new ItemCounts(0, 0, 3, 1, 0, 40, 8), await _store.CountAsync("b", Ct));
+    }
+
+    [Fact]
+    public async Task Schema_AppliesOnce_WhenSeveralProcessesStartAtOnce()
+    {
+        var stores = Enumerable.Range(0, 4).Select(_ => NewStore()).ToList();
+        try
+        {
+            await Task.WhenAll(stores.Select(store => store.InitializeAsync(Ct)));
+        }
+        finally
+        {
+            foreach (var store in stores)
+            {
+                await ((IAsyncDisposable)store).DisposeAsync();
+            }
+        }
+
+        Assert.Equal((LatestSchemaVersion, LatestSchemaVersion, OrleansQueries), await ReadSchemaAsync());
+    }
+
+    [Fact]
+    public async Task Ingest_OfManyItems_CatchesADuplicateAfterThousandsOfLines_AndKeepsGoing()
+    {
+        await using (var session = await _store.BeginIngestAsync("many", "pool", Ct))
+        {
+            for (var i = 0; i < 5_000; i++)
+            {
+                Assert.Null(await session.AddAsync(Item(i, $"c{i}"), Ct));
+            }
+
+            var duplicate = await session.AddAsync(Item(5_000, "c4321"), Ct);
+            Assert.Null(await session.AddAsync(Item(5_001, "c5001"), Ct));
+
+            Assert.Equal(new LineError(5_001, "custom_id", "duplicate custom_id 'c4321' (first used on line 4322)"), duplicate);
+            await session.CommitAsync(Ct);
+        }
+
+        Assert.Equal(5_001, (await _store.CountAsync("many", Ct)).Pending);
+        Assert.Equal([4_999, 5_001], (await _store.ClaimAsync("many", [.. Enumerable.Range(1, 5_002).Select(token => Lease(token))], _time.GetUtcNow(), Ct)).TakeLast(2).Select(c => c.Index));
+    }
+
+    [Fact]
+    public async Task Catalogue_ListsBatchesNewestFirst_ByState_AndPoolsOnce()
+    {
+        await IngestAsync("older", 1);
+        _time.Advance(TimeSpan.FromSeconds(1));
+        await IngestAsync("newer", 2);
+        await _store.SetBatchStateAsync("older", BatchState.Completed, _time.GetUtcNow(), Ct);
+        await _store.RegisterPoolAsync("b-pool", Ct);
+        await _store.RegisterPoolAsync("a-pool", Ct);
+        await _store.RegisterPoolAsync("b-pool", Ct);
+
+        var all = await _store.ListBatchesAsync(null, 0, 10, Ct);
+        var completed = await _store.ListBatchesAsync(BatchState.Completed, 0, 10, Ct);
+
+        Assert.Equal(["newer", "older"], all.Select(b => b.BatchId));
+        Assert.Equal((2, BatchState.Running), (all[0].ItemCount, all[0].State));
+        Assert.Equal(_time.GetUtcNow(), Assert.Single(completed).FinishedAt);
+        Assert.Equal(["newer"], (await _store.ListBatchesAsync(null, 0, 1, Ct)).Select(b => b.BatchId));
+        Assert.Equal(["a-pool", "b-pool"], await _store.ListPoolsAsync(Ct));
+    }
+
+    [Fact]
+    public async Task GetItems_ReportsEachAskedItemsState()
+    {
+        await IngestAsync("g", 3);
+        var claimed = await _store.ClaimAsync("g", [Lease(5), Lease(6)], _time.GetUtcNow(), Ct);
+        await _store.RecordAttemptAsync(Attempt("g", claimed[1].Index, 6, ItemState.Succeeded), Ct);
+
+        var items = (await _store.GetItemsAsync("g", [0, 1, 2], Ct)).OrderBy(item => item.Index).ToList();
+
+        Assert.Equal([(ItemState.Leased, 5L), (ItemState.Succeeded, 0L), (ItemState.Pending, 0L)], items.Select(item => (item.State, item.LeaseToken ?? 0)));
+        Assert.Equal(10, items[1].InputTokens);
+    }
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private static ItemRequest Item(int index, string customId) => new(index, customId, "POST", "/v1/chat/completions", """{"messages":[]}""");
+
+    private ItemLease Lease(long token, TimeSpan? expiresIn = null) => new("pool", token, _time.GetUtcNow() + (expiresIn ?? TimeSpan.FromMinutes(10)), expiresIn ?? TimeSpan.FromMinutes(10));
+
+    private AttemptRecord Attempt(string batch, int index, long token, ItemState state, DateTimeOffset? next = null) =>
+        new(batch, index, token, state, 1, 0, next, null, 200, """{"ok":true}""", null, new TokenUsage(10, 2), _time.GetUtcNow());
+
+    private async Task IngestAsync(string batchId, int count)
+    {
+        await using var session = await _store.BeginIngestAsync(batchId, "pool", Ct);
+        for (var i = 0; i < count; i++)
+        {
+            Assert.Null(await session.AddAsync(Item(i, $"c{i}"), Ct));
+        }
+
+        await session.CommitAsync(Ct);
+    }
+
+    private async Task<List<ItemResult>> ResultsAsync(string batchId, IItemStore? store = null)
+    {
+        var results = new List<ItemResult>();
+        await foreach (var result in (store ?? _store).ReadResultsAsync(batchId, Ct))
+        {
+            results.Add(result);
+        }
+
+        return results;
+    }
+}
