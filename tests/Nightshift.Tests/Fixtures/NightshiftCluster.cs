@@ -10,7 +10,8 @@ namespace Nightshift.Tests.Fixtures;
 
 /// <summary>
 /// An in-process Orleans test cluster of one silo on a real SQLite file in a temporary folder,
-/// removed on dispose. Settings are configuration keys (e.g. <c>Nightshift:Simulated:LatencyMin</c>).
+/// removed on dispose, or on a PostgreSQL database when the settings name one
+/// (<c>Nightshift:Store:ConnectionString</c>). Settings are configuration keys (e.g. <c>Nightshift:Simulated:LatencyMin</c>).
 /// </summary>
 public sealed class NightshiftCluster : IAsyncDisposable
 {
@@ -28,7 +29,7 @@ public sealed class NightshiftCluster : IAsyncDisposable
 
     public string StorePath => Path.Combine(_directory.Path, "nightshift.db");
 
-    private IServiceProvider SiloServices => ((InProcessSiloHandle)Cluster.Primary!).SiloHost.Services;
+    public IServiceProvider SiloServices => ((InProcessSiloHandle)Cluster.Primary!).SiloHost.Services;
 
     /// <summary>The silo's simulated model, which counts the calls it serves.</summary>
     public SimulatedModel Model => SiloServices.GetRequiredService<SimulatedModel>();
@@ -74,8 +75,19 @@ public sealed class NightshiftCluster : IAsyncDisposable
         _directory.Dispose();
     }
 
+    /// <summary>On the PostgreSQL database <c>Nightshift:Store:ConnectionString</c> names, when a setting gives one; else on the SQLite file.</summary>
     private sealed class SiloConfigurator : ISiloConfigurator
     {
-        public void Configure(ISiloBuilder siloBuilder) => siloBuilder.AddNightshift();
+        public void Configure(ISiloBuilder siloBuilder)
+        {
+            if (siloBuilder.Configuration["Nightshift:Store:ConnectionString"] is { Length: > 0 } postgres)
+            {
+                siloBuilder.AddNightshiftOnPostgres(postgres);
+            }
+            else
+            {
+                siloBuilder.AddNightshift();
+            }
+        }
     }
 }
