@@ -9,14 +9,19 @@ namespace Nightshift.MockModel;
 internal sealed class CallCounter
 {
     private readonly ConcurrentDictionary<string, int> _calls = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<int, int> _callsByClientPort = new();
     private long _total;
     private int _current;
     private int _peak;
 
-    /// <summary>Counts a request the moment it arrives and returns its 1-based attempt number for <paramref name="customId"/>.</summary>
-    public int Arrive(string customId)
+    /// <summary>
+    /// Counts a request the moment it arrives and returns its 1-based attempt number for <paramref name="customId"/>.
+    /// <paramref name="clientPort"/> is the caller's TCP port, which tells apart the processes calling.
+    /// </summary>
+    public int Arrive(string customId, int clientPort)
     {
         Interlocked.Increment(ref _total);
+        _callsByClientPort.AddOrUpdate(clientPort, 1, static (_, count) => count + 1);
         UpdatePeak(Interlocked.Increment(ref _current));
 
         // AddOrUpdate retries its update on contention, so each arrival gets a distinct attempt number.
@@ -30,12 +35,14 @@ internal sealed class CallCounter
         Interlocked.Read(ref _total),
         Volatile.Read(ref _current),
         Volatile.Read(ref _peak),
-        new Dictionary<string, int>(_calls, StringComparer.Ordinal));
+        new Dictionary<string, int>(_calls, StringComparer.Ordinal),
+        new Dictionary<int, int>(_callsByClientPort));
 
     public void Reset()
     {
         Interlocked.Exchange(ref _total, 0);
         _calls.Clear();
+        _callsByClientPort.Clear();
 
         // Requests still in flight keep running concurrently, so the new peak starts from them. Reading
         // _current after the write also covers an arrival whose peak update the write overwrote.

@@ -36,7 +36,7 @@ internal static class MockModelApi
         var aborted = context.RequestAborted;
         var header = context.Request.Headers[CustomIdHeader].ToString();
         var customId = header.Length == 0 ? NoCustomId : header;
-        var attempt = counter.Arrive(customId);
+        var attempt = counter.Arrive(customId, context.Connection.RemotePort);
         try
         {
             using var reader = new StreamReader(context.Request.Body, Encoding.UTF8);

@@ -5,4 +5,5 @@ namespace Nightshift.MockModel;
 /// <param name="Current">Completion requests in flight now.</param>
 /// <param name="Peak">Most completion requests that were in flight at once.</param>
 /// <param name="Calls">Completion requests received per custom_id.</param>
-public sealed record MockModelStats(long Total, int Current, int Peak, IReadOnlyDictionary<string, int> Calls);
+/// <param name="CallsByClientPort">Completion requests received per caller's TCP port (each connection has its own, and belongs to one process).</param>
+public sealed record MockModelStats(long Total, int Current, int Peak, IReadOnlyDictionary<string, int> Calls, IReadOnlyDictionary<int, int> CallsByClientPort);

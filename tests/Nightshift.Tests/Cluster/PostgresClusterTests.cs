@@ -1,0 +1,195 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Nightshift.MockModel;
+using Nightshift.Tests.Fixtures;
+
+namespace Nightshift.Tests.Cluster;
+
+/// <summary>
+/// Three real silo processes on one private PostgreSQL server form one cluster under one global cap,
+/// calling the loopback mock model (a process of its own, which counts calls, their peak concurrency
+/// and which connection each came on). The invariants are read from the mock, never from Nightshift.
+/// </summary>
+public sealed class PostgresClusterTests : IAsyncLifetime
+{
+    private const int Silos = 3;
+    private const int MaxRunning = 20;
+    private const int Items = 5_000;
+
+    private static readonly JsonSerializerOptions StatsJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
+    private readonly TempDirectory _directory = new();
+    private PostgresServer _postgres = null!;
+    private MockModelProcess _mock = null!;
+    private SiloCluster _cluster = null!;
+    private HttpClient _mockClient = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        // A server of its own: one test restarts it.
+        _postgres = await PostgresServer.StartPrivateAsync();
+        _mock = await MockModelProcess.StartAsync(["--port", "0", "--latency-ms", "20", "40"], Ct);
+        _mockClient = new HttpClient { BaseAddress = _mock.BaseAddress };
+        _cluster = await SiloCluster.StartAsync(await _postgres.CreateDatabaseAsync(), Silos, _directory.Path);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _cluster?.Dispose();
+        _mockClient?.Dispose();
+        _mock?.Dispose();
+        if (_postgres is not null)
+        {
+            await _postgres.DisposeAsync();
+        }
+
+        _directory.Dispose();
+    }
+
+    [Fact]
+    public async Task ThreeSilos_KeepOneGlobalCap_RunEveryItemOnce_AndShareTheCalls()
+    {
+        var batch = await SubmitAsync("spread");
+
+        await WaitUntilCompletedAsync(batch);
+
+        var stats = await StatsAsync();
+        Assert.InRange(stats.Peak, 1, MaxRunning);
+        await AssertEveryItemSucceededOnceAsync(batch, stats, allowedRepeats: 0);
+
+        // Each silo's share, by the connections the mock saw and /proc says each process holds.
+        var mockPort = _mock.BaseAddress.Port;
+        var perSilo = _cluster.Members
+            .Select(member => TcpConnections.LocalPortsTo(member.Process.Id, mockPort).Sum(port => stats.CallsByClientPort.GetValueOrDefault(port)))
+            .ToList();
+        Assert.All(perSilo, calls => Assert.True(calls >= Items / 20, $"calls per silo: {string.Join(", ", perSilo)}"));
+    }
+
+    [Fact]
+    public async Task KillingASilo_MidRun_LosesNothing_AndKeepsTheCap()
+    {
+        var batch = await SubmitAsync("kill");
+        var pool = await PoolSiloAsync();
+        await WaitForCallsAsync(Items * 3 / 10);
+
+        var victim = _cluster.Members.First(member => !member.Is(pool));
+        var before = await StatsAsync();
+        victim.Kill();
+
+        await WaitUntilCompletedAsync(batch);
+        await AssertAfterKillAsync(batch, before);
+    }
+
+    [Fact]
+    public async Task KillingThePoolsSilo_MidRun_LosesNothing_AndKeepsTheCap()
+    {
+        var batch = await SubmitAsync("pool-kill");
+        var pool = await PoolSiloAsync();
+        await WaitForCallsAsync(Items * 3 / 10);
+
+        var victim = _cluster.Members.Single(member => member.Is(pool));
+        var before = await StatsAsync();
+        victim.Kill();
+
+        await WaitUntilCompletedAsync(batch);
+        await AssertAfterKillAsync(batch, before);
+        Assert.False(victim.Is(await PoolSiloAsync()));
+    }
+
+    [Fact]
+    public async Task RestartingPostgres_MidRun_IsRiddenOut()
+    {
+        var batch = await SubmitAsync("pg-restart");
+        await WaitForCallsAsync(Items * 3 / 10);
+
+        await _postgres.RestartAsync();
+
+        await WaitUntilCompletedAsync(batch);
+        var stats = await StatsAsync();
+        Assert.InRange(stats.Peak, 1, MaxRunning);
+
+        // A result whose commit was cut by the restart may be sent again; nothing is lost, no result is doubled.
+        await AssertEveryItemSucceededOnceAsync(batch, stats, allowedRepeats: MaxRunning);
+        Assert.All(_cluster.Members, member => Assert.False(member.Killed));
+        Assert.Equal(HttpStatusCode.OK, (await _cluster.Any.Client.GetAsync("/health/ready", Ct)).StatusCode);
+    }
+
+    private async Task AssertAfterKillAsync(string batch, MockModelStats before)
+    {
+        var stats = await StatsAsync();
+        Assert.InRange(stats.Peak, 1, MaxRunning);
+
+        // Items finished before the kill are never called again; only those in flight at the kill repeat.
+        var finishedBefore = before.Calls.Keys.ToHashSet();
+        await AssertEveryItemSucceededOnceAsync(batch, stats, allowedRepeats: MaxRunning);
+        Assert.True(stats.Calls.Count(call => call.Value > 1 && finishedBefore.Contains(call.Key)) <= MaxRunning);
+    }
+
+    private async Task AssertEveryItemSucceededOnceAsync(string batch, MockModelStats stats, int allowedRepeats)
+    {
+        var results = (await _cluster.Any.Client.GetStringAsync($"/v1/batches/{batch}/results", Ct))
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(line => JsonDocument.Parse(line).RootElement)
+            .ToList();
+        var ids = results.Select(result => result.GetProperty("custom_id").GetString()!).ToList();
+
+        Assert.Equal(Items, ids.Count);
+        Assert.Equal(Items, ids.Distinct().Count());
+        Assert.All(results, result => Assert.Equal(200, result.GetProperty("response").GetProperty("status_code").GetInt32()));
+        Assert.Equal(ids.ToHashSet(), stats.Calls.Keys.ToHashSet());
+        Assert.True(stats.Calls.Values.Sum() - Items <= allowedRepeats, $"{stats.Calls.Values.Sum() - Items} repeated calls");
+    }
+
+    private async Task<string> SubmitAsync(string prefix)
+    {
+        var client = _cluster.Any.Client;
+        var pool = JsonSerializer.Serialize(new { provider = "openai", endpoint = new Uri(_mock.BaseAddress, "v1").ToString(), model = "mock", maxRunning = MaxRunning });
+        Assert.Equal(HttpStatusCode.OK, (await client.PutAsync("/v1/pools/p", new StringContent(pool, Encoding.UTF8, "application/json"), Ct)).StatusCode);
+        var created = await client.PostAsync("/v1/batches?pool=p", new StringContent(Jsonl.Lines(Items, prefix), Encoding.UTF8, "application/x-ndjson"), Ct);
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        return (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+    }
+
+    private async Task<string?> PoolSiloAsync() =>
+        (await _cluster.Any.Client.GetFromJsonAsync<JsonElement>("/v1/pools/p", Ct)).GetProperty("silo").GetString();
+
+    private async Task WaitForCallsAsync(long calls)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while ((await StatsAsync()).Total < calls)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"fewer than {calls} calls within a minute. Output:\n{_cluster.Output}");
+            await Task.Delay(50, Ct);
+        }
+    }
+
+    private async Task WaitUntilCompletedAsync(string batch)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(120);
+        while (true)
+        {
+            try
+            {
+                var status = await _cluster.Any.Client.GetFromJsonAsync<JsonElement>($"/v1/batches/{batch}", Ct);
+                if (status.GetProperty("state").GetString() == "completed" && status.GetProperty("counts").GetProperty("running").GetInt64() == 0)
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException) when (DateTime.UtcNow < deadline)
+            {
+                // The member answering may be between a lost connection and its retry.
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"batch {batch} did not complete within 2 minutes. Mock calls: {(await StatsAsync()).Total}. Output:\n{_cluster.Output}");
+            await Task.Delay(200, Ct);
+        }
+    }
+
+    private async Task<MockModelStats> StatsAsync() =>
+        (await _mockClient.GetFromJsonAsync<MockModelStats>("/stats", StatsJson, Ct))!;
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+}

@@ -1,0 +1,119 @@
+using System.Globalization;
+using System.Text.Json;
+
+namespace Nightshift.Tests.Fixtures;
+
+/// <summary>
+/// Real <c>serve</c> processes on one PostgreSQL database, forming one Orleans cluster on loopback:
+/// each with its own silo, gateway and HTTP ports. Every process is killed on dispose.
+/// </summary>
+public sealed class SiloCluster : IDisposable
+{
+    private readonly List<Member> _members;
+
+    private SiloCluster(List<Member> members) => _members = members;
+
+    public IReadOnlyList<Member> Members => _members;
+
+    /// <summary>A member still running, to send API calls to.</summary>
+    public Member Any => _members.First(member => !member.Killed);
+
+    public static async Task<SiloCluster> StartAsync(string connectionString, int silos, string workingDirectory)
+    {
+        var members = Enumerable.Range(0, silos).Select(_ => Member.Start(connectionString, workingDirectory)).ToList();
+        var cluster = new SiloCluster(members);
+        try
+        {
+            foreach (var member in members)
+            {
+                await SiloProcess.WaitUntilAnsweringAsync(member.Client);
+            }
+
+            await cluster.WaitForActiveSilosAsync(silos);
+            return cluster;
+        }
+        catch
+        {
+            cluster.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Waits until the membership table lists <paramref name="count"/> active silos.</summary>
+    public async Task WaitForActiveSilosAsync(int count)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (true)
+        {
+            using var silos = JsonDocument.Parse(await Any.Client.GetStringAsync("/v1/silos", Ct));
+            var active = silos.RootElement.EnumerateArray().Count(silo => silo.GetProperty("status").GetString() == "active");
+            if (active == count)
+            {
+                return;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"{active} active silos instead of {count}. Output:\n{Output}");
+            await Task.Delay(200, Ct);
+        }
+    }
+
+    /// <summary>Everything every member printed, for failure messages.</summary>
+    public string Output => string.Join("\n", _members.Select((member, i) => $"--- silo {i} (port {member.SiloPort}) ---\n{member.Process.Output}"));
+
+    public void Dispose()
+    {
+        foreach (var member in _members)
+        {
+            member.Dispose();
+        }
+    }
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public sealed class Member : IDisposable
+    {
+        private Member(SiloProcess process, int siloPort, HttpClient client)
+        {
+            Process = process;
+            SiloPort = siloPort;
+            Client = client;
+        }
+
+        public SiloProcess Process { get; }
+
+        public int SiloPort { get; }
+
+        public HttpClient Client { get; }
+
+        public bool Killed { get; private set; }
+
+        /// <summary>Whether Orleans' <paramref name="siloAddress"/> (<c>S127.0.0.1:port:generation</c>) is this member.</summary>
+        public bool Is(string? siloAddress) =>
+            siloAddress is not null && siloAddress.Contains($"127.0.0.1:{SiloPort.ToString(CultureInfo.InvariantCulture)}:", StringComparison.Ordinal);
+
+        public static Member Start(string connectionString, string workingDirectory)
+        {
+            var http = ApiHost.FreePort();
+            var siloPort = ApiHost.FreePort();
+            var process = SiloProcess.Start(workingDirectory, new Dictionary<string, string>
+            {
+                ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{http}",
+                ["Nightshift__Silo__AdvertisedAddress"] = "127.0.0.1",
+            }, "serve", "--store", connectionString, "--silo-port", $"{siloPort}", "--gateway-port", $"{ApiHost.FreePort()}");
+            return new Member(process, siloPort, new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{http}") });
+        }
+
+        /// <summary>kill -9.</summary>
+        public void Kill()
+        {
+            Killed = true;
+            Process.Kill();
+        }
+
+        public void Dispose()
+        {
+            Process.Dispose();
+            Client.Dispose();
+        }
+    }
+}
