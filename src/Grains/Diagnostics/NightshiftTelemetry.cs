@@ -18,6 +18,18 @@ public static class NightshiftTelemetry
 
     public static readonly Meter Meter = new(Name);
 
+    /// <summary>Bucket bounds for durations in seconds, from 10 ms to about 82 s (the GenAI conventions' advice).</summary>
+    public static readonly InstrumentAdvice<double> SecondsBuckets = new()
+    {
+        HistogramBucketBoundaries = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92],
+    };
+
+    /// <summary>Bucket bounds for tokens per call, powers of four up to 64 Mi (the GenAI conventions' advice).</summary>
+    public static readonly InstrumentAdvice<long> TokenBuckets = new()
+    {
+        HistogramBucketBoundaries = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864],
+    };
+
     /// <summary>Span names.</summary>
     public static class Spans
     {

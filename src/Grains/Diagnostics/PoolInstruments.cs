@@ -22,7 +22,7 @@ public static class PoolInstruments
         "{call}", "The cap in force: maxRunning, zero while cooling down, ramping up during the slow start.");
 
     public static readonly Histogram<double> SlotWait = NightshiftTelemetry.Meter.CreateHistogram<double>(
-        "nightshift.pool.slot_wait.duration", "s", "How long a batch waited for each slot it was granted (zero when a slot was free).");
+        "nightshift.pool.slot_wait.duration", "s", "How long a batch waited for each slot it was granted (zero when a slot was free).", tags: null, NightshiftTelemetry.SecondsBuckets);
 
     public static readonly Counter<long> RateLimited = NightshiftTelemetry.Meter.CreateCounter<long>(
         "nightshift.pool.rate_limited", "{response}", "429 responses from the pool's model.");

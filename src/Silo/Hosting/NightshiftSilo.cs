@@ -11,11 +11,19 @@ internal static class NightshiftSilo
     /// <summary>Grain state is keyed by service id, so it must stay the same across restarts.</summary>
     public const string ServiceId = "nightshift";
 
-    public static void Configure(IHostApplicationBuilder builder, SiloOptions endpoints, string? storePath)
+    /// <summary>Makes <paramref name="builder"/> a silo; <paramref name="configureSilo"/> adds what only some hosts have (the dashboard).</summary>
+    public static void Configure(IHostApplicationBuilder builder, SiloOptions endpoints, string? storePath, Action<ISiloBuilder>? configureSilo = null)
     {
+        var traced = Telemetry.ExportsOtlp(builder.Configuration);
         builder.UseOrleans(silo =>
         {
             silo.UseLocalhostClustering(endpoints.SiloPort, endpoints.GatewayPort, serviceId: ServiceId, clusterId: ServiceId);
+            if (traced)
+            {
+                silo.AddActivityPropagation();
+            }
+
+            configureSilo?.Invoke(silo);
             silo.AddNightshift(store =>
             {
                 if (storePath is not null)

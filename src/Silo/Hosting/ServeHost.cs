@@ -1,4 +1,6 @@
 using Microsoft.Extensions.Options;
+using Nightshift.Api.Dashboard;
+using Orleans.Dashboard;
 using Nightshift.Api;
 using Nightshift.Api.Pools;
 using Nightshift.Hosting;
@@ -14,7 +16,7 @@ internal static class ServeHost
     {
         var (builder, endpoints) = CreateBuilder(configure);
         builder.Services.AddOptions<SiloOptions>().BindConfiguration(SiloOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        NightshiftSilo.Configure(builder, endpoints, storePath);
+        NightshiftSilo.Configure(builder, endpoints, storePath, silo => silo.AddDashboard());
         return BuildApi(builder);
     }
 
@@ -25,7 +27,15 @@ internal static class ServeHost
     public static WebApplication BuildApiOnly(string? storePath, Action<IConfigurationBuilder>? configure = null)
     {
         var (builder, endpoints) = CreateBuilder(configure);
-        builder.UseOrleansClient(client => client.UseLocalhostClustering(endpoints.GatewayPort, NightshiftSilo.ServiceId, NightshiftSilo.ServiceId));
+        builder.UseOrleansClient(client =>
+        {
+            client.UseLocalhostClustering(endpoints.GatewayPort, NightshiftSilo.ServiceId, NightshiftSilo.ServiceId);
+            client.AddDashboard();
+            if (Telemetry.ExportsOtlp(builder.Configuration))
+            {
+                client.AddActivityPropagation();
+            }
+        });
 
         // Not the silo: leases in the store belong to the silo's process, never recovered from here.
         builder.Services.AddNightshiftStore(store =>
@@ -67,9 +77,14 @@ internal static class ServeHost
     private static WebApplication BuildApi(WebApplicationBuilder builder)
     {
         builder.Services.AddNightshiftApi();
+        builder.Services.AddNightshiftDashboard();
+        builder.AddNightshiftTelemetry(scrapeEndpoint: true);
         var app = builder.Build();
         NightshiftApi.EnsureSafeToListen(app.Configuration, app.Services.GetRequiredService<IOptions<ApiOptions>>().Value);
         app.MapNightshiftApi();
+        app.MapNightshiftDashboard();
+        app.MapOrleansDashboard(routePrefix: DashboardApi.OrleansPath);
+        app.MapPrometheusScrapingEndpoint(Telemetry.ScrapePath);
         return app;
     }
 
