@@ -147,11 +147,11 @@ internal sealed partial class DashboardMonitor(IGrainFactory grains, IItemStore 
 
         if (status == SiloStatus.Dead && (seen || _sequence > 0))
         {
-            Add(now, "silo", $"silo {address} on {hostName} died");
+            Add(now, "silo-death", $"silo {address} on {hostName} died");
         }
         else if (status == SiloStatus.Active)
         {
-            Add(now, "silo", $"silo {address} on {hostName} joined");
+            Add(now, "silo-joined", $"silo {address} on {hostName} joined");
         }
     }
 
