@@ -18,5 +18,12 @@ if [[ -z "${NIGHTSHIFT_TEST_POSTGRES:-}" ]] && ! compgen -G "/usr/lib/postgresql
   fi
 fi
 
+# --- chromium: the dashboard tests drive Debian's chromium headless (Playwright's own download is not used) ---
+if [ -z "${CHROMIUM_PATH:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+  sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium
+fi
+# --- end chromium ---
+
 dotnet build Orleans.sln -c Release
 dotnet test Orleans.sln -c Release --no-build "$@"

@@ -7,11 +7,17 @@ using Orleans.Runtime;
 
 namespace Nightshift.Api.Cluster;
 
-/// <summary>A silo of the cluster as its membership table records it.</summary>
-public sealed record SiloView(string Address, string Status, string? SiloName, string? HostName, DateTime StartTime, DateTime IAmAliveTime);
+/// <summary>
+/// A silo of the cluster as its membership table records it, and the item grains active on it (its
+/// calls in flight, or finishing; an item deactivates when its attempt ends).
+/// </summary>
+public sealed record SiloView(string Address, string Status, string? SiloName, string? HostName, DateTime StartTime, DateTime IAmAliveTime, int ItemsInFlight);
 
 public static class ClusterApi
 {
+    /// <summary>How Orleans' statistics name the item grain's class.</summary>
+    private const string ItemGrainType = "ItemGrain";
+
     public static IEndpointRouteBuilder MapClusterApi(this IEndpointRouteBuilder endpoints)
     {
         endpoints.MapGet("/v1/silos", ListSilosAsync).WithTags("Cluster");
@@ -23,9 +29,15 @@ public static class ClusterApi
 
     private static async Task<Ok<List<SiloView>>> ListSilosAsync(IGrainFactory grains)
     {
-        var hosts = await grains.GetGrain<IManagementGrain>(0).GetDetailedHosts(onlyActive: false);
+        var management = grains.GetGrain<IManagementGrain>(0);
+        var hosts = await management.GetDetailedHosts(onlyActive: false);
+        var items = (await management.GetSimpleGrainStatistics())
+            .Where(s => s.GrainType.Contains(ItemGrainType, StringComparison.Ordinal))
+            .GroupBy(s => s.SiloAddress)
+            .ToDictionary(g => g.Key, g => g.Sum(s => s.ActivationCount));
         return TypedResults.Ok(hosts
-            .Select(h => new SiloView(h.SiloAddress.ToString(), h.Status.ToString().ToLowerInvariant(), h.SiloName, h.HostName, h.StartTime, h.IAmAliveTime))
+            .Select(h => new SiloView(h.SiloAddress.ToString(), h.Status.ToString().ToLowerInvariant(), h.SiloName, h.HostName, h.StartTime, h.IAmAliveTime,
+                items.GetValueOrDefault(h.SiloAddress)))
             .ToList());
     }
 

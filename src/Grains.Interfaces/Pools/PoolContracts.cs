@@ -90,14 +90,20 @@ public sealed record PoolSnapshot(
 /// <summary>
 /// A slot granted to a batch for one item. <see cref="Token"/> is the fencing token: unique per pool
 /// across activations, so a result written under a lease that was lost can be told apart.
+/// <see cref="WaitingSince"/> is when the batch began waiting for this slot (it had items ready and
+/// the pool had no slot for them), or <c>null</c> when a slot was free as soon as it was wanted.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("nightshift.ItemLease")]
 public sealed record ItemLease(
     [property: Id(0)] string Pool,
     [property: Id(1)] long Token,
     [property: Id(2)] DateTimeOffset ExpiresAt,
-    [property: Id(3)] TimeSpan Duration)
+    [property: Id(3)] TimeSpan Duration,
+    [property: Id(4)] DateTimeOffset? WaitingSince = null)
 {
+    /// <summary>When the pool granted the lease.</summary>
+    public DateTimeOffset GrantedAt => ExpiresAt - Duration;
+
     /// <summary>The pool activation (epoch) that granted the lease: the high half of the token.</summary>
     public long Epoch => Token >> 32;
 }

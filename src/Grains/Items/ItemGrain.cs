@@ -1,6 +1,9 @@
+using System.Diagnostics;
+using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Nightshift.Batches;
+using Nightshift.Diagnostics;
 using Nightshift.Models;
 using Nightshift.Pools;
 using Nightshift.Retry;
@@ -86,16 +89,19 @@ internal sealed partial class ItemGrain(
     private async Task RunAttemptAsync(ItemAssignment assignment, CancellationToken abort)
     {
         renewer.Hold(assignment.BatchId, assignment.Index, assignment.Lease);
+        using var execution = StartExecution(assignment);
         try
         {
             var (result, stop) = await CallModelAsync(assignment, abort);
             if (stop == CallStop.Interrupted)
             {
+                execution?.SetTag(NightshiftTelemetry.Tags.Outcome, "interrupted");
                 await GiveBackAsync(assignment);
                 return;
             }
 
             var record = Decide(assignment, result, stop == CallStop.Cancelled, out var outcome, out var rateLimitedFor);
+            CountOutcome(assignment.Lease.Pool, outcome, rateLimitedFor is not null);
 
             // The slot bounds calls to the model, and this call is over: free it now, while the result
             // is written, so the next item need not wait for our commit. (A lease that was lost is no
@@ -116,6 +122,8 @@ internal sealed partial class ItemGrain(
                 outcome = ItemOutcome.Fenced;
             }
 
+            execution?.SetTag(NightshiftTelemetry.Tags.Outcome, OutcomeName(outcome));
+
             await Task.WhenAll(
                 release,
                 GrainFactory.GetGrain<IBatchGrain>(assignment.BatchId).ItemFinished(
@@ -126,6 +134,7 @@ internal sealed partial class ItemGrain(
             // The lease stays unreleased: it expires, and the pool and the batch recover the slot and
             // the item from there.
             LogAttemptCrashed(logger, failure, assignment.BatchId, assignment.Index);
+            execution?.SetStatus(ActivityStatusCode.Error, failure.GetType().Name);
         }
         finally
         {
@@ -160,7 +169,15 @@ internal sealed partial class ItemGrain(
         }
 
         var request = new ModelRequest(assignment.CustomId, assignment.Body, assignment.Model.Model, assignment.Attempts + assignment.RateLimitedAttempts + 1);
-        using var timeout = new CancellationTokenSource(assignment.Options.AttemptTimeout, time);
+        using var call = ModelCallTelemetry.Start(assignment.Lease.Pool, assignment.Model, time);
+        var (result, stop) = await InvokeAsync(model, request, assignment.Options.AttemptTimeout, abort);
+        call.End(result, stop switch { CallStop.Cancelled => "cancelled", CallStop.Interrupted => "interrupted", _ => null });
+        return (result, stop);
+    }
+
+    private async Task<(ModelCallResult Result, CallStop Stop)> InvokeAsync(IChatModel model, ModelRequest request, TimeSpan attemptTimeout, CancellationToken abort)
+    {
+        using var timeout = new CancellationTokenSource(attemptTimeout, time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(abort, _interrupt.Token, renewer.Abandoned, timeout.Token);
 
         // Checkpoint 1: nothing has been sent. A crash before the call leaves the item leased and
@@ -179,7 +196,7 @@ internal sealed partial class ItemGrain(
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested)
         {
-            return (ModelCallResult.TimedOut(assignment.Options.AttemptTimeout), CallStop.None);
+            return (ModelCallResult.TimedOut(attemptTimeout), CallStop.None);
         }
         catch (HttpRequestException network)
         {
@@ -251,6 +268,67 @@ internal sealed partial class ItemGrain(
             at = now,
         });
     }
+
+    /// <summary>
+    /// The attempt's span: a root of its own (the grant that started it belongs to another item's
+    /// chain, which would otherwise make one endless trace of a whole batch). When the batch waited for
+    /// the slot, the span starts when the wait began and holds a slot-wait child.
+    /// </summary>
+    private static Activity? StartExecution(ItemAssignment assignment)
+    {
+        var lease = assignment.Lease;
+        var waited = lease.WaitingSince is { } since && lease.GrantedAt > since ? lease.GrantedAt - since : TimeSpan.Zero;
+        PoolInstruments.SlotWait.Record(waited.TotalSeconds, PoolInstruments.PoolTag(lease.Pool));
+        if (!NightshiftTelemetry.Source.HasListeners())
+        {
+            return null;
+        }
+
+        Activity.Current = null;
+        var execution = NightshiftTelemetry.Source.StartActivity(NightshiftTelemetry.Spans.ExecuteItem, ActivityKind.Internal, parentContext: default,
+            startTime: waited > TimeSpan.Zero ? lease.WaitingSince!.Value : default);
+        if (execution is null)
+        {
+            return null;
+        }
+
+        execution.SetTag(NightshiftTelemetry.Tags.Pool, lease.Pool);
+        execution.SetTag(NightshiftTelemetry.Tags.BatchId, assignment.BatchId);
+        execution.SetTag(NightshiftTelemetry.Tags.ItemIndex, assignment.Index);
+        execution.SetTag(NightshiftTelemetry.Tags.Attempt, assignment.Attempts + assignment.RateLimitedAttempts + 1);
+        if (waited > TimeSpan.Zero)
+        {
+            using var wait = NightshiftTelemetry.Source.StartActivity(NightshiftTelemetry.Spans.SlotWait, ActivityKind.Internal, execution.Context,
+                [PoolInstruments.PoolTag(lease.Pool)], startTime: lease.WaitingSince!.Value);
+            wait?.SetEndTime(lease.GrantedAt.UtcDateTime);
+        }
+
+        return execution;
+    }
+
+    private static void CountOutcome(string pool, ItemOutcome outcome, bool rateLimited)
+    {
+        var tag = PoolInstruments.PoolTag(pool);
+        if (rateLimited)
+        {
+            PoolInstruments.RateLimited.Add(1, tag);
+        }
+
+        switch (outcome)
+        {
+            case ItemOutcome.Succeeded:
+                ItemInstruments.Completed.Add(1, tag);
+                break;
+            case ItemOutcome.Failed:
+                ItemInstruments.Failed.Add(1, tag);
+                break;
+            case ItemOutcome.Retrying:
+                ItemInstruments.Retries.Add(1, tag, new KeyValuePair<string, object?>(NightshiftTelemetry.Tags.RetryReason, rateLimited ? "rate_limited" : "error"));
+                break;
+        }
+    }
+
+    private static string OutcomeName(ItemOutcome outcome) => outcome.ToString().ToLower(CultureInfo.InvariantCulture);
 
     [LoggerMessage(EventId = 3003, Level = LogLevel.Information, Message = "Item {BatchId}/{Index} was interrupted by its activation stopping; it goes back to pending")]
     private static partial void LogInterrupted(ILogger logger, string batchId, int index);

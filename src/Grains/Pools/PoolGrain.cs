@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using Microsoft.Extensions.Logging;
 using Nightshift.Batches;
+using Nightshift.Diagnostics;
 using Nightshift.Hosting;
 using Nightshift.Items;
 using Nightshift.Storage;
@@ -61,6 +62,7 @@ internal sealed partial class PoolGrain(
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
+        PoolInstruments.Forget(Name);
         if (_limiter is { Running: 0 } && !_superseded)
         {
             state.State.EndedClean = true;
@@ -102,6 +104,7 @@ internal sealed partial class PoolGrain(
     {
         var reservation = Limiter.Reserve(batchId, itemCount, priority);
         EnsureTicking();
+        PublishFigures();
         return Task.FromResult(reservation);
     }
 
@@ -121,6 +124,7 @@ internal sealed partial class PoolGrain(
     public Task Remove(string batchId)
     {
         Limiter.Remove(batchId);
+        PublishFigures();
         return Task.CompletedTask;
     }
 
@@ -154,6 +158,7 @@ internal sealed partial class PoolGrain(
         if (limiter.CooldownUntil is { } until && until != cooldownBefore)
         {
             LogCooldown(logger, Name, until);
+            PoolInstruments.Cooldowns.Add(1, PoolInstruments.PoolTag(Name));
             state.State.CooldownUntil = until;
             await state.WriteStateAsync();
         }
@@ -249,6 +254,7 @@ internal sealed partial class PoolGrain(
         catch (InconsistentStateException superseded)
         {
             _superseded = true;
+            PoolInstruments.Forget(Name);
             LogSuperseded(logger, superseded, Name, state.State.Epoch);
             _tick?.Dispose();
             _tick = null;
@@ -267,6 +273,17 @@ internal sealed partial class PoolGrain(
         foreach (var (batchId, leases) in Limiter.Grant())
         {
             await GrainFactory.GetGrain<IBatchGrain>(batchId).SlotsGranted([.. leases]);
+        }
+
+        PublishFigures();
+    }
+
+    /// <summary>Hands the gauges this activation's figures (slots held, items queued, the cap in force).</summary>
+    private void PublishFigures()
+    {
+        if (_limiter is { } limiter && !_superseded)
+        {
+            PoolInstruments.Report(Name, limiter.Running, limiter.Queued, limiter.EffectiveCap);
         }
     }
 

@@ -227,6 +227,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         if (free <= 0 || free < Math.Min(GrantChunk, Math.Min(cap, Config.Rpm ?? cap)) || _batches.Count == 0
             || RecoveringUntil is not null || TokensLastMinute >= Config.Tpm)
         {
+            MarkWaiting(now);
             return [];
         }
 
@@ -234,7 +235,8 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         while (free > 0 && NextBatch(now) is { } batchId)
         {
             var share = _batches[batchId];
-            var lease = new ItemLease(name, (epoch << 32) | ++_sequence, now + Config.LeaseDuration, Config.LeaseDuration);
+            var lease = new ItemLease(name, (epoch << 32) | ++_sequence, now + Config.LeaseDuration, Config.LeaseDuration, share.WaitingSince);
+            share.WaitingSince = null;
             _leases[lease.Token] = new Holder(batchId, lease.ExpiresAt);
             if (Config.Rpm is not null)
             {
@@ -253,7 +255,27 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
             list.Add(lease);
         }
 
+        MarkWaiting(now);
         return grants.Select(g => (g.Key, g.Value)).ToList();
+    }
+
+    /// <summary>
+    /// Batches with items ready that this grant left without a slot start waiting now (unless they
+    /// already were); their next lease carries the wait, for the slot-wait metric and span.
+    /// </summary>
+    private void MarkWaiting(DateTimeOffset now)
+    {
+        foreach (var share in _batches.Values)
+        {
+            if (share.Started && !share.Paused && share.Waiting > 0 && !(share.NotBefore > now))
+            {
+                share.WaitingSince ??= now;
+            }
+            else
+            {
+                share.WaitingSince = null;
+            }
+        }
     }
 
     /// <summary>Calls started in the last minute (counted only while the pool has an rpm budget).</summary>
@@ -333,6 +355,9 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         public bool Started { get; set; } = true;
 
         public DateTimeOffset? NotBefore { get; set; }
+
+        /// <summary>Since when the batch has had items ready and no slot for them; <c>null</c> when it is not waiting.</summary>
+        public DateTimeOffset? WaitingSince { get; set; }
 
         public long Waiting => Math.Max(0, Outstanding - Running);
     }

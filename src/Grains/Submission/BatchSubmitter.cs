@@ -1,5 +1,7 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Options;
 using Nightshift.Batches;
+using Nightshift.Diagnostics;
 using Nightshift.Pools;
 using Nightshift.Storage;
 
@@ -30,6 +32,22 @@ public sealed class BatchSubmitter(IItemStore store, IGrainFactory grains, IOpti
     private readonly JsonlBatchReader _reader = new(options.Value);
 
     public async Task<SubmissionResult> SubmitAsync(string batchId, string pool, BatchOptions batchOptions, Stream jsonl, CancellationToken cancellationToken)
+    {
+        using var span = NightshiftTelemetry.Source.StartActivity(NightshiftTelemetry.Spans.SubmitBatch);
+        span?.SetTag(NightshiftTelemetry.Tags.BatchId, batchId);
+        span?.SetTag(NightshiftTelemetry.Tags.Pool, pool);
+        var result = await IngestAsync(batchId, pool, batchOptions, jsonl, cancellationToken);
+        span?.SetTag(NightshiftTelemetry.Tags.ItemCount, result.ItemCount);
+        if (!result.Accepted)
+        {
+            span?.SetTag(NightshiftTelemetry.Tags.Rejection, result.Rejection.ToString());
+            span?.SetStatus(ActivityStatusCode.Error, result.Reason);
+        }
+
+        return result;
+    }
+
+    private async Task<SubmissionResult> IngestAsync(string batchId, string pool, BatchOptions batchOptions, Stream jsonl, CancellationToken cancellationToken)
     {
         if (await grains.GetGrain<IPoolGrain>(pool).GetConfig() is null)
         {

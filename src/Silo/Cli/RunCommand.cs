@@ -126,6 +126,7 @@ internal static class RunCommand
 
         var store = parseResult.GetValue(Store);
         NightshiftSilo.Configure(builder, NightshiftSilo.PrivateEndpoints(), store);
+        builder.AddNightshiftTelemetry(scrapeEndpoint: false);
         using var host = builder.Build();
         await host.StartAsync(cancellationToken);
         try

@@ -17,12 +17,20 @@ internal static class NightshiftSilo
     /// A silo on the store <paramref name="store"/> names (a PostgreSQL connection string, or the path of
     /// an SQLite file), else on <c>Nightshift:Store:ConnectionString</c>, else on <c>Nightshift:Store:Path</c>.
     /// On PostgreSQL the silo joins the cluster registered in the same database; on SQLite it is alone.
+    /// <paramref name="configureSilo"/> adds what only some hosts have (the dashboard).
     /// </summary>
-    public static void Configure(IHostApplicationBuilder builder, SiloOptions endpoints, string? store)
+    public static void Configure(IHostApplicationBuilder builder, SiloOptions endpoints, string? store, Action<ISiloBuilder>? configureSilo = null)
     {
         var postgres = PostgresConnectionString(builder.Configuration, store);
+        var traced = Telemetry.ExportsOtlp(builder.Configuration);
         builder.UseOrleans(silo =>
         {
+            if (traced)
+            {
+                silo.AddActivityPropagation();
+            }
+
+            configureSilo?.Invoke(silo);
             if (postgres is null)
             {
                 silo.UseLocalhostClustering(endpoints.SiloPort, endpoints.GatewayPort, serviceId: ServiceId, clusterId: ServiceId);

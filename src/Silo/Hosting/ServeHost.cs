@@ -1,4 +1,6 @@
 using Microsoft.Extensions.Options;
+using Nightshift.Api.Dashboard;
+using Orleans.Dashboard;
 using Nightshift.Api;
 using Nightshift.Api.Pools;
 using Nightshift.Hosting;
@@ -19,7 +21,7 @@ internal static class ServeHost
     {
         var (builder, endpoints) = CreateBuilder(configure);
         builder.Services.AddOptions<SiloOptions>().BindConfiguration(SiloOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        NightshiftSilo.Configure(builder, endpoints, store);
+        NightshiftSilo.Configure(builder, endpoints, store, silo => silo.AddDashboard());
         return BuildApi(builder);
     }
 
@@ -30,26 +32,37 @@ internal static class ServeHost
     public static WebApplication BuildApiOnly(string? store, Action<IConfigurationBuilder>? configure = null)
     {
         var (builder, endpoints) = CreateBuilder(configure);
-        if (NightshiftSilo.PostgresConnectionString(builder.Configuration, store) is { } postgres)
+        var traced = Telemetry.ExportsOtlp(builder.Configuration);
+        var postgres = NightshiftSilo.PostgresConnectionString(builder.Configuration, store);
+        builder.UseOrleansClient(client =>
         {
-            // The cluster's gateways, wherever they run, from the membership table.
-            builder.UseOrleansClient(client => client
-                .Configure<ClusterOptions>(cluster =>
-                {
-                    cluster.ServiceId = NightshiftSilo.ServiceId;
-                    cluster.ClusterId = endpoints.ClusterId;
-                })
-                .UseAdoNetClustering(clustering =>
-                {
-                    clustering.Invariant = NightshiftSiloBuilderExtensions.PostgresInvariant;
-                    clustering.ConnectionString = PostgresItemStore.ConnectionStringFor(postgres);
-                }));
-            builder.Services.AddNightshiftPostgresStore(postgres);
-        }
-        else
-        {
-            builder.UseOrleansClient(client => client.UseLocalhostClustering(endpoints.GatewayPort, NightshiftSilo.ServiceId, NightshiftSilo.ServiceId));
+            client.AddDashboard();
+            if (traced)
+            {
+                client.AddActivityPropagation();
+            }
 
+            if (postgres is null)
+            {
+                client.UseLocalhostClustering(endpoints.GatewayPort, NightshiftSilo.ServiceId, NightshiftSilo.ServiceId);
+                return;
+            }
+
+            // The cluster's gateways, wherever they run, from the membership table.
+            client.Configure<ClusterOptions>(cluster =>
+            {
+                cluster.ServiceId = NightshiftSilo.ServiceId;
+                cluster.ClusterId = endpoints.ClusterId;
+            });
+            client.UseAdoNetClustering(clustering =>
+            {
+                clustering.Invariant = NightshiftSiloBuilderExtensions.PostgresInvariant;
+                clustering.ConnectionString = PostgresItemStore.ConnectionStringFor(postgres);
+            });
+        });
+
+        if (postgres is null)
+        {
             // Not the silo: leases in the store belong to the silo's process, never recovered from here.
             builder.Services.AddNightshiftStore(options =>
             {
@@ -59,6 +72,10 @@ internal static class ServeHost
                     options.Path = store;
                 }
             });
+        }
+        else
+        {
+            builder.Services.AddNightshiftPostgresStore(postgres);
         }
 
         builder.Services.AddHostedService<StoreInitializer>();
@@ -92,9 +109,14 @@ internal static class ServeHost
     private static WebApplication BuildApi(WebApplicationBuilder builder)
     {
         builder.Services.AddNightshiftApi();
+        builder.Services.AddNightshiftDashboard();
+        builder.AddNightshiftTelemetry(scrapeEndpoint: true);
         var app = builder.Build();
         NightshiftApi.EnsureSafeToListen(app.Configuration, app.Services.GetRequiredService<IOptions<ApiOptions>>().Value);
         app.MapNightshiftApi();
+        app.MapNightshiftDashboard();
+        app.MapOrleansDashboard(routePrefix: DashboardApi.OrleansPath);
+        app.MapPrometheusScrapingEndpoint(Telemetry.ScrapePath);
         return app;
     }
 
