@@ -5,6 +5,7 @@
 #   bench/run-benchmark.sh [ITEMS|FILE.jsonl] [MAX_RUNNING] [RUNS] [LATENCY]
 #   bench/run-benchmark.sh 100000 256 3 00:00:00      # 100,000 generated items, zero latency
 #   bench/run-benchmark.sh samples/sample.jsonl 16 3  # the sample
+#   STORE=postgres bench/run-benchmark.sh 100000 256 3  # on a private PostgreSQL server (fsync on), a fresh database per run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source="${1:-100000}"
@@ -13,7 +14,14 @@ runs="${3:-3}"
 latency="${4:-00:00:00}"
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+store_kind="${STORE:-sqlite}"
+if [ "$store_kind" = postgres ]; then
+  pg_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  bench/postgres.sh start "$work/pg" "$pg_port"
+  trap 'bench/postgres.sh stop "$work/pg"; rm -rf "$work"' EXIT
+else
+  trap 'rm -rf "$work"' EXIT
+fi
 if [ -f "$source" ]; then
   cp "$source" "$work/input.jsonl"
 else
@@ -24,12 +32,17 @@ items=$(wc -l < "$work/input.jsonl")
 dotnet build src/Silo -c Release -v quiet -nologo > /dev/null
 silo=src/Silo/bin/Release/net10.0/Nightshift.Silo.dll
 
-echo "items=$items max-running=$max_running latency=$latency runs=$runs"
+echo "items=$items max-running=$max_running latency=$latency runs=$runs store=$store_kind"
 rates=(); memories=(); walls=()
 for run in $(seq 1 "$runs"); do
   rm -rf "$work/store"
+  store="$work/store/nightshift.db"
+  if [ "$store_kind" = postgres ]; then
+    bench/postgres.sh createdb "$pg_port" "bench_$run"
+    store="Host=127.0.0.1;Port=$pg_port;Username=postgres;Database=bench_$run"
+  fi
   Nightshift__Simulated__LatencyMin="$latency" Nightshift__Simulated__LatencyMax="$latency" \
-    dotnet "$silo" run "$work/input.jsonl" --out "$work/results.jsonl" --store "$work/store/nightshift.db" \
+    dotnet "$silo" run "$work/input.jsonl" --out "$work/results.jsonl" --store "$store" \
     --max-running "$max_running" > "$work/run.log" 2>&1
   summary=$(grep '^Took ' "$work/run.log")
   wall=$(sed -E 's/^Took ([0-9.]+) s.*/\1/' <<< "$summary")

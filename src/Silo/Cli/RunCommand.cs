@@ -40,7 +40,10 @@ internal static class RunCommand
 
     private static readonly Argument<FileInfo> Input = new("input") { Description = "The OpenAI Batch JSONL file to run." };
     private static readonly Option<FileInfo?> Out = new("--out") { Description = "Where to write the results JSONL (default: <input>.results.jsonl beside the input)." };
-    private static readonly Option<string?> Store = new("--store") { Description = "Path of the SQLite store file (default: ./data/nightshift.db)." };
+    private static readonly Option<string?> Store = new("--store")
+    {
+        Description = "Path of the SQLite store file (default: ./data/nightshift.db), or a PostgreSQL connection string (a database of its own: the run's silo forms a cluster there).",
+    };
     private static readonly Option<int> MaxRunning = new("--max-running") { Description = "Calls that may run at once.", DefaultValueFactory = _ => 16 };
     private static readonly Option<int> MaxAttempts = new("--max-attempts") { Description = "Attempts per item that may end in a model error (429s have their own budget).", DefaultValueFactory = _ => 5 };
     private static readonly Option<string?> Endpoint = new("--endpoint") { Description = "Base URL of an OpenAI-compatible endpoint, including its version segment (e.g. http://localhost:11434/v1). Default: the simulated model." };
@@ -146,7 +149,7 @@ internal static class RunCommand
             }
             else
             {
-                await Console.Error.WriteLineAsync($"Resuming batch {batchId} from {NightshiftSilo.StorePath(builder.Configuration, store)}: " +
+                await Console.Error.WriteLineAsync($"Resuming batch {batchId} from {NightshiftSilo.StoreName(builder.Configuration, store)}: " +
                     $"{status.Succeeded + status.Failed + status.Cancelled} of {status.Total} items already done.");
                 if (status.State == BatchState.Paused)
                 {

@@ -69,7 +69,7 @@ internal static class NightshiftSilo
     public static bool IsConnectionString(string store) => store.Contains('=', StringComparison.Ordinal);
 
     /// <summary>Endpoints on free loopback ports, for a one-shot silo that nobody else joins.</summary>
-    public static SiloOptions PrivateEndpoints() => new() { SiloPort = FreePort(), GatewayPort = FreePort() };
+    public static SiloOptions PrivateEndpoints() => new() { SiloPort = FreePort(), GatewayPort = FreePort(), AdvertisedAddress = IPAddress.Loopback.ToString() };
 
     private static int FreePort()
     {
@@ -93,7 +93,15 @@ internal static class NightshiftSilo
 
     private static string? NullIfEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value;
 
-    /// <summary>The store path the configuration names, for messages.</summary>
-    public static string StorePath(IConfiguration configuration, string? overridePath) =>
-        Path.GetFullPath(overridePath ?? configuration["Nightshift:Store:Path"] ?? new SqliteStoreOptions().Path);
+    /// <summary>The store the configuration names, for messages: the SQLite file's path, or the PostgreSQL host and database.</summary>
+    public static string StoreName(IConfiguration configuration, string? store)
+    {
+        if (PostgresConnectionString(configuration, store) is { } postgres)
+        {
+            var builder = new Npgsql.NpgsqlConnectionStringBuilder(postgres);
+            return $"PostgreSQL database '{builder.Database}' on {builder.Host}";
+        }
+
+        return Path.GetFullPath(store ?? configuration["Nightshift:Store:Path"] ?? new SqliteStoreOptions().Path);
+    }
 }
