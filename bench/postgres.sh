@@ -8,7 +8,7 @@ case "$1" in
   start)
     dir="$2"; port="$3"
     mkdir -p "$dir"
-    [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$dir"
+    if [ "$(id -u)" -eq 0 ]; then chmod o+x "$(dirname "$dir")"; chown postgres:postgres "$dir"; fi
     as_postgres "$bin/initdb" -D "$dir" -U postgres -A trust -E UTF8 > /dev/null
     printf "port = %s\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\nmax_connections = 300\n" "$port" "$dir" >> "$dir/postgresql.conf"
     as_postgres "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w start > /dev/null ;;

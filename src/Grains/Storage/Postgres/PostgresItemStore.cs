@@ -1,6 +1,7 @@
 using System.IO.Hashing;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -17,11 +18,15 @@ namespace Nightshift.Storage.Postgres;
 /// </summary>
 public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
 {
+    private const int MaxAttemptsPerStatement = 1024;
+
     private readonly PostgresStoreOptions _options;
     private readonly TimeProvider _time;
     private readonly NpgsqlDataSource _dataSource;
     private readonly PostgresRetry _retry;
     private readonly PostgresWriteQueue _writer;
+    private readonly Channel<PendingAttempt> _attempts = Channel.CreateUnbounded<PendingAttempt>(new() { SingleReader = true });
+    private readonly Task _attemptLoop;
 
     public PostgresItemStore(IOptions<PostgresStoreOptions> options, TimeProvider time, ILogger<PostgresItemStore> logger)
     {
@@ -30,6 +35,7 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
         _dataSource = CreateDataSource(_options.ConnectionString);
         _retry = new PostgresRetry(_options.OutageTolerance, time, logger);
         _writer = new PostgresWriteQueue(_dataSource, _options.OutageTolerance, time, logger);
+        _attemptLoop = Task.Run(RecordAttemptsAsync);
     }
 
     /// <summary>Leases in a shared database may belong to silos that are still alive: they expire, never requeued at start.</summary>
@@ -111,35 +117,92 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
             return claimed;
         });
 
-    public Task<bool> RecordAttemptAsync(AttemptRecord record, CancellationToken cancellationToken) =>
-        _writer.RunAsync(async (connection, transaction) =>
+    /// <summary>
+    /// Queues the attempt for the next group of results: all results waiting at that moment are
+    /// written by one statement (arrays unnested server-side) in one commit, one round trip for hundreds.
+    /// </summary>
+    public Task<bool> RecordAttemptAsync(AttemptRecord record, CancellationToken cancellationToken)
+    {
+        var pending = new PendingAttempt(record);
+        if (!_attempts.Writer.TryWrite(pending))
         {
-            // Fenced on the lease token: a result from a lease that was lost (expired, then handed
-            // to another attempt) matches no row and is discarded.
-            await using var update = new NpgsqlCommand("""
-                UPDATE ns_items
-                SET state = @state, attempts = @attempts, rate_limited_attempts = @rate_limited,
-                    next_attempt_at = @next, retry_state = @retry_state, status_code = @status_code,
-                    response = @response, error = @error, input_tokens = @input_tokens, output_tokens = @output_tokens,
-                    lease_token = NULL, lease_expires_at = NULL, updated_at = @now
-                WHERE batch_id = @batch AND idx = @idx AND state = 1 AND lease_token = @token;
-                """, connection, transaction);
-            update.Parameters.Add(new NpgsqlParameter<string>("batch", record.BatchId));
-            update.Parameters.Add(new NpgsqlParameter<int>("idx", record.Index));
-            update.Parameters.Add(new NpgsqlParameter<long>("token", record.LeaseToken));
-            update.Parameters.Add(new NpgsqlParameter<short>("state", (short)record.State));
-            update.Parameters.Add(new NpgsqlParameter<int>("attempts", record.Attempts));
-            update.Parameters.Add(new NpgsqlParameter<int>("rate_limited", record.RateLimitedAttempts));
-            update.Parameters.Add(new NpgsqlParameter<long>("next", record.NextAttemptAt?.ToUnixTimeMilliseconds() ?? 0));
-            update.Parameters.Add(Nullable("retry_state", NpgsqlDbType.Text, record.RetryState));
-            update.Parameters.Add(Nullable("status_code", NpgsqlDbType.Integer, record.StatusCode));
-            update.Parameters.Add(Nullable("response", NpgsqlDbType.Text, record.Response));
-            update.Parameters.Add(Nullable("error", NpgsqlDbType.Text, record.Error));
-            update.Parameters.Add(new NpgsqlParameter<long>("input_tokens", record.Usage.InputTokens));
-            update.Parameters.Add(new NpgsqlParameter<long>("output_tokens", record.Usage.OutputTokens));
-            update.Parameters.Add(new NpgsqlParameter<long>("now", record.At.ToUnixTimeMilliseconds()));
-            return await update.ExecuteNonQueryAsync() == 1;
-        });
+            throw new ObjectDisposedException(nameof(PostgresItemStore));
+        }
+
+        return pending.Written.Task;
+    }
+
+    private async Task RecordAttemptsAsync()
+    {
+        var group = new List<PendingAttempt>(MaxAttemptsPerStatement);
+        while (await _attempts.Reader.WaitToReadAsync())
+        {
+            while (group.Count < MaxAttemptsPerStatement && _attempts.Reader.TryRead(out var pending))
+            {
+                group.Add(pending);
+            }
+
+            try
+            {
+                var written = await _writer.RunAsync((connection, transaction) => WriteAttemptsAsync(connection, transaction, group));
+                foreach (var pending in group)
+                {
+                    pending.Written.TrySetResult(written.Contains((pending.Record.BatchId, pending.Record.Index)));
+                }
+            }
+            catch (Exception failure)
+            {
+                foreach (var pending in group)
+                {
+                    pending.Written.TrySetException(failure);
+                }
+            }
+
+            group.Clear();
+        }
+    }
+
+    private static async Task<HashSet<(string BatchId, int Index)>> WriteAttemptsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, List<PendingAttempt> group)
+    {
+        // Fenced on the lease token: a result from a lease that was lost (expired, then handed to
+        // another attempt) matches no row and is discarded.
+        await using var update = new NpgsqlCommand("""
+            UPDATE ns_items i
+            SET state = r.state, attempts = r.attempts, rate_limited_attempts = r.rate_limited,
+                next_attempt_at = r.next, retry_state = r.retry_state, status_code = r.status_code,
+                response = r.response, error = r.error, input_tokens = r.input_tokens, output_tokens = r.output_tokens,
+                lease_token = NULL, lease_expires_at = NULL, updated_at = r.at
+            FROM unnest(@batches, @indices, @tokens, @states, @attempts, @rate_limited, @next, @retry_states,
+                        @status_codes, @responses, @errors, @input_tokens, @output_tokens, @at)
+                AS r(batch_id, idx, token, state, attempts, rate_limited, next, retry_state,
+                     status_code, response, error, input_tokens, output_tokens, at)
+            WHERE i.batch_id = r.batch_id AND i.idx = r.idx AND i.state = 1 AND i.lease_token = r.token
+            RETURNING i.batch_id, i.idx;
+            """, connection, transaction);
+        var records = group.Select(pending => pending.Record).ToList();
+        update.Parameters.Add(new NpgsqlParameter<string[]>("batches", [.. records.Select(r => r.BatchId)]));
+        update.Parameters.Add(new NpgsqlParameter<int[]>("indices", [.. records.Select(r => r.Index)]));
+        update.Parameters.Add(new NpgsqlParameter<long[]>("tokens", [.. records.Select(r => r.LeaseToken)]));
+        update.Parameters.Add(new NpgsqlParameter<short[]>("states", [.. records.Select(r => (short)r.State)]));
+        update.Parameters.Add(new NpgsqlParameter<int[]>("attempts", [.. records.Select(r => r.Attempts)]));
+        update.Parameters.Add(new NpgsqlParameter<int[]>("rate_limited", [.. records.Select(r => r.RateLimitedAttempts)]));
+        update.Parameters.Add(new NpgsqlParameter<long[]>("next", [.. records.Select(r => r.NextAttemptAt?.ToUnixTimeMilliseconds() ?? 0)]));
+        update.Parameters.Add(new NpgsqlParameter<string?[]>("retry_states", [.. records.Select(r => r.RetryState)]));
+        update.Parameters.Add(new NpgsqlParameter<int?[]>("status_codes", [.. records.Select(r => r.StatusCode)]));
+        update.Parameters.Add(new NpgsqlParameter<string?[]>("responses", [.. records.Select(r => r.Response)]));
+        update.Parameters.Add(new NpgsqlParameter<string?[]>("errors", [.. records.Select(r => r.Error)]));
+        update.Parameters.Add(new NpgsqlParameter<long[]>("input_tokens", [.. records.Select(r => r.Usage.InputTokens)]));
+        update.Parameters.Add(new NpgsqlParameter<long[]>("output_tokens", [.. records.Select(r => r.Usage.OutputTokens)]));
+        update.Parameters.Add(new NpgsqlParameter<long[]>("at", [.. records.Select(r => r.At.ToUnixTimeMilliseconds())]));
+        var written = new HashSet<(string, int)>();
+        await using var reader = await update.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            written.Add((reader.GetString(0), reader.GetInt32(1)));
+        }
+
+        return written;
+    }
 
     public Task<ItemCounts> CountAsync(string batchId, CancellationToken cancellationToken) =>
         ReadAsync((connection, token) => CountAsync(connection, null, batchId, token), cancellationToken);
@@ -339,6 +402,8 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        _attempts.Writer.TryComplete();
+        await _attemptLoop;
         await _writer.DisposeAsync();
         await _dataSource.DisposeAsync();
     }
@@ -394,6 +459,13 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
         new(name, type) { Value = value ?? DBNull.Value };
 
     private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    private sealed class PendingAttempt(AttemptRecord record)
+    {
+        public AttemptRecord Record { get; } = record;
+
+        public TaskCompletionSource<bool> Written { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
 
     /// <summary>
     /// Streams the upload into ns_items with binary COPY inside one transaction: nothing is visible to
