@@ -55,7 +55,7 @@ public static class NightshiftSiloBuilderExtensions
     }
 
     /// <summary>
-    /// The item store and batch submission, for a silo or for an API-only process (an Orleans client
+    /// The item store, batch submission and the price table, for a silo or for an API-only process (an Orleans client
     /// that writes submissions and reads results straight from the store).
     /// </summary>
     public static IServiceCollection AddNightshiftStore(this IServiceCollection services, Action<SqliteStoreOptions>? configureStore = null)
@@ -68,6 +68,8 @@ public static class NightshiftSiloBuilderExtensions
         }
 
         services.AddOptions<SubmissionOptions>().BindConfiguration(SubmissionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<PriceTable>().BindConfiguration(PriceTable.Section).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<PriceTable>, PriceTableValidator>());
         services.AddSingleton<SqliteItemStore>();
         services.AddSingleton<IItemStore>(sp => sp.GetRequiredService<SqliteItemStore>());
         services.AddSingleton<BatchSubmitter>();
