@@ -3,6 +3,7 @@ using System.ClientModel.Primitives;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Azure.Identity;
 using OpenAI.Chat;
 
 namespace Nightshift.Models;
@@ -37,6 +38,12 @@ public sealed class OpenAiClientModel(ChatClient client, string model) : IChatMo
         {
             // No answer at all: the connection failed or the body could not be read to its end.
             return ModelCallResult.Network(transport.InnerException?.Message ?? transport.Message);
+        }
+        catch (AuthenticationFailedException signIn)
+        {
+            // Entra ID found no identity or was refused: nothing was sent, but like a 401 it would
+            // refuse every item, so it is reported as one and pauses the pool with the reason.
+            return ModelCallResult.Http(401, null, $"Entra ID could not sign in: {signIn.Message}");
         }
 
         var status = response.Status;
