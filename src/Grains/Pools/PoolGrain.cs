@@ -107,13 +107,13 @@ internal sealed partial class PoolGrain(
 
     public async Task Pause(string reason)
     {
-        _ = Limiter;
+        EnsureConfigured();
         await PauseAsync(reason);
     }
 
     public async Task Resume()
     {
-        _ = Limiter;
+        EnsureConfigured();
         if (state.State.PausedReason is null)
         {
             return;
@@ -211,6 +211,14 @@ internal sealed partial class PoolGrain(
         state.State.PausedReason = reason;
         await state.WriteStateAsync();
         LogPaused(logger, Name, reason);
+    }
+
+    private void EnsureConfigured()
+    {
+        if (_limiter is null)
+        {
+            throw new InvalidOperationException($"Pool '{Name}' does not exist; create it first.");
+        }
     }
 
     private PoolLimiter Limiter =>
