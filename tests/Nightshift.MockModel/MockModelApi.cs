@@ -123,6 +123,20 @@ internal static class MockModelApi
             response.Headers[name] = value;
         }
 
-        await response.WriteAsync(answer.Body, cancellationToken);
+        if (answer.ResetAfterBytes is not { } cut)
+        {
+            await response.WriteAsync(answer.Body, cancellationToken);
+            return;
+        }
+
+        var bytes = Encoding.UTF8.GetBytes(answer.Body);
+        if (cut > 0)
+        {
+            response.ContentLength = bytes.Length;
+            await response.Body.WriteAsync(bytes.AsMemory(0, Math.Min(cut, bytes.Length)), cancellationToken);
+            await response.Body.FlushAsync(cancellationToken);
+        }
+
+        response.HttpContext.Abort();
     }
 }

@@ -10,4 +10,10 @@ public sealed record MockResponse(int StatusCode, string Body)
 
     /// <summary>Waited on top of the server's latency before answering (cut short if the client aborts). Default: 0.</summary>
     public TimeSpan Delay { get; init; }
+
+    /// <summary>
+    /// When set, the connection is reset after this many bytes of <see cref="Body"/> (announced whole in
+    /// <c>Content-Length</c>): 0 resets it before any answer, more sends a truncated body. Default: none.
+    /// </summary>
+    public int? ResetAfterBytes { get; init; }
 }

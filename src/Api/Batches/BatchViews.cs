@@ -1,5 +1,7 @@
 using System.Globalization;
 using Nightshift.Batches;
+using Nightshift.Models;
+using Nightshift.Pools;
 using Nightshift.Storage;
 
 namespace Nightshift.Api.Batches;
@@ -7,7 +9,11 @@ namespace Nightshift.Api.Batches;
 /// <summary>Items per state.</summary>
 public sealed record ItemCountsView(long Pending, long Running, long Succeeded, long Failed, long Cancelled);
 
-/// <summary>A batch: state, counts per item state, tokens, times, throughput and ETA.</summary>
+/// <summary>
+/// A batch: state, counts per item state, tokens (<see cref="CachedTokens"/> is the part of the input
+/// served from the provider's prompt cache), cost from the price table (<c>null</c> when the pool's
+/// model has no price), times, throughput and ETA.
+/// </summary>
 public sealed record BatchView(
     string Id,
     string State,
@@ -16,6 +22,8 @@ public sealed record BatchView(
     ItemCountsView Counts,
     long InputTokens,
     long OutputTokens,
+    long CachedTokens,
+    decimal? Cost,
     DateTimeOffset? CreatedAt,
     DateTimeOffset? StartedAt,
     DateTimeOffset? FinishedAt,
@@ -23,7 +31,15 @@ public sealed record BatchView(
     DateTimeOffset? Eta,
     string? Silo)
 {
-    public static BatchView From(BatchStatus status, DateTimeOffset now)
+    /// <summary>The view of <paramref name="status"/>, priced at its pool's model.</summary>
+    public static async Task<BatchView> FromAsync(BatchStatus status, IGrainFactory grains, PriceTable prices, DateTimeOffset now)
+    {
+        var config = status.Pool is { } pool ? await grains.GetGrain<IPoolGrain>(pool).GetConfig() : null;
+        var cost = config is null ? null : prices.Cost(config.Model.Model, new TokenUsage(status.InputTokens, status.OutputTokens, status.CachedTokens));
+        return From(status, now, cost);
+    }
+
+    public static BatchView From(BatchStatus status, DateTimeOffset now, decimal? cost)
     {
         var done = status.Succeeded + status.Failed + status.Cancelled;
         var end = status.FinishedAt ?? now;
@@ -33,7 +49,7 @@ public sealed record BatchView(
         DateTimeOffset? eta = status.FinishedAt ?? (rate > 0 && remaining > 0 && status.State == BatchState.Running ? now.AddSeconds(remaining / rate) : null);
         return new BatchView(status.BatchId, StateName(status.State), status.Pool, status.Total,
             new ItemCountsView(status.Pending, status.Running, status.Succeeded, status.Failed, status.Cancelled),
-            status.InputTokens, status.OutputTokens, status.CreatedAt, status.CreatedAt, status.FinishedAt, Math.Round(rate, 3), eta, status.Silo);
+            status.InputTokens, status.OutputTokens, status.CachedTokens, cost, status.CreatedAt, status.CreatedAt, status.FinishedAt, Math.Round(rate, 3), eta, status.Silo);
     }
 
     public static string StateName(BatchState state) => state.ToString().ToLower(CultureInfo.InvariantCulture);

@@ -10,6 +10,7 @@ using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Options;
 using Microsoft.Net.Http.Headers;
 using Nightshift.Batches;
+using Nightshift.Models;
 using Nightshift.Results;
 using Nightshift.Storage;
 using Nightshift.Submission;
@@ -30,9 +31,9 @@ public static class BatchesApi
         batches.MapGet("/", ListAsync);
         batches.MapGet("/{id}", GetAsync);
         batches.MapGet("/{id}/results", ResultsAsync).Produces(StatusCodes.Status200OK, contentType: "application/x-ndjson");
-        batches.MapPost("/{id}/cancel", (string id, IGrainFactory grains, TimeProvider time) => ControlAsync(id, grains, time, batch => batch.Cancel()));
-        batches.MapPost("/{id}/pause", (string id, IGrainFactory grains, TimeProvider time) => ControlAsync(id, grains, time, batch => batch.Pause()));
-        batches.MapPost("/{id}/resume", (string id, IGrainFactory grains, TimeProvider time) => ControlAsync(id, grains, time, batch => batch.Resume()));
+        batches.MapPost("/{id}/cancel", (string id, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time) => ControlAsync(id, grains, prices, time, batch => batch.Cancel()));
+        batches.MapPost("/{id}/pause", (string id, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time) => ControlAsync(id, grains, prices, time, batch => batch.Pause()));
+        batches.MapPost("/{id}/resume", (string id, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time) => ControlAsync(id, grains, prices, time, batch => batch.Resume()));
         return batches;
     }
 
@@ -41,7 +42,7 @@ public static class BatchesApi
     /// multipart file) with <c>pool</c> and the options as query parameters. The upload is streamed into
     /// one store transaction; any problem rolls it back whole.
     /// </summary>
-    private static async Task<IResult> SubmitAsync(HttpContext context, IGrainFactory grains, BatchSubmitter submitter, IOptions<ApiOptions> options, TimeProvider time)
+    private static async Task<IResult> SubmitAsync(HttpContext context, IGrainFactory grains, BatchSubmitter submitter, IOptions<ApiOptions> options, IOptions<PriceTable> prices, TimeProvider time)
     {
         var request = context.Request;
         var cancellationToken = context.RequestAborted;
@@ -56,7 +57,7 @@ public static class BatchesApi
         {
             // A retried submission: the batch it created, not a second one.
             context.Response.Headers["Idempotent-Replayed"] = "true";
-            return TypedResults.Ok(BatchView.From(existing, time.GetUtcNow()));
+            return TypedResults.Ok(await BatchView.FromAsync(existing, grains, prices.Value, time.GetUtcNow()));
         }
 
         var limits = options.Value;
@@ -84,8 +85,8 @@ public static class BatchesApi
         try
         {
             return json
-                ? await SubmitJsonAsync(context, batchId, submitter, grains, limits, time)
-                : await SubmitJsonlAsync(context, batchId, multipart, submitter, grains, time);
+                ? await SubmitJsonAsync(context, batchId, submitter, grains, limits, prices, time)
+                : await SubmitJsonlAsync(context, batchId, multipart, submitter, grains, prices, time);
         }
         catch (BadHttpRequestException tooLarge) when (tooLarge.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
@@ -97,7 +98,7 @@ public static class BatchesApi
         }
     }
 
-    private static async Task<IResult> SubmitJsonlAsync(HttpContext context, string batchId, bool multipart, BatchSubmitter submitter, IGrainFactory grains, TimeProvider time)
+    private static async Task<IResult> SubmitJsonlAsync(HttpContext context, string batchId, bool multipart, BatchSubmitter submitter, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time)
     {
         var query = context.Request.Query;
         if (query["pool"].ToString() is not { Length: > 0 } pool)
@@ -112,7 +113,7 @@ public static class BatchesApi
 
         if (!multipart)
         {
-            return await SubmitStreamAsync(context, batchId, pool, batchOptions, context.Request.Body, submitter, grains, time, itemNames: false);
+            return await SubmitStreamAsync(context, batchId, pool, batchOptions, context.Request.Body, submitter, grains, prices, time, itemNames: false);
         }
 
         // The first part that is a file is the JSONL; it is read as it arrives, never buffered whole.
@@ -127,14 +128,14 @@ public static class BatchesApi
         {
             if (ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition) && disposition.IsFileDisposition())
             {
-                return await SubmitStreamAsync(context, batchId, pool, batchOptions, section.Body, submitter, grains, time, itemNames: false);
+                return await SubmitStreamAsync(context, batchId, pool, batchOptions, section.Body, submitter, grains, prices, time, itemNames: false);
             }
         }
 
         return Problems.BadRequest("the multipart body has no file part: send the JSONL as a file");
     }
 
-    private static async Task<IResult> SubmitJsonAsync(HttpContext context, string batchId, BatchSubmitter submitter, IGrainFactory grains, ApiOptions limits, TimeProvider time)
+    private static async Task<IResult> SubmitJsonAsync(HttpContext context, string batchId, BatchSubmitter submitter, IGrainFactory grains, ApiOptions limits, IOptions<PriceTable> prices, TimeProvider time)
     {
         JsonDocument document;
         try
@@ -187,19 +188,19 @@ public static class BatchesApi
             }
 
             lines.Position = 0;
-            return await SubmitStreamAsync(context, batchId, pool, options, lines, submitter, grains, time, itemNames: true);
+            return await SubmitStreamAsync(context, batchId, pool, options, lines, submitter, grains, prices, time, itemNames: true);
         }
     }
 
     private static async Task<IResult> SubmitStreamAsync(HttpContext context, string batchId, string pool, BatchOptions options, Stream jsonl,
-        BatchSubmitter submitter, IGrainFactory grains, TimeProvider time, bool itemNames)
+        BatchSubmitter submitter, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time, bool itemNames)
     {
         var result = await submitter.SubmitAsync(batchId, pool, options, jsonl, context.RequestAborted);
         switch (result.Rejection)
         {
             case SubmissionRejection.None:
                 var status = await grains.GetGrain<IBatchGrain>(batchId).GetStatus();
-                return TypedResults.Created($"/v1/batches/{batchId}", BatchView.From(status, time.GetUtcNow()));
+                return TypedResults.Created($"/v1/batches/{batchId}", await BatchView.FromAsync(status, grains, prices.Value, time.GetUtcNow()));
             case SubmissionRejection.InvalidInput:
                 var errors = result.Errors.Select(e => new LineProblem(e.Line, e.Field, e.Message)).ToList();
                 var first = result.Errors[0];
@@ -239,12 +240,12 @@ public static class BatchesApi
         return TypedResults.Ok(new BatchPage([.. page.Take(size).Select(BatchSummary.From)], start, size, page.Count > size ? start + size : null));
     }
 
-    private static async Task<Results<Ok<BatchView>, ProblemHttpResult>> GetAsync(string id, IGrainFactory grains, TimeProvider time)
+    private static async Task<Results<Ok<BatchView>, ProblemHttpResult>> GetAsync(string id, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time)
     {
         var status = await grains.GetGrain<IBatchGrain>(id).GetStatus();
         return status.State == BatchState.NotFound
             ? Problems.NotFound($"batch '{id}' does not exist")
-            : TypedResults.Ok(BatchView.From(status, time.GetUtcNow()));
+            : TypedResults.Ok(await BatchView.FromAsync(status, grains, prices.Value, time.GetUtcNow()));
     }
 
     /// <summary>Streams the batch's finished items as OpenAI Batch output lines, also while it runs.</summary>
@@ -268,7 +269,7 @@ public static class BatchesApi
         return TypedResults.Empty;
     }
 
-    private static async Task<Results<Ok<BatchView>, ProblemHttpResult>> ControlAsync(string id, IGrainFactory grains, TimeProvider time, Func<IBatchGrain, Task> action)
+    private static async Task<Results<Ok<BatchView>, ProblemHttpResult>> ControlAsync(string id, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time, Func<IBatchGrain, Task> action)
     {
         var batch = grains.GetGrain<IBatchGrain>(id);
         if ((await batch.GetStatus()).State == BatchState.NotFound)
@@ -285,7 +286,7 @@ public static class BatchesApi
             return Problems.Conflict(illegal.Message);
         }
 
-        return TypedResults.Ok(BatchView.From(await batch.GetStatus(), time.GetUtcNow()));
+        return TypedResults.Ok(await BatchView.FromAsync(await batch.GetStatus(), grains, prices.Value, time.GetUtcNow()));
     }
 
     /// <summary>

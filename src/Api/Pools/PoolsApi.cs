@@ -2,6 +2,8 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Options;
+using Nightshift.Models;
 using Nightshift.Pools;
 using Nightshift.Storage;
 
@@ -34,7 +36,13 @@ public sealed record PoolRequest
     public double? LeaseSeconds { get; init; }
 }
 
-/// <summary>A pool's configuration (never a key: only the name of the variable holding it) and live figures.</summary>
+/// <summary>Why <c>POST /v1/pools/{name}/pause</c> pauses the pool; optional.</summary>
+public sealed record PoolPauseRequest(string? Reason);
+
+/// <summary>
+/// A pool's configuration (never a key: only the name of the variable holding it), live figures,
+/// whether it is paused and why, and the tokens and cost of every batch submitted to it.
+/// </summary>
 public sealed record PoolView(
     string Name,
     string Provider,
@@ -57,15 +65,23 @@ public sealed record PoolView(
     int RequestsLastMinute,
     long TokensLastMinute,
     int Batches,
-    string Silo)
+    string Silo,
+    bool Paused,
+    string? PausedReason,
+    long InputTokens,
+    long OutputTokens,
+    long CachedTokens,
+    decimal? Cost)
 {
-    public static PoolView From(PoolSnapshot snapshot)
+    public static PoolView From(PoolSnapshot snapshot, TokenTotals usage, PriceTable prices)
     {
         var config = snapshot.Config;
         return new PoolView(snapshot.Name, config.Model.Provider, config.Model.Endpoint, config.Model.Model, config.Model.ApiKeyEnvironmentVariable,
             config.MaxRunning, config.MaxQueued, config.Rpm, config.Tpm, config.DefaultCooldown.TotalSeconds, config.SlowStart.TotalSeconds,
             config.LeaseDuration.TotalSeconds, snapshot.Running, snapshot.Queued, snapshot.EffectiveCap, snapshot.CooldownUntil,
-            snapshot.RecoveringUntil, snapshot.RateLimited, snapshot.RequestsLastMinute, snapshot.TokensLastMinute, snapshot.Batches, snapshot.Silo);
+            snapshot.RecoveringUntil, snapshot.RateLimited, snapshot.RequestsLastMinute, snapshot.TokensLastMinute, snapshot.Batches, snapshot.Silo,
+            snapshot.PausedReason is not null, snapshot.PausedReason, usage.InputTokens, usage.OutputTokens, usage.CachedTokens,
+            prices.Cost(config.Model.Model, new TokenUsage(usage.InputTokens, usage.OutputTokens, usage.CachedTokens)));
     }
 }
 
@@ -77,17 +93,19 @@ public static class PoolsApi
         pools.MapGet("/", ListAsync);
         pools.MapGet("/{name}", GetAsync);
         pools.MapPut("/{name}", PutAsync);
+        pools.MapPost("/{name}/pause", PauseAsync);
+        pools.MapPost("/{name}/resume", ResumeAsync);
         return pools;
     }
 
-    private static async Task<Ok<List<PoolView>>> ListAsync(IGrainFactory grains, IItemStore store, CancellationToken cancellationToken)
+    private static async Task<Ok<List<PoolView>>> ListAsync(IGrainFactory grains, IItemStore store, IOptions<PriceTable> prices, CancellationToken cancellationToken)
     {
         var names = await store.ListPoolsAsync(cancellationToken);
-        var views = await Task.WhenAll(names.Select(name => grains.GetGrain<IPoolGrain>(name).GetSnapshot()));
-        return TypedResults.Ok(views.Select(PoolView.From).ToList());
+        var views = await Task.WhenAll(names.Select(name => ViewAsync(grains.GetGrain<IPoolGrain>(name), store, prices.Value, cancellationToken)));
+        return TypedResults.Ok(views.ToList());
     }
 
-    private static async Task<Results<Ok<PoolView>, ProblemHttpResult>> GetAsync(string name, IGrainFactory grains)
+    private static async Task<Results<Ok<PoolView>, ProblemHttpResult>> GetAsync(string name, IGrainFactory grains, IItemStore store, IOptions<PriceTable> prices, CancellationToken cancellationToken)
     {
         var pool = grains.GetGrain<IPoolGrain>(name);
         if (await pool.GetConfig() is null)
@@ -95,10 +113,41 @@ public static class PoolsApi
             return Problems.NotFound($"pool '{name}' does not exist");
         }
 
-        return TypedResults.Ok(PoolView.From(await pool.GetSnapshot()));
+        return TypedResults.Ok(await ViewAsync(pool, store, prices.Value, cancellationToken));
     }
 
-    private static async Task<Results<Ok<PoolView>, ProblemHttpResult>> PutAsync(string name, PoolRequest request, IGrainFactory grains)
+    /// <summary>Stops the pool granting slots (calls running finish); the reason shows in the pool's <c>pausedReason</c>.</summary>
+    private static async Task<Results<Ok<PoolView>, ProblemHttpResult>> PauseAsync(string name, PoolPauseRequest? request, IGrainFactory grains, IItemStore store,
+        IOptions<PriceTable> prices, CancellationToken cancellationToken)
+    {
+        var pool = grains.GetGrain<IPoolGrain>(name);
+        if (await pool.GetConfig() is null)
+        {
+            return Problems.NotFound($"pool '{name}' does not exist");
+        }
+
+        await pool.Pause(string.IsNullOrWhiteSpace(request?.Reason) ? "paused by an operator" : request.Reason);
+        return TypedResults.Ok(await ViewAsync(pool, store, prices.Value, cancellationToken));
+    }
+
+    private static async Task<Results<Ok<PoolView>, ProblemHttpResult>> ResumeAsync(string name, IGrainFactory grains, IItemStore store,
+        IOptions<PriceTable> prices, CancellationToken cancellationToken)
+    {
+        var pool = grains.GetGrain<IPoolGrain>(name);
+        if (await pool.GetConfig() is null)
+        {
+            return Problems.NotFound($"pool '{name}' does not exist");
+        }
+
+        await pool.Resume();
+        return TypedResults.Ok(await ViewAsync(pool, store, prices.Value, cancellationToken));
+    }
+
+    private static async Task<PoolView> ViewAsync(IPoolGrain pool, IItemStore store, PriceTable prices, CancellationToken cancellationToken) =>
+        PoolView.From(await pool.GetSnapshot(), await store.GetPoolUsageAsync(pool.GetPrimaryKeyString(), cancellationToken), prices);
+
+    private static async Task<Results<Ok<PoolView>, ProblemHttpResult>> PutAsync(string name, PoolRequest request, IGrainFactory grains, IItemStore store,
+        IOptions<PriceTable> prices, CancellationToken cancellationToken)
     {
         if (Validate(name, request) is { } problem)
         {
@@ -107,7 +156,7 @@ public static class PoolsApi
 
         var pool = grains.GetGrain<IPoolGrain>(name);
         await pool.Configure(ToConfig(request, await pool.GetConfig()));
-        return TypedResults.Ok(PoolView.From(await pool.GetSnapshot()));
+        return TypedResults.Ok(await ViewAsync(pool, store, prices.Value, cancellationToken));
     }
 
     /// <summary>What the request sets replaces the pool's current configuration (or the defaults); what it omits stays.</summary>
@@ -116,7 +165,7 @@ public static class PoolsApi
         var config = current ?? new PoolConfig();
         var model = config.Model with
         {
-            Provider = request.Provider ?? (request.Endpoint is not null ? ModelProviders.OpenAiCompatible : config.Model.Provider),
+            Provider = request.Provider ?? (request.Endpoint is not null && config.Model.Provider == ModelProviders.Simulated ? ModelProviders.OpenAiCompatible : config.Model.Provider),
             Endpoint = request.Endpoint ?? config.Model.Endpoint,
             Model = request.Model ?? config.Model.Model,
             ApiKeyEnvironmentVariable = request.ApiKeyEnv ?? config.Model.ApiKeyEnvironmentVariable,
@@ -139,11 +188,13 @@ public static class PoolsApi
     {
         _ when name.Length is 0 or > 128 || name.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')) =>
             "pool name: 1 to 128 letters, digits, '-', '_' or '.'",
-        _ when request.Provider is { } provider && provider is not (ModelProviders.Simulated or ModelProviders.OpenAiCompatible) =>
-            $"provider: '{provider}' is not known; use '{ModelProviders.Simulated}' or '{ModelProviders.OpenAiCompatible}'",
+        _ when request.Provider is { } provider && provider is not (ModelProviders.Simulated or ModelProviders.OpenAiCompatible or ModelProviders.AzureOpenAi) =>
+            $"provider: '{provider}' is not known; use '{ModelProviders.Simulated}', '{ModelProviders.OpenAiCompatible}' or '{ModelProviders.AzureOpenAi}'",
         _ when request.Endpoint is { } endpoint && !(Uri.TryCreate(endpoint, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https") =>
             "endpoint: must be an absolute http(s) URL",
-        _ when request.Provider == ModelProviders.OpenAiCompatible && request.Endpoint is null => "endpoint: required for the 'openai' provider",
+        _ when request.Provider is ModelProviders.OpenAiCompatible or ModelProviders.AzureOpenAi && request.Endpoint is null =>
+            $"endpoint: required for the '{request.Provider}' provider",
+        _ when request.Provider == ModelProviders.AzureOpenAi && request.Model is null => "model: the deployment name, required for the 'azure' provider",
         _ when request.ApiKeyEnv is { } variable && (variable.Length == 0 || variable.Any(char.IsWhiteSpace)) =>
             "apiKeyEnv: the name of an environment variable (not the key itself)",
         _ when request.MaxRunning is < 1 or > 100_000 => "maxRunning: from 1 to 100000",

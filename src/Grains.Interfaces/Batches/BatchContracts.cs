@@ -64,6 +64,9 @@ public sealed record BatchStatus
     /// <summary>The silo the batch's activation runs on.</summary>
     [Id(13)] public string? Silo { get; init; }
 
+    /// <summary>The part of <see cref="InputTokens"/> the provider served from its prompt cache.</summary>
+    [Id(14)] public long CachedTokens { get; init; }
+
     public bool IsFinished => State is BatchState.Completed or BatchState.Cancelled && Running == 0;
 }
 
@@ -84,4 +87,5 @@ public sealed record ItemReport(
     [property: Id(1)] long LeaseToken,
     [property: Id(2)] ItemOutcome Outcome,
     [property: Id(3)] long InputTokens,
-    [property: Id(4)] long OutputTokens);
+    [property: Id(4)] long OutputTokens,
+    [property: Id(5)] long CachedTokens = 0);

@@ -8,7 +8,7 @@ namespace Nightshift.Pools;
 /// </summary>
 public interface IPoolGrain : IGrainWithStringKey
 {
-    /// <summary>Creates the pool or replaces its configuration.</summary>
+    /// <summary>Creates the pool or replaces its configuration; a configuration change also lifts a pause.</summary>
     Task Configure(PoolConfig config);
 
     /// <summary>The pool's configuration, or <c>null</c> when the pool was never configured.</summary>
@@ -28,6 +28,12 @@ public interface IPoolGrain : IGrainWithStringKey
     /// believed. Called when a batch activation (re)joins the pool.
     /// </summary>
     Task Register(string batchId, long outstanding, int priority);
+
+    /// <summary>Stops granting slots to any batch until <see cref="Resume"/>; calls running finish. Persisted.</summary>
+    Task Pause(string reason);
+
+    /// <summary>Lifts a pause; the batches waiting get slots again.</summary>
+    Task Resume();
 
     /// <summary>Holds or releases a paused batch's share without losing its place in the queue.</summary>
     Task SetPaused(string batchId, bool paused);

@@ -12,7 +12,10 @@ public sealed record ModelBinding
     /// <summary>The model or deployment name; for an endpoint, it replaces each request body's <c>model</c>.</summary>
     [Id(1)] public string Model { get; init; } = "nightshift-sim";
 
-    /// <summary>The endpoint's base URL, up to and including its version segment (e.g. <c>https://api.openai.com/v1</c>).</summary>
+    /// <summary>
+    /// The endpoint's base URL, up to and including its version segment (e.g. <c>https://api.openai.com/v1</c>);
+    /// for Azure OpenAI, the resource's URL (<c>https://&lt;resource&gt;.openai.azure.com</c>).
+    /// </summary>
     [Id(2)] public string? Endpoint { get; init; }
 
     /// <summary>The name of the environment variable holding the API key (never the key itself); none sends no key.</summary>
@@ -26,6 +29,12 @@ public static class ModelProviders
 
     /// <summary>Any endpoint that speaks OpenAI's chat completions (OpenAI, vLLM, Ollama, LM Studio, the test mock).</summary>
     public const string OpenAiCompatible = "openai";
+
+    /// <summary>
+    /// Azure OpenAI: <see cref="ModelBinding.Endpoint"/> is the resource (<c>https://&lt;resource&gt;.openai.azure.com</c>),
+    /// <see cref="ModelBinding.Model"/> the deployment; without a key variable it signs in with Entra ID.
+    /// </summary>
+    public const string AzureOpenAi = "azure";
 }
 
 /// <summary>A pool's limits and the model behind it.</summary>
@@ -71,7 +80,7 @@ public sealed record QueueReservation([property: Id(0)] bool Accepted, [property
     public static QueueReservation Granted { get; } = new(true, null);
 }
 
-/// <summary>Live figures of a pool.</summary>
+/// <summary>Live figures of a pool; <see cref="PausedReason"/> is set while the pool is paused, saying why.</summary>
 [GenerateSerializer, Immutable, Alias("nightshift.PoolSnapshot")]
 public sealed record PoolSnapshot(
     [property: Id(0)] string Name,
@@ -85,7 +94,8 @@ public sealed record PoolSnapshot(
     [property: Id(8)] string Silo,
     [property: Id(9)] DateTimeOffset? RecoveringUntil,
     [property: Id(10)] int RequestsLastMinute,
-    [property: Id(11)] long TokensLastMinute);
+    [property: Id(11)] long TokensLastMinute,
+    [property: Id(12)] string? PausedReason = null);
 
 /// <summary>
 /// A slot granted to a batch for one item. <see cref="Token"/> is the fencing token: unique per pool
@@ -115,11 +125,15 @@ public sealed record LeaseRenewal(
     [property: Id(1)] long Token,
     [property: Id(2)] DateTimeOffset ExpiresAt);
 
-/// <summary>A freed slot and what its call said about the pool.</summary>
+/// <summary>
+/// A freed slot and what its call said about the pool: a 429's wait (<see cref="RateLimitedFor"/>), and
+/// <see cref="PausePool"/> when the provider refused the pool itself (401, 404), which pauses it.
+/// </summary>
 [GenerateSerializer, Immutable, Alias("nightshift.SlotRelease")]
 public sealed record SlotRelease(
     [property: Id(0)] string BatchId,
     [property: Id(1)] long Token,
     [property: Id(2)] bool ItemTerminal,
     [property: Id(3)] TimeSpan? RateLimitedFor,
-    [property: Id(4)] long Tokens = 0);
+    [property: Id(4)] long Tokens = 0,
+    [property: Id(5)] string? PausePool = null);

@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using Microsoft.Extensions.Logging;
 using Nightshift.Hosting;
 using Nightshift.Items;
+using Nightshift.Models;
 using Nightshift.Pools;
 using Nightshift.Storage;
 
@@ -54,6 +55,7 @@ internal sealed partial class BatchGrain(
     private long _cancelled;
     private long _inputTokens;
     private long _outputTokens;
+    private long _cachedTokens;
     private IGrainTimer? _maintenance;
     private IGrainReminder? _resume;
 
@@ -85,6 +87,7 @@ internal sealed partial class BatchGrain(
         _cancelled = counts.Cancelled;
         _inputTokens = counts.InputTokens;
         _outputTokens = counts.OutputTokens;
+        _cachedTokens = counts.CachedTokens;
         if (state.State.State is BatchState.Running or BatchState.Paused)
         {
             await JoinPoolAsync();
@@ -135,6 +138,7 @@ internal sealed partial class BatchGrain(
             Cancelled = _cancelled,
             InputTokens = _inputTokens,
             OutputTokens = _outputTokens,
+            CachedTokens = _cachedTokens,
             CreatedAt = state.State.CreatedAt,
             FinishedAt = state.State.FinishedAt,
             Silo = RuntimeIdentity,
@@ -187,7 +191,7 @@ internal sealed partial class BatchGrain(
         }
 
         _inFlight.Remove(report.Index);
-        Count(report.Outcome, report.InputTokens, report.OutputTokens);
+        Count(report.Outcome, new TokenUsage(report.InputTokens, report.OutputTokens, report.CachedTokens));
 
         await FinishIfDoneAsync();
     }
@@ -289,7 +293,7 @@ internal sealed partial class BatchGrain(
             if (_inFlight.Remove(item.Index))
             {
                 LogLeaseDied(logger, Id, item.Index, item.Failed);
-                Count(item.Failed ? ItemOutcome.Failed : ItemOutcome.Retrying, 0, 0);
+                Count(item.Failed ? ItemOutcome.Failed : ItemOutcome.Retrying, default);
             }
         }
 
@@ -329,22 +333,23 @@ internal sealed partial class BatchGrain(
                     ItemState.Failed => ItemOutcome.Failed,
                     ItemState.Cancelled => ItemOutcome.Cancelled,
                     _ => ItemOutcome.Retrying,
-                }, item.InputTokens, item.OutputTokens);
+                }, new TokenUsage(item.InputTokens, item.OutputTokens, item.CachedTokens));
             }
         }
     }
 
-    private void Count(ItemOutcome outcome, long inputTokens, long outputTokens)
+    /// <summary>Counts an item's outcome; a terminal item's tokens count as the store sums them (a refused completion is billed too).</summary>
+    private void Count(ItemOutcome outcome, TokenUsage usage)
     {
         switch (outcome)
         {
             case ItemOutcome.Succeeded:
                 _succeeded++;
-                _inputTokens += inputTokens;
-                _outputTokens += outputTokens;
+                AddTokens(usage);
                 break;
             case ItemOutcome.Failed:
                 _failed++;
+                AddTokens(usage);
                 break;
             case ItemOutcome.Cancelled:
                 _cancelled++;
@@ -354,6 +359,13 @@ internal sealed partial class BatchGrain(
                 _pending++;
                 break;
         }
+    }
+
+    private void AddTokens(TokenUsage usage)
+    {
+        _inputTokens += usage.InputTokens;
+        _outputTokens += usage.OutputTokens;
+        _cachedTokens += usage.CachedTokens;
     }
 
     private async Task FinishIfDoneAsync()

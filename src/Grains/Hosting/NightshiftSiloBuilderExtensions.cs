@@ -79,6 +79,8 @@ public static class NightshiftSiloBuilderExtensions
     {
         services.TryAddSingleton(TimeProvider.System);
         services.AddOptions<SubmissionOptions>().BindConfiguration(SubmissionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<PriceTable>().BindConfiguration(PriceTable.Section).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<PriceTable>, PriceTableValidator>());
         services.AddSingleton<BatchSubmitter>();
         return services;
     }

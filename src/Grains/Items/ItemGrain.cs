@@ -93,6 +93,7 @@ internal sealed partial class ItemGrain(
         try
         {
             var (result, stop) = await CallModelAsync(assignment, abort);
+            var pausePool = stop == CallStop.None ? RetryPolicy.PoolPauseReason(result) : null;
             if (stop == CallStop.Interrupted)
             {
                 execution?.SetTag(NightshiftTelemetry.Tags.Outcome, "interrupted");
@@ -108,7 +109,7 @@ internal sealed partial class ItemGrain(
             // longer held by the pool, which then ignores this release.)
             var terminal = outcome is ItemOutcome.Succeeded or ItemOutcome.Failed or ItemOutcome.Cancelled;
             var release = GrainFactory.GetGrain<IPoolGrain>(assignment.Lease.Pool)
-                .Release([new SlotRelease(assignment.BatchId, assignment.Lease.Token, terminal, rateLimitedFor, record.Usage.InputTokens + record.Usage.OutputTokens)]);
+                .Release([new SlotRelease(assignment.BatchId, assignment.Lease.Token, terminal, rateLimitedFor, record.Usage.InputTokens + record.Usage.OutputTokens, pausePool)]);
 
             // Checkpoint 2: the call has happened and may be billed. Its result must be recorded now;
             // a crash before the write below costs this one call again, never more.
@@ -127,7 +128,7 @@ internal sealed partial class ItemGrain(
             await Task.WhenAll(
                 release,
                 GrainFactory.GetGrain<IBatchGrain>(assignment.BatchId).ItemFinished(
-                    new ItemReport(assignment.Index, assignment.Lease.Token, outcome, record.Usage.InputTokens, record.Usage.OutputTokens)));
+                    new ItemReport(assignment.Index, assignment.Lease.Token, outcome, record.Usage.InputTokens, record.Usage.OutputTokens, record.Usage.CachedTokens)));
         }
         catch (Exception failure)
         {

@@ -28,9 +28,13 @@ public enum ModelCallStatus
 
     /// <summary>The pool's model cannot be called at all (unknown provider, missing key variable): permanent.</summary>
     Misconfigured,
+
+    /// <summary>A 2xx answer the provider's content filter cut off: billed and stored, but permanent failure.</summary>
+    Refused,
 }
 
-public readonly record struct TokenUsage(long InputTokens, long OutputTokens);
+/// <summary>Tokens as the provider reports them; <see cref="CachedTokens"/> is the part of <see cref="InputTokens"/> served from its prompt cache.</summary>
+public readonly record struct TokenUsage(long InputTokens, long OutputTokens, long CachedTokens = 0);
 
 public sealed record ModelCallResult(
     ModelCallStatus Status,
@@ -51,6 +55,9 @@ public sealed record ModelCallResult(
 
     public static ModelCallResult Network(string error) =>
         new(ModelCallStatus.NetworkError, 0, null, default, null, error);
+
+    public static ModelCallResult ContentFiltered(string body, TokenUsage usage, string error) =>
+        new(ModelCallStatus.Refused, 200, body, usage, null, error);
 
     public static ModelCallResult Unusable(string error) =>
         new(ModelCallStatus.Misconfigured, 0, null, default, null, error);

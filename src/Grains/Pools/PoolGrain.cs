@@ -21,6 +21,9 @@ public sealed class PoolGrainState
 
     /// <summary>The last activation deactivated holding no slot, so the next one has nothing to recover.</summary>
     [Id(3)] public bool EndedClean { get; set; }
+
+    /// <summary>Why the pool is paused (it grants nothing), or <c>null</c>.</summary>
+    [Id(4)] public string? PausedReason { get; set; }
 }
 
 /// <summary>
@@ -75,6 +78,10 @@ internal sealed partial class PoolGrain(
         ArgumentOutOfRangeException.ThrowIfLessThan(config.MaxRunning, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(config.MaxQueued, 1);
         state.State.Config = config;
+
+        // Configuring is how an operator answers a pause (a new key variable, the right deployment),
+        // and how a run command starts again after one.
+        state.State.PausedReason = null;
         await store.RegisterPoolAsync(Name, CancellationToken.None);
         if (_limiter is null)
         {
@@ -97,7 +104,27 @@ internal sealed partial class PoolGrain(
         var limiter = Limiter;
         return Task.FromResult(new PoolSnapshot(Name, limiter.Config, limiter.Running, limiter.Queued, limiter.EffectiveCap,
             limiter.CooldownUntil, limiter.RateLimited, limiter.BatchCount, RuntimeIdentity, limiter.RecoveringUntil,
-            limiter.RequestsLastMinute, limiter.TokensLastMinute));
+            limiter.RequestsLastMinute, limiter.TokensLastMinute, state.State.PausedReason));
+    }
+
+    public async Task Pause(string reason)
+    {
+        EnsureConfigured();
+        await PauseAsync(reason);
+    }
+
+    public async Task Resume()
+    {
+        EnsureConfigured();
+        if (state.State.PausedReason is null)
+        {
+            return;
+        }
+
+        state.State.PausedReason = null;
+        await state.WriteStateAsync();
+        LogResumed(logger, Name);
+        await GrantAsync();
     }
 
     public Task<QueueReservation> Reserve(string batchId, int itemCount, int priority)
@@ -153,6 +180,13 @@ internal sealed partial class PoolGrain(
             {
                 LogUnknownRelease(logger, Name, release.Token, release.BatchId);
             }
+
+            if (release.PausePool is { } reason)
+            {
+                // In the same turn as the release, before the grant below: the freed slot must not go
+                // to another item that would meet the same refusal.
+                await PauseAsync(reason);
+            }
         }
 
         if (limiter.CooldownUntil is { } until && until != cooldownBefore)
@@ -170,6 +204,26 @@ internal sealed partial class PoolGrain(
     {
         Limiter.ReturnUnused(batchId, tokens, notBefore);
         await GrantAsync();
+    }
+
+    private async Task PauseAsync(string reason)
+    {
+        if (state.State.PausedReason is not null)
+        {
+            return;
+        }
+
+        state.State.PausedReason = reason;
+        await state.WriteStateAsync();
+        LogPaused(logger, Name, reason);
+    }
+
+    private void EnsureConfigured()
+    {
+        if (_limiter is null)
+        {
+            throw new InvalidOperationException($"Pool '{Name}' does not exist; create it first.");
+        }
     }
 
     private PoolLimiter Limiter =>
@@ -265,7 +319,7 @@ internal sealed partial class PoolGrain(
 
     private async Task GrantAsync()
     {
-        if (_superseded)
+        if (_superseded || state.State.PausedReason is not null)
         {
             return;
         }
@@ -304,6 +358,12 @@ internal sealed partial class PoolGrain(
 
     [LoggerMessage(EventId = 1007, Level = LogLevel.Warning, Message = "Pool {Pool} activation of epoch {Epoch} was superseded by a newer one; it stops granting")]
     private static partial void LogSuperseded(ILogger logger, Exception exception, string pool, long epoch);
+
+    [LoggerMessage(EventId = 1008, Level = LogLevel.Error, Message = "Pool {Pool} paused: {Reason}")]
+    private static partial void LogPaused(ILogger logger, string pool, string reason);
+
+    [LoggerMessage(EventId = 1009, Level = LogLevel.Information, Message = "Pool {Pool} resumed")]
+    private static partial void LogResumed(ILogger logger, string pool);
 
     [LoggerMessage(EventId = 1004, Level = LogLevel.Warning, Message = "Pool {Pool} freed {Count} slot(s) whose leases expired")]
     private static partial void LogLeasesExpired(ILogger logger, string pool, int count);

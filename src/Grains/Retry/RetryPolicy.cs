@@ -45,12 +45,21 @@ public sealed class RetryPolicy(BatchOptions options, TimeProvider time, Func<do
             return Schedule(rateLimited, result.RetryAfter, rateLimited: true);
         }
 
+        var failed = attempts + 1;
+        if (PoolPauseReason(result) is { } reason)
+        {
+            // The pool is paused until someone fixes it; the item waits for that, due at once, and
+            // fails only when this was its last attempt.
+            return failed >= options.MaxAttempts
+                ? new RetryDecision.Fail($"gave up after {failed} attempts (maxAttempts {options.MaxAttempts}); {reason}")
+                : new RetryDecision.RetryAt(time.GetUtcNow(), TimeSpan.Zero, RateLimited: false);
+        }
+
         if (!IsRetryable(result))
         {
             return new RetryDecision.Fail(result.Error ?? $"HTTP {result.StatusCode}");
         }
 
-        var failed = attempts + 1;
         if (failed >= options.MaxAttempts)
         {
             return new RetryDecision.Fail($"gave up after {failed} attempts (maxAttempts {options.MaxAttempts}); last error: {result.Error}");
@@ -67,12 +76,28 @@ public sealed class RetryPolicy(BatchOptions options, TimeProvider time, Func<do
         return TimeSpan.FromMilliseconds(Math.Min(ceiling, options.MaxDelay.TotalMilliseconds));
     }
 
-    /// <summary>Retryable: 408, 429, 5xx, timeouts and network errors. Every other 4xx is permanent.</summary>
+    /// <summary>
+    /// Retryable: 408, 409, 429, 5xx, timeouts, connection failures and truncated or malformed bodies.
+    /// Every other 4xx (400, 401, 403, 404, 422, …) and a content-filter refusal is permanent.
+    /// </summary>
     public static bool IsRetryable(ModelCallResult result) => result.Status switch
     {
         ModelCallStatus.Timeout or ModelCallStatus.NetworkError => true,
-        ModelCallStatus.HttpError => result.StatusCode is 408 or 429 or >= 500,
+        ModelCallStatus.HttpError => result.StatusCode is 408 or 409 or 429 or >= 500,
         _ => false,
+    };
+
+    /// <summary>
+    /// Why the whole pool must stop, or <c>null</c>: a 401 (bad key) or 404 (no such deployment or
+    /// model) would fail every item the same way, so the pool pauses instead of burning through them.
+    /// </summary>
+    public static string? PoolPauseReason(ModelCallResult result) => result switch
+    {
+        { Status: ModelCallStatus.HttpError, StatusCode: 401 } =>
+            $"the provider refused the credentials (check the key or the identity's access): {result.Error}",
+        { Status: ModelCallStatus.HttpError, StatusCode: 404 } =>
+            $"the provider does not know the model or deployment (check its name and the endpoint): {result.Error}",
+        _ => null,
     };
 
     private RetryDecision.RetryAt Schedule(int failures, TimeSpan? retryAfter, bool rateLimited)

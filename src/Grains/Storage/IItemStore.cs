@@ -36,6 +36,9 @@ public interface IItemStore
 
     Task<IReadOnlyList<string>> ListPoolsAsync(CancellationToken cancellationToken);
 
+    /// <summary>The tokens recorded for the items of every batch submitted to the pool.</summary>
+    Task<TokenTotals> GetPoolUsageAsync(string pool, CancellationToken cancellationToken);
+
     /// <summary>
     /// Claims up to one due pending item per lease, in input order, and marks each leased under its
     /// lease's fencing token.
@@ -132,7 +135,7 @@ public sealed record AttemptRecord(
     TokenUsage Usage,
     DateTimeOffset At);
 
-public sealed record ItemCounts(long Pending, long Leased, long Succeeded, long Failed, long Cancelled, long InputTokens, long OutputTokens)
+public sealed record ItemCounts(long Pending, long Leased, long Succeeded, long Failed, long Cancelled, long InputTokens, long OutputTokens, long CachedTokens = 0)
 {
     public long Total => Pending + Leased + Succeeded + Failed + Cancelled;
 }
@@ -142,7 +145,10 @@ public sealed record BatchRecord(string BatchId, string Pool, int ItemCount, Bat
 
 public sealed record BatchProgress(ItemCounts Counts, IReadOnlyList<ItemSnapshot> Leased);
 
-public sealed record ItemSnapshot(int Index, ItemState State, long? LeaseToken, long InputTokens, long OutputTokens);
+public sealed record ItemSnapshot(int Index, ItemState State, long? LeaseToken, long InputTokens, long OutputTokens, long CachedTokens = 0);
+
+/// <summary>Tokens the items of a pool's batches used, as their providers reported them.</summary>
+public sealed record TokenTotals(long InputTokens, long OutputTokens, long CachedTokens);
 
 public sealed record LeaseExtension(string BatchId, int Index, long Token, DateTimeOffset ExpiresAt);
 

@@ -30,6 +30,12 @@ internal static class RunCommand
     /// <summary>Exit code when the input was rejected; nothing was written.</summary>
     public const int InputRejected = 2;
 
+    /// <summary>
+    /// Exit code when the provider refused the pool itself (401: the key; 404: the model or deployment)
+    /// and the pool paused; fix it and run the same command again to resume.
+    /// </summary>
+    public const int ModelRefused = 3;
+
     /// <summary>Exit code when interrupted (Ctrl+C, SIGTERM); run the same command again to resume.</summary>
     public const int Interrupted = 130;
 
@@ -48,7 +54,9 @@ internal static class RunCommand
     private static readonly Option<int> MaxAttempts = new("--max-attempts") { Description = "Attempts per item that may end in a model error (429s have their own budget).", DefaultValueFactory = _ => 5 };
     private static readonly Option<string?> Endpoint = new("--endpoint") { Description = "Base URL of an OpenAI-compatible endpoint, including its version segment (e.g. http://localhost:11434/v1). Default: the simulated model." };
     private static readonly Option<string?> Model = new("--model") { Description = "The model to ask at --endpoint; it replaces each line's body.model." };
-    private static readonly Option<string?> ApiKeyEnv = new("--api-key-env") { Description = "The environment variable holding the endpoint's API key (the key itself is never passed on the command line)." };
+    private static readonly Option<string?> AzureEndpoint = new("--azure-endpoint") { Description = "An Azure OpenAI resource's URL (https://<resource>.openai.azure.com). Default: the simulated model." };
+    private static readonly Option<string?> Deployment = new("--deployment") { Description = "The Azure OpenAI deployment to call at --azure-endpoint." };
+    private static readonly Option<string?> ApiKeyEnv = new("--api-key-env") { Description = "The environment variable holding the endpoint's API key (the key itself is never passed on the command line); with --azure-endpoint and no key, Entra ID signs in." };
     private static readonly Option<bool> Verbose = new("--verbose") { Description = "Show Nightshift's and Orleans' informational logs." };
 
     public static Command Create()
@@ -75,6 +83,13 @@ internal static class RunCommand
                 result.AddError("--endpoint must be an absolute http(s) URL, e.g. http://localhost:11434/v1.");
             }
         });
+        AzureEndpoint.Validators.Add(result =>
+        {
+            if (!Uri.TryCreate(result.GetValue(AzureEndpoint), UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
+            {
+                result.AddError("--azure-endpoint must be an absolute http(s) URL, e.g. https://my-resource.openai.azure.com.");
+            }
+        });
         ApiKeyEnv.Validators.Add(result =>
         {
             if (Environment.GetEnvironmentVariable(result.GetValue(ApiKeyEnv)!) is null)
@@ -84,18 +99,40 @@ internal static class RunCommand
         });
         var command = new Command("run", "Run a JSONL file to completion in an embedded silo and write the results; run again to resume.")
         {
-            Input, Out, Store, MaxRunning, MaxAttempts, Endpoint, Model, ApiKeyEnv, Verbose,
+            Input, Out, Store, MaxRunning, MaxAttempts, Endpoint, Model, AzureEndpoint, Deployment, ApiKeyEnv, Verbose,
         };
         command.Validators.Add(result =>
         {
-            if (result.GetValue(Endpoint) is not null && result.GetValue(Model) is null)
+            var endpoint = result.GetValue(Endpoint) is not null;
+            var azure = result.GetValue(AzureEndpoint) is not null;
+            if (endpoint && azure)
+            {
+                result.AddError("--endpoint and --azure-endpoint exclude each other: one model per run.");
+            }
+
+            if (endpoint && result.GetValue(Model) is null)
             {
                 result.AddError("--endpoint needs --model: the model to ask there.");
             }
 
-            if (result.GetValue(Endpoint) is null && (result.GetValue(Model) is not null || result.GetValue(ApiKeyEnv) is not null))
+            if (azure && result.GetValue(Deployment) is null)
             {
-                result.AddError("--model and --api-key-env go with --endpoint.");
+                result.AddError("--azure-endpoint needs --deployment: the deployment to call there.");
+            }
+
+            if (!endpoint && result.GetValue(Model) is not null)
+            {
+                result.AddError("--model goes with --endpoint (with --azure-endpoint, name the --deployment).");
+            }
+
+            if (!azure && result.GetValue(Deployment) is not null)
+            {
+                result.AddError("--deployment goes with --azure-endpoint.");
+            }
+
+            if (!endpoint && !azure && result.GetValue(ApiKeyEnv) is not null)
+            {
+                result.AddError("--api-key-env goes with --endpoint or --azure-endpoint.");
             }
         });
         command.SetAction(RunAsync);
@@ -136,7 +173,8 @@ internal static class RunCommand
         {
             var services = host.Services;
             var grains = services.GetRequiredService<IGrainFactory>();
-            await grains.GetGrain<IPoolGrain>(PoolName).Configure(new PoolConfig { MaxRunning = parseResult.GetValue(MaxRunning), Model = ModelBinding(parseResult) });
+            var pool = grains.GetGrain<IPoolGrain>(PoolName);
+            await pool.Configure(new PoolConfig { MaxRunning = parseResult.GetValue(MaxRunning), Model = ModelBinding(parseResult) });
             var batch = grains.GetGrain<IBatchGrain>(batchId);
             var status = await batch.GetStatus();
             if (status.State == BatchState.NotFound)
@@ -159,7 +197,15 @@ internal static class RunCommand
 
             var doneBefore = status.Succeeded + status.Failed + status.Cancelled;
             var dispatching = Stopwatch.StartNew();
-            var final = await RunProgress.FollowAsync(batch, cancellationToken);
+            var (final, pausedReason) = await RunProgress.FollowAsync(batch, pool, cancellationToken);
+            if (pausedReason is not null)
+            {
+                await Console.Error.WriteLineAsync($"Stopped: pool '{PoolName}' paused: {pausedReason}");
+                await DrainAsync(batch);
+                await Console.Error.WriteLineAsync($"Fix the key or the model/deployment, then run the same command again to resume batch {batchId}.");
+                return ModelRefused;
+            }
+
             var rate = (final.Succeeded + final.Failed + final.Cancelled - doneBefore) / dispatching.Elapsed.TotalSeconds;
             var (succeeded, failed) = await WriteResultsAsync(services.GetRequiredService<IItemStore>(), batchId, output, cancellationToken);
             await Console.Error.WriteLineAsync($"Batch {batchId} {final.State.ToString().ToLowerInvariant()}: {succeeded} succeeded, {failed} failed or cancelled. Results: {output.FullName}");
@@ -181,15 +227,24 @@ internal static class RunCommand
         }
     }
 
-    private static ModelBinding ModelBinding(ParseResult parseResult) => parseResult.GetValue(Endpoint) is { } endpoint
-        ? new ModelBinding
+    private static ModelBinding ModelBinding(ParseResult parseResult) => (parseResult.GetValue(Endpoint), parseResult.GetValue(AzureEndpoint)) switch
+    {
+        ({ } endpoint, _) => new ModelBinding
         {
             Provider = ModelProviders.OpenAiCompatible,
             Endpoint = endpoint,
             Model = parseResult.GetRequiredValue(Model)!,
             ApiKeyEnvironmentVariable = parseResult.GetValue(ApiKeyEnv),
-        }
-        : new ModelBinding();
+        },
+        (_, { } azure) => new ModelBinding
+        {
+            Provider = ModelProviders.AzureOpenAi,
+            Endpoint = azure,
+            Model = parseResult.GetRequiredValue(Deployment)!,
+            ApiKeyEnvironmentVariable = parseResult.GetValue(ApiKeyEnv),
+        },
+        _ => new ModelBinding(),
+    };
 
     /// <summary>
     /// Pauses the batch so nothing more is dispatched, and waits (bounded) for the calls in flight to
@@ -270,22 +325,26 @@ internal static class RunCommand
     }
 }
 
-/// <summary>Follows a batch to its end: a live progress bar on a terminal, plain lines when output is redirected.</summary>
+/// <summary>
+/// Follows a batch to its end, or until its pool pauses (the provider refused the pool: the batch could
+/// not end): a live progress bar on a terminal, plain lines when output is redirected.
+/// </summary>
 internal static class RunProgress
 {
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(250);
     private static readonly TimeSpan PlainLineInterval = TimeSpan.FromSeconds(2);
 
-    public static async Task<BatchStatus> FollowAsync(IBatchGrain batch, CancellationToken cancellationToken)
+    public static async Task<(BatchStatus Status, string? PausedReason)> FollowAsync(IBatchGrain batch, IPoolGrain pool, CancellationToken cancellationToken)
     {
         var first = await batch.GetStatus();
         var meter = new RateMeter(Done(first));
         if (Console.IsOutputRedirected || Console.IsErrorRedirected)
         {
-            return await FollowPlainAsync(batch, meter, cancellationToken);
+            return await FollowPlainAsync(batch, pool, meter, cancellationToken);
         }
 
-        BatchStatus status = first;
+        var status = first;
+        string? pausedReason = null;
         var progress = AnsiConsole.Progress();
         progress.AutoClear = false;
         await progress
@@ -298,7 +357,7 @@ internal static class RunProgress
                     status = await batch.GetStatus();
                     task.Value = Done(status);
                     task.Description = Describe(status, meter);
-                    if (status.IsFinished)
+                    if (status.IsFinished || (pausedReason = await PausedReasonAsync(pool)) is not null)
                     {
                         return;
                     }
@@ -306,29 +365,33 @@ internal static class RunProgress
                     await Task.Delay(PollInterval, cancellationToken);
                 }
             });
-        return status;
+        return (status, pausedReason);
     }
 
-    private static async Task<BatchStatus> FollowPlainAsync(IBatchGrain batch, RateMeter meter, CancellationToken cancellationToken)
+    private static async Task<(BatchStatus, string?)> FollowPlainAsync(IBatchGrain batch, IPoolGrain pool, RateMeter meter, CancellationToken cancellationToken)
     {
         var lastLine = Stopwatch.StartNew();
         while (true)
         {
             var status = await batch.GetStatus();
-            if (status.IsFinished || lastLine.Elapsed >= PlainLineInterval)
+            var pausedReason = status.IsFinished ? null : await PausedReasonAsync(pool);
+            var stop = status.IsFinished || pausedReason is not null;
+            if (stop || lastLine.Elapsed >= PlainLineInterval)
             {
                 Console.WriteLine($"progress: {Describe(status, meter)}");
                 lastLine.Restart();
             }
 
-            if (status.IsFinished)
+            if (stop)
             {
-                return status;
+                return (status, pausedReason);
             }
 
             await Task.Delay(PollInterval, cancellationToken);
         }
     }
+
+    private static async Task<string?> PausedReasonAsync(IPoolGrain pool) => (await pool.GetSnapshot()).PausedReason;
 
     private static long Done(BatchStatus status) => status.Succeeded + status.Failed + status.Cancelled;
 

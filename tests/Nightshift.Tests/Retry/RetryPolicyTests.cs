@@ -94,6 +94,7 @@ public sealed class RetryPolicyTests
     [InlineData(404, false)]
     [InlineData(422, false)]
     [InlineData(408, true)]
+    [InlineData(409, true)]
     [InlineData(429, true)]
     [InlineData(500, true)]
     [InlineData(502, true)]
@@ -113,5 +114,34 @@ public sealed class RetryPolicyTests
     {
         var failed = Assert.IsType<RetryDecision.Fail>(Policy(0.5).Decide(0, 0, ModelCallResult.Http(400, null, "400: messages is required")));
         Assert.Equal("400: messages is required", failed.Reason);
+    }
+
+    [Theory]
+    [InlineData(401)]
+    [InlineData(404)]
+    public void RefusedPool_HoldsTheItemDueAtOnce_UntilItsLastAttempt(int status)
+    {
+        var refused = ModelCallResult.Http(status, null, $"HTTP {status}: nope");
+        Assert.Contains($"HTTP {status}: nope", RetryPolicy.PoolPauseReason(refused));
+
+        var held = Assert.IsType<RetryDecision.RetryAt>(Policy(0.5).Decide(0, 0, refused));
+        Assert.Equal((_time.GetUtcNow(), TimeSpan.Zero, false), (held.NotBefore, held.Delay, held.RateLimited));
+        var failed = Assert.IsType<RetryDecision.Fail>(Policy(0.5).Decide(4, 0, refused));
+        Assert.Contains("5 attempts", failed.Reason);
+    }
+
+    [Theory]
+    [InlineData(400)]
+    [InlineData(403)]
+    [InlineData(429)]
+    [InlineData(500)]
+    public void OtherStatuses_DoNotPauseThePool(int status) =>
+        Assert.Null(RetryPolicy.PoolPauseReason(ModelCallResult.Http(status, null, $"{status}")));
+
+    [Fact]
+    public void ContentFilterRefusal_FailsAtOnce_WithItsReason()
+    {
+        var failed = Assert.IsType<RetryDecision.Fail>(Policy(0.5).Decide(0, 0, ModelCallResult.ContentFiltered("{}", default, "filtered")));
+        Assert.Equal("filtered", failed.Reason);
     }
 }

@@ -171,11 +171,11 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
             SET state = r.state, attempts = r.attempts, rate_limited_attempts = r.rate_limited,
                 next_attempt_at = r.next, retry_state = r.retry_state, status_code = r.status_code,
                 response = r.response, error = r.error, input_tokens = r.input_tokens, output_tokens = r.output_tokens,
-                lease_token = NULL, lease_expires_at = NULL, updated_at = r.at
+                cached_tokens = r.cached_tokens, lease_token = NULL, lease_expires_at = NULL, updated_at = r.at
             FROM unnest(@batches, @indices, @tokens, @states, @attempts, @rate_limited, @next, @retry_states,
-                        @status_codes, @responses, @errors, @input_tokens, @output_tokens, @at)
+                        @status_codes, @responses, @errors, @input_tokens, @output_tokens, @cached_tokens, @at)
                 AS r(batch_id, idx, token, state, attempts, rate_limited, next, retry_state,
-                     status_code, response, error, input_tokens, output_tokens, at)
+                     status_code, response, error, input_tokens, output_tokens, cached_tokens, at)
             WHERE i.batch_id = r.batch_id AND i.idx = r.idx AND i.state = 1 AND i.lease_token = r.token
             RETURNING i.batch_id, i.idx;
             """, connection, transaction);
@@ -193,6 +193,7 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
         update.Parameters.Add(new NpgsqlParameter<string?[]>("errors", [.. records.Select(r => r.Error)]));
         update.Parameters.Add(new NpgsqlParameter<long[]>("input_tokens", [.. records.Select(r => r.Usage.InputTokens)]));
         update.Parameters.Add(new NpgsqlParameter<long[]>("output_tokens", [.. records.Select(r => r.Usage.OutputTokens)]));
+        update.Parameters.Add(new NpgsqlParameter<long[]>("cached_tokens", [.. records.Select(r => r.Usage.CachedTokens)]));
         update.Parameters.Add(new NpgsqlParameter<long[]>("at", [.. records.Select(r => r.At.ToUnixTimeMilliseconds())]));
         var written = new HashSet<(string, int)>();
         await using var reader = await update.ExecuteReaderAsync();
@@ -221,21 +222,22 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
     private static async Task<ItemCounts> CountAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string batchId, CancellationToken cancellationToken)
     {
         await using var command = new NpgsqlCommand("""
-            SELECT state, count(*), sum(input_tokens)::bigint, sum(output_tokens)::bigint
+            SELECT state, count(*), sum(input_tokens)::bigint, sum(output_tokens)::bigint, sum(cached_tokens)::bigint
             FROM ns_items WHERE batch_id = @batch GROUP BY state;
             """, connection, transaction);
         command.Parameters.Add(new NpgsqlParameter<string>("batch", batchId));
         var perState = new long[5];
-        long input = 0, output = 0;
+        long input = 0, output = 0, cached = 0;
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
             perState[reader.GetInt16(0)] = reader.GetInt64(1);
             input += reader.GetInt64(2);
             output += reader.GetInt64(3);
+            cached += reader.GetInt64(4);
         }
 
-        return new ItemCounts(perState[0], perState[1], perState[2], perState[3], perState[4], input, output);
+        return new ItemCounts(perState[0], perState[1], perState[2], perState[3], perState[4], input, output, cached);
     }
 
     public Task<DateTimeOffset?> NextDueAsync(string batchId, CancellationToken cancellationToken) =>
@@ -358,6 +360,21 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
     public Task<IReadOnlyList<string>> ListPoolsAsync(CancellationToken cancellationToken) =>
         ReadTextColumnAsync("SELECT name FROM ns_pools ORDER BY name;", cancellationToken);
 
+    public Task<TokenTotals> GetPoolUsageAsync(string pool, CancellationToken cancellationToken) =>
+        ReadAsync(async (connection, token) =>
+        {
+            // The pool's batches through the catalogue, each batch's items through the primary key.
+            await using var command = new NpgsqlCommand("""
+                SELECT COALESCE(sum(i.input_tokens), 0)::bigint, COALESCE(sum(i.output_tokens), 0)::bigint, COALESCE(sum(i.cached_tokens), 0)::bigint
+                FROM ns_batches b JOIN ns_items i ON i.batch_id = b.batch_id
+                WHERE b.pool = @pool;
+                """, connection);
+            command.Parameters.Add(new NpgsqlParameter<string>("pool", pool));
+            await using var reader = await command.ExecuteReaderAsync(token);
+            await reader.ReadAsync(token);
+            return new TokenTotals(reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2));
+        }, cancellationToken);
+
     /// <summary>Asks the catalogue, then each batch's pending and leased partial indexes: no scan of finished items.</summary>
     public Task<IReadOnlyList<string>> ListUnfinishedBatchesAsync(CancellationToken cancellationToken) =>
         ReadTextColumnAsync("""
@@ -438,7 +455,7 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
     private static async Task<IReadOnlyList<ItemSnapshot>> SnapshotsAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string where, string batchId,
         IReadOnlyCollection<int>? indices, CancellationToken cancellationToken)
     {
-        await using var command = new NpgsqlCommand($"SELECT idx, state, lease_token, input_tokens, output_tokens FROM ns_items WHERE {where};", connection, transaction);
+        await using var command = new NpgsqlCommand($"SELECT idx, state, lease_token, input_tokens, output_tokens, cached_tokens FROM ns_items WHERE {where};", connection, transaction);
         command.Parameters.Add(new NpgsqlParameter<string>("batch", batchId));
         if (indices is not null)
         {
@@ -449,7 +466,7 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
-            items.Add(new ItemSnapshot(reader.GetInt32(0), (ItemState)reader.GetInt16(1), reader.IsDBNull(2) ? null : reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4)));
+            items.Add(new ItemSnapshot(reader.GetInt32(0), (ItemState)reader.GetInt16(1), reader.IsDBNull(2) ? null : reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5)));
         }
 
         return items;

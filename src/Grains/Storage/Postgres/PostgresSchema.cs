@@ -39,6 +39,7 @@ internal static class PostgresSchema
             error                 text     NULL,
             input_tokens          bigint   NOT NULL DEFAULT 0,
             output_tokens         bigint   NOT NULL DEFAULT 0,
+            cached_tokens         bigint   NOT NULL DEFAULT 0,
             updated_at            bigint   NOT NULL,
             PRIMARY KEY (batch_id, idx)
         );
@@ -56,6 +57,7 @@ internal static class PostgresSchema
         );
         CREATE INDEX ns_batches_listing ON ns_batches (state, created_at DESC, batch_id);
         CREATE INDEX ns_batches_created ON ns_batches (created_at DESC, batch_id);
+        CREATE INDEX ns_batches_pool ON ns_batches (pool);
 
         CREATE TABLE ns_pools (
             name       text   NOT NULL PRIMARY KEY,

@@ -115,7 +115,7 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
                 UPDATE ns_items
                 SET state = @state, attempts = @attempts, rate_limited_attempts = @rate_limited,
                     next_attempt_at = @next, retry_state = @retry_state, status_code = @status_code,
-                    response = @response, error = @error, input_tokens = @input_tokens, output_tokens = @output_tokens,
+                    response = @response, error = @error, input_tokens = @input_tokens, output_tokens = @output_tokens, cached_tokens = @cached_tokens,
                     lease_token = NULL, lease_expires_at = NULL, updated_at = @now
                 WHERE batch_id = @batch AND idx = @idx AND state = 1 AND lease_token = @token;
                 """);
@@ -132,6 +132,7 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
             Bind(update, "@error", record.Error);
             Bind(update, "@input_tokens", record.Usage.InputTokens);
             Bind(update, "@output_tokens", record.Usage.OutputTokens);
+            Bind(update, "@cached_tokens", record.Usage.CachedTokens);
             Bind(update, "@now", record.At.ToUnixTimeMilliseconds());
             return update.ExecuteNonQuery() == 1;
         });
@@ -160,21 +161,22 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
         await using var command = connection.CreateCommand();
         command.Transaction = transaction;
         command.CommandText = """
-            SELECT state, COUNT(*), SUM(input_tokens), SUM(output_tokens)
+            SELECT state, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens)
             FROM ns_items WHERE batch_id = @batch GROUP BY state;
             """;
         command.Parameters.AddWithValue("@batch", batchId);
         var perState = new long[5];
-        long input = 0, output = 0;
+        long input = 0, output = 0, cached = 0;
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
             perState[reader.GetInt32(0)] = reader.GetInt64(1);
             input += reader.GetInt64(2);
             output += reader.GetInt64(3);
+            cached += reader.GetInt64(4);
         }
 
-        return new ItemCounts(perState[0], perState[1], perState[2], perState[3], perState[4], input, output);
+        return new ItemCounts(perState[0], perState[1], perState[2], perState[3], perState[4], input, output, cached);
     }
 
     public async Task<DateTimeOffset?> NextDueAsync(string batchId, CancellationToken cancellationToken)
@@ -300,6 +302,24 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
     public Task<IReadOnlyList<string>> ListPoolsAsync(CancellationToken cancellationToken) =>
         ReadTextColumnAsync("SELECT name FROM ns_pools ORDER BY name;", cancellationToken);
 
+    public async Task<TokenTotals> GetPoolUsageAsync(string pool, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+
+        // A read on its own snapshot; it walks the pool's batches through the catalogue and each
+        // batch's items through the primary key.
+        command.CommandText = """
+            SELECT COALESCE(SUM(i.input_tokens), 0), COALESCE(SUM(i.output_tokens), 0), COALESCE(SUM(i.cached_tokens), 0)
+            FROM ns_batches b JOIN ns_items i ON i.batch_id = b.batch_id
+            WHERE b.pool = @pool;
+            """;
+        command.Parameters.AddWithValue("@pool", pool);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        return new TokenTotals(reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2));
+    }
+
     public Task<IReadOnlyList<string>> ListUnfinishedBatchesAsync(CancellationToken cancellationToken) =>
         ReadTextColumnAsync("SELECT DISTINCT batch_id FROM ns_items WHERE state IN (0, 1);", cancellationToken);
 
@@ -379,7 +399,7 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
     {
         await using var command = connection.CreateCommand();
         command.Transaction = transaction;
-        command.CommandText = $"SELECT idx, state, lease_token, input_tokens, output_tokens FROM ns_items WHERE {where};";
+        command.CommandText = $"SELECT idx, state, lease_token, input_tokens, output_tokens, cached_tokens FROM ns_items WHERE {where};";
         command.Parameters.AddWithValue("@batch", batchId);
         if (indices is not null)
         {
@@ -390,7 +410,7 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
-            items.Add(new ItemSnapshot(reader.GetInt32(0), (ItemState)reader.GetInt32(1), reader.IsDBNull(2) ? null : reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4)));
+            items.Add(new ItemSnapshot(reader.GetInt32(0), (ItemState)reader.GetInt32(1), reader.IsDBNull(2) ? null : reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5)));
         }
 
         return items;

@@ -152,6 +152,12 @@ internal static class SqliteSchema
             created_at INTEGER NOT NULL
         );
         """,
+        """
+        -- The part of input_tokens the provider served from its prompt cache (priced apart).
+        ALTER TABLE ns_items ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0;
+        -- Pool usage sums its batches' items: find them by pool.
+        CREATE INDEX ns_batches_pool ON ns_batches (pool);
+        """,
     ];
 
     /// <summary>The newest schema version this build knows.</summary>
