@@ -25,6 +25,10 @@ public sealed class UploadMemoryTests : IDisposable
             ["Nightshift__Silo__GatewayPort"] = $"{ApiHost.FreePort()}",
             ["Nightshift__Simulated__LatencyMin"] = "00:00:05",
             ["Nightshift__Simulated__LatencyMax"] = "00:00:05",
+
+            // Workstation GC: the peak then follows live data, not the server collector's allocation
+            // budgets, which since the dashboards and telemetry were added swing the peak by tens of MB.
+            ["DOTNET_gcServer"] = "0",
         };
         using var silo = SiloProcess.Start(_directory.Path, environment, "serve", "--store", Path.Combine(_directory.Path, "upload.db"));
         using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromMinutes(5) };
