@@ -34,7 +34,7 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
         _time = time;
         _dataSource = CreateDataSource(_options.ConnectionString);
         _retry = new PostgresRetry(_options.OutageTolerance, time, logger);
-        _writer = new PostgresWriteQueue(_dataSource, _options.OutageTolerance, time, logger);
+        _writer = new PostgresWriteQueue(_dataSource, _retry);
         _attemptLoop = Task.Run(RecordAttemptsAsync);
     }
 
@@ -251,16 +251,7 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
     public Task<IReadOnlyList<RequeuedItem>> RequeueExpiredLeasesAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken) =>
         _writer.RunAsync<IReadOnlyList<RequeuedItem>>(async (connection, transaction) =>
         {
-            await using var command = new NpgsqlCommand("""
-                UPDATE ns_items
-                SET state = CASE WHEN interruptions + 1 >= @max_interruptions THEN 3 ELSE 0 END,
-                    error = CASE WHEN interruptions + 1 >= @max_interruptions
-                        THEN 'interrupted ' || (interruptions + 1) || ' times by the death of the process running it; not tried again (Nightshift:Store:MaxInterruptions)'
-                        ELSE error END,
-                    lease_token = NULL, lease_expires_at = NULL, interruptions = interruptions + 1, updated_at = @now
-                WHERE batch_id = @batch AND state = 1 AND lease_expires_at < @now
-                RETURNING idx, state;
-                """, connection, transaction);
+            await using var command = new NpgsqlCommand(ItemStoreSql.Requeue("batch_id = @batch AND state = 1 AND lease_expires_at < @now"), connection, transaction);
             command.Parameters.Add(new NpgsqlParameter<string>("batch", batchId));
             command.Parameters.Add(new NpgsqlParameter<long>("now", now.ToUnixTimeMilliseconds()));
             command.Parameters.Add(new NpgsqlParameter<int>("max_interruptions", _options.MaxInterruptions));

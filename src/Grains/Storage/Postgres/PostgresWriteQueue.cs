@@ -1,5 +1,4 @@
 using System.Threading.Channels;
-using Microsoft.Extensions.Logging;
 using Npgsql;
 
 namespace Nightshift.Storage.Postgres;
@@ -10,26 +9,20 @@ namespace Nightshift.Storage.Postgres;
 /// flush), not thousands. A group that fails transiently (lost connection, restarting server) is run
 /// again on a new connection; a statement that fails on its own fails alone, and the rest run again.
 /// </summary>
-internal sealed partial class PostgresWriteQueue : IAsyncDisposable
+internal sealed class PostgresWriteQueue : IAsyncDisposable
 {
     private const int MaxOperationsPerCommit = 1024;
-    private static readonly TimeSpan FirstDelay = TimeSpan.FromMilliseconds(50);
-    private static readonly TimeSpan LongestDelay = TimeSpan.FromSeconds(2);
 
     private readonly Channel<WriteOperation> _operations = Channel.CreateUnbounded<WriteOperation>(new() { SingleReader = true });
     private readonly NpgsqlDataSource _dataSource;
-    private readonly TimeSpan _tolerance;
-    private readonly TimeProvider _time;
-    private readonly ILogger _logger;
+    private readonly PostgresRetry _retry;
     private readonly Task _loop;
     private NpgsqlConnection? _connection;
 
-    public PostgresWriteQueue(NpgsqlDataSource dataSource, TimeSpan tolerance, TimeProvider time, ILogger logger)
+    public PostgresWriteQueue(NpgsqlDataSource dataSource, PostgresRetry retry)
     {
         _dataSource = dataSource;
-        _tolerance = tolerance;
-        _time = time;
-        _logger = logger;
+        _retry = retry;
         _loop = Task.Run(RunAsync);
     }
 
@@ -76,23 +69,11 @@ internal sealed partial class PostgresWriteQueue : IAsyncDisposable
 
     private async Task CommitAsync(List<WriteOperation> group)
     {
-        var giveUpAt = _time.GetUtcNow() + _tolerance;
-        var delay = FirstDelay;
         while (group.Count > 0)
         {
-            WriteOperation? failedAlone = null;
             try
             {
-                _connection ??= await _dataSource.OpenConnectionAsync();
-                await using var transaction = await _connection.BeginTransactionAsync();
-                foreach (var operation in group)
-                {
-                    failedAlone = operation;
-                    await operation.ExecuteAsync(_connection, transaction);
-                }
-
-                failedAlone = null;
-                await transaction.CommitAsync();
+                await _retry.RunAsync(_ => RunOnceAsync(group), CancellationToken.None);
                 foreach (var operation in group)
                 {
                     operation.Complete();
@@ -100,22 +81,14 @@ internal sealed partial class PostgresWriteQueue : IAsyncDisposable
 
                 return;
             }
-            catch (PostgresException failure) when (failedAlone is not null && !PostgresRetry.IsTransient(failure))
+            catch (StatementFailedException failed)
             {
                 // One statement failed and took the transaction with it: fail it alone, run the rest again.
-                failedAlone.Fail(failure);
-                group.Remove(failedAlone);
-            }
-            catch (Exception failure) when (PostgresRetry.IsTransient(failure) && _time.GetUtcNow() < giveUpAt)
-            {
-                LogRetrying(_logger, group.Count, delay.TotalMilliseconds, failure.Message);
-                await DropConnectionAsync();
-                await Task.Delay(delay, _time);
-                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, LongestDelay.Ticks));
+                failed.Operation.Fail(failed.InnerException!);
+                group.Remove(failed.Operation);
             }
             catch (Exception failure)
             {
-                await DropConnectionAsync();
                 foreach (var operation in group)
                 {
                     operation.Fail(failure);
@@ -123,6 +96,35 @@ internal sealed partial class PostgresWriteQueue : IAsyncDisposable
 
                 return;
             }
+        }
+    }
+
+    /// <summary>Runs the group in one transaction; a failure on the way drops the connection, so a retry starts on a new one.</summary>
+    private async Task<bool> RunOnceAsync(List<WriteOperation> group)
+    {
+        try
+        {
+            _connection ??= await _dataSource.OpenConnectionAsync();
+            await using var transaction = await _connection.BeginTransactionAsync();
+            foreach (var operation in group)
+            {
+                try
+                {
+                    await operation.ExecuteAsync(_connection, transaction);
+                }
+                catch (PostgresException failure) when (!PostgresRetry.IsTransient(failure))
+                {
+                    throw new StatementFailedException(operation, failure);
+                }
+            }
+
+            await transaction.CommitAsync();
+            return true;
+        }
+        catch (Exception failure) when (failure is not StatementFailedException)
+        {
+            await DropConnectionAsync();
+            throw;
         }
     }
 
@@ -135,8 +137,11 @@ internal sealed partial class PostgresWriteQueue : IAsyncDisposable
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "PostgreSQL unavailable; {Count} queued writes will be tried again in {DelayMs} ms: {Reason}")]
-    private static partial void LogRetrying(ILogger logger, int count, double delayMs, string reason);
+    private sealed class StatementFailedException(WriteOperation operation, PostgresException failure)
+        : Exception(failure.Message, failure)
+    {
+        public WriteOperation Operation { get; } = operation;
+    }
 
     private abstract class WriteOperation
     {

@@ -45,7 +45,7 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
             {
                 // Every lease belongs to a process that died: requeue them all at once.
                 await using var recover = connection.CreateCommand();
-                recover.CommandText = RequeueSql("state = 1");
+                recover.CommandText = ItemStoreSql.Requeue("state = 1");
                 recover.Parameters.AddWithValue("@now", Now());
                 recover.Parameters.AddWithValue("@max_interruptions", _options.MaxInterruptions);
                 await using var reader = await recover.ExecuteReaderAsync(cancellationToken);
@@ -195,7 +195,7 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
         {
             using var command = connection.CreateCommand();
             command.Transaction = transaction;
-            command.CommandText = RequeueSql("batch_id = @batch AND state = 1 AND lease_expires_at < @now");
+            command.CommandText = ItemStoreSql.Requeue("batch_id = @batch AND state = 1 AND lease_expires_at < @now");
             command.Parameters.AddWithValue("@batch", batchId);
             command.Parameters.AddWithValue("@now", now.ToUnixTimeMilliseconds());
             command.Parameters.AddWithValue("@max_interruptions", _options.MaxInterruptions);
@@ -415,21 +415,6 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
 
         return items;
     }
-
-    /// <summary>
-    /// Requeues the leased items <paramref name="where"/> selects, or fails those interrupted
-    /// @max_interruptions times; returns each item's index and new state.
-    /// </summary>
-    private static string RequeueSql(string where) => $"""
-        UPDATE ns_items
-        SET state = CASE WHEN interruptions + 1 >= @max_interruptions THEN 3 ELSE 0 END,
-            error = CASE WHEN interruptions + 1 >= @max_interruptions
-                THEN 'interrupted ' || (interruptions + 1) || ' times by the death of the process running it; not tried again (Nightshift:Store:MaxInterruptions)'
-                ELSE error END,
-            lease_token = NULL, lease_expires_at = NULL, interruptions = interruptions + 1, updated_at = @now
-        WHERE {where}
-        RETURNING idx, state;
-        """;
 
     private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();
 
