@@ -25,6 +25,13 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
     private readonly NpgsqlDataSource _dataSource;
     private readonly PostgresRetry _retry;
     private readonly PostgresWriteQueue _writer;
+
+    /// <summary>
+    /// Claims commit on their own connection: a freed slot waits for its next item's claim, and that
+    /// wait must not include a group of results being written. (They never block each other in the
+    /// database: claims lock pending rows and skip locked ones; results touch leased rows.)
+    /// </summary>
+    private readonly PostgresWriteQueue _claims;
     private readonly Channel<PendingAttempt> _attempts = Channel.CreateUnbounded<PendingAttempt>(new() { SingleReader = true });
     private readonly Task _attemptLoop;
 
@@ -35,6 +42,7 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
         _dataSource = CreateDataSource(_options.ConnectionString);
         _retry = new PostgresRetry(_options.OutageTolerance, time, logger);
         _writer = new PostgresWriteQueue(_dataSource, _retry);
+        _claims = new PostgresWriteQueue(_dataSource, _retry);
         _attemptLoop = Task.Run(RecordAttemptsAsync);
     }
 
@@ -81,7 +89,7 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
     }
 
     public Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string batchId, IReadOnlyList<ItemLease> leases, DateTimeOffset now, CancellationToken cancellationToken) =>
-        _writer.RunAsync<IReadOnlyList<ClaimedItem>>(async (connection, transaction) =>
+        _claims.RunAsync<IReadOnlyList<ClaimedItem>>(async (connection, transaction) =>
         {
             // One statement for all the leases: the first due pending items in input order, numbered,
             // each stamped with the lease of its number. SKIP LOCKED keeps a second activation of the
@@ -165,7 +173,10 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
     private static async Task<HashSet<(string BatchId, int Index)>> WriteAttemptsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, List<PendingAttempt> group)
     {
         // Fenced on the lease token: a result from a lease that was lost (expired, then handed to
-        // another attempt) matches no row and is discarded.
+        // another attempt) matches no row and is discarded. The token alone says "still leased" (only
+        // a claim sets it, every way out of the leased state clears it); naming state = 1 as well would
+        // let the planner drive the lookups through the leased partial index, whose dead entries
+        // (every item leased since the last vacuum) it then walks once per result.
         await using var update = new NpgsqlCommand("""
             UPDATE ns_items i
             SET state = r.state, attempts = r.attempts, rate_limited_attempts = r.rate_limited,
@@ -176,7 +187,7 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
                         @status_codes, @responses, @errors, @input_tokens, @output_tokens, @cached_tokens, @at)
                 AS r(batch_id, idx, token, state, attempts, rate_limited, next, retry_state,
                      status_code, response, error, input_tokens, output_tokens, cached_tokens, at)
-            WHERE i.batch_id = r.batch_id AND i.idx = r.idx AND i.state = 1 AND i.lease_token = r.token
+            WHERE i.batch_id = r.batch_id AND i.idx = r.idx AND i.lease_token = r.token
             RETURNING i.batch_id, i.idx;
             """, connection, transaction);
         var records = group.Select(pending => pending.Record).ToList();
@@ -268,11 +279,12 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
     public Task<IReadOnlySet<long>> ExtendLeasesAsync(IReadOnlyList<LeaseExtension> leases, CancellationToken cancellationToken) =>
         _writer.RunAsync<IReadOnlySet<long>>(async (connection, transaction) =>
         {
-            // Fenced like a result: only a lease still held under its token is extended. One statement for all.
+            // Fenced like a result (on the token alone, for the same reason): only a lease still held
+            // under its token is extended. One statement for all.
             await using var extend = new NpgsqlCommand("""
                 UPDATE ns_items i SET lease_expires_at = l.expires
                 FROM unnest(@batches, @indices, @tokens, @expires) AS l(batch_id, idx, token, expires)
-                WHERE i.batch_id = l.batch_id AND i.idx = l.idx AND i.state = 1 AND i.lease_token = l.token
+                WHERE i.batch_id = l.batch_id AND i.idx = l.idx AND i.lease_token = l.token
                 RETURNING i.lease_token;
                 """, connection, transaction);
             extend.Parameters.Add(new NpgsqlParameter<string[]>("batches", [.. leases.Select(lease => lease.BatchId)]));
@@ -413,6 +425,7 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
         _attempts.Writer.TryComplete();
         await _attemptLoop;
         await _writer.DisposeAsync();
+        await _claims.DisposeAsync();
         await _dataSource.DisposeAsync();
     }
 
