@@ -48,6 +48,10 @@ internal sealed partial class BatchGrain(
     private static readonly TimeSpan RecheckDelay = TimeSpan.FromMilliseconds(500);
 
     private readonly Dictionary<int, long> _inFlight = [];
+
+    /// <summary>Slots granted and not yet matched with items: <see cref="DispatchAsync()"/> claims them in bulk.</summary>
+    private readonly List<ItemLease> _granted = [];
+    private Task _dispatching = Task.CompletedTask;
     private ModelBinding _model = new();
     private long _pending;
     private long _succeeded;
@@ -145,16 +149,74 @@ internal sealed partial class BatchGrain(
         });
     }
 
-    public async Task SlotsGranted(ImmutableArray<ItemLease> leases)
+    /// <summary>
+    /// Takes the slots and returns: the claim runs beside this grain's other calls, never inside one of
+    /// its turns, so reports keep flowing while the store answers, and every slot granted meanwhile
+    /// goes into the next claim (one statement for all of them).
+    /// </summary>
+    public Task SlotsGranted(ImmutableArray<ItemLease> leases)
     {
-        if (state.State.State != BatchState.Running)
+        _granted.AddRange(leases);
+        if (_dispatching.IsCompleted)
         {
-            await GrainFactory.GetGrain<IPoolGrain>(leases[0].Pool).ReturnUnused(Id, [.. leases.Select(l => l.Token)], null);
-            return;
+            _dispatching = DispatchAsync();
         }
 
+        return Task.CompletedTask;
+    }
+
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        // Slots granted to this activation reach their items (or go back) before it goes; if the silo
+        // cannot wait, their leases expire and the pool takes them back.
+        try
+        {
+            await _dispatching.WaitAsync(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            LogDispatchAbandoned(logger, Id, _granted.Count);
+        }
+    }
+
+    private async Task DispatchAsync()
+    {
+        // The next claim goes out as soon as the store has answered this one; the items it took start
+        // meanwhile. The loop ends once every start has landed (the next grant then starts a new one).
+        var handOuts = new List<Task>();
+        while (_granted.Count > 0)
+        {
+            ImmutableArray<ItemLease> leases = [.. _granted];
+            _granted.Clear();
+            try
+            {
+                if (state.State.State == BatchState.Running)
+                {
+                    handOuts.Add(HandOutAsync(leases, await ClaimAsync(leases)));
+                }
+                else
+                {
+                    await Pool.ReturnUnused(Id, [.. leases.Select(l => l.Token)], null);
+                }
+            }
+            catch (Exception failure)
+            {
+                // The items stay pending and the leases expire: the pool and this batch recover both.
+                LogDispatchFailed(logger, failure, Id, leases.Length);
+            }
+
+            if (_granted.Count == 0)
+            {
+                await Task.WhenAll(handOuts);
+                handOuts.Clear();
+            }
+        }
+    }
+
+    /// <summary>Claims an item for each lease and counts the claimed items in flight.</summary>
+    private async Task<IReadOnlyList<ClaimedItem>> ClaimAsync(ImmutableArray<ItemLease> leases)
+    {
         var claimed = await store.ClaimAsync(Id, leases, time.GetUtcNow(), CancellationToken.None);
-        var starts = new List<Task>(claimed.Count);
         foreach (var item in claimed)
         {
             if (_inFlight.ContainsKey(item.Index))
@@ -166,19 +228,32 @@ internal sealed partial class BatchGrain(
 
             _inFlight[item.Index] = item.Lease.Token;
             _pending--;
-            var assignment = new ItemAssignment(Id, item.Index, item.CustomId, item.Body, item.Attempts, item.RateLimitedAttempts, item.Lease, Spec.Options, _model);
-            starts.Add(GrainFactory.GetGrain<IItemGrain>(ItemKey.Format(Id, item.Index)).Start(assignment));
         }
 
-        await Task.WhenAll(starts);
-        if (claimed.Count < leases.Length)
+        return claimed;
+    }
+
+    /// <summary>Starts the claimed items and gives back the slots no item was due for.</summary>
+    private async Task HandOutAsync(ImmutableArray<ItemLease> leases, IReadOnlyList<ClaimedItem> claimed)
+    {
+        try
         {
-            // Fewer items were due than slots granted: the rest wait for their backoff, or are still
-            // finishing an attempt whose slot was already freed. Give the slots back and ask again
-            // when the next item is due.
-            var now = time.GetUtcNow();
-            var nextDue = await store.NextDueAsync(Id, CancellationToken.None) ?? now + RecheckDelay;
-            await Pool.ReturnUnused(Id, [.. leases.Skip(claimed.Count).Select(l => l.Token)], nextDue > now ? nextDue : null);
+            await Task.WhenAll(claimed.Select(item => GrainFactory.GetGrain<IItemGrain>(ItemKey.Format(Id, item.Index)).Start(
+                new ItemAssignment(Id, item.Index, item.CustomId, item.Body, item.Attempts, item.RateLimitedAttempts, item.Lease, Spec.Options, _model))));
+            if (claimed.Count < leases.Length)
+            {
+                // Fewer items were due than slots granted: the rest wait for their backoff, or are still
+                // finishing an attempt whose slot was already freed. Give the slots back and ask again
+                // when the next item is due.
+                var now = time.GetUtcNow();
+                var nextDue = await store.NextDueAsync(Id, CancellationToken.None) ?? now + RecheckDelay;
+                await Pool.ReturnUnused(Id, [.. leases.Skip(claimed.Count).Select(l => l.Token)], nextDue > now ? nextDue : null);
+            }
+        }
+        catch (Exception failure)
+        {
+            // An item that did not start keeps its lease until it expires; the batch then requeues it.
+            LogDispatchFailed(logger, failure, Id, leases.Length);
         }
     }
 
@@ -236,6 +311,9 @@ internal sealed partial class BatchGrain(
         await state.WriteStateAsync();
         await store.SetBatchStateAsync(Id, BatchState.Cancelled, null, CancellationToken.None);
         await Pool.Remove(Id);
+
+        // A claim running now may still take items; they must be in flight before the aborts go out.
+        await _dispatching;
         var cancelled = await store.CancelPendingAsync(Id, CancellationToken.None);
         _pending -= cancelled;
         _cancelled += cancelled;
@@ -413,6 +491,12 @@ internal sealed partial class BatchGrain(
 
     [LoggerMessage(EventId = 2004, Level = LogLevel.Debug, Message = "Batch {BatchId} woken by its resume reminder while {State}")]
     private static partial void LogReminder(ILogger logger, string batchId, BatchState state);
+
+    [LoggerMessage(EventId = 2007, Level = LogLevel.Warning, Message = "Batch {BatchId} could not hand {Count} granted slots to items; their leases will expire")]
+    private static partial void LogDispatchFailed(ILogger logger, Exception failure, string batchId, int count);
+
+    [LoggerMessage(EventId = 2008, Level = LogLevel.Warning, Message = "Batch {BatchId} deactivated with {Count} granted slots not handed out; their leases will expire")]
+    private static partial void LogDispatchAbandoned(ILogger logger, string batchId, int count);
 
     [LoggerMessage(EventId = 2003, Level = LogLevel.Warning, Message = "Batch {BatchId} ignored a report for item {Index} under lease {Token}: not the item's current lease")]
     private static partial void LogStaleReport(ILogger logger, string batchId, int index, long token);
