@@ -155,7 +155,7 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
                 var written = await _writer.RunAsync((connection, transaction) => WriteAttemptsAsync(connection, transaction, group));
                 foreach (var pending in group)
                 {
-                    pending.Written.TrySetResult(written.Contains((pending.Record.BatchId, pending.Record.Index)));
+                    pending.Written.TrySetResult(written.Contains((pending.Record.BatchId, pending.Record.Index, pending.Record.LeaseToken)));
                 }
             }
             catch (Exception failure)
@@ -170,7 +170,7 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
         }
     }
 
-    private static async Task<HashSet<(string BatchId, int Index)>> WriteAttemptsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, List<PendingAttempt> group)
+    private static async Task<HashSet<(string BatchId, int Index, long LeaseToken)>> WriteAttemptsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, List<PendingAttempt> group)
     {
         // Fenced on the lease token: a result from a lease that was lost (expired, then handed to
         // another attempt) matches no row and is discarded. The token alone says "still leased" (only
@@ -188,7 +188,7 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
                 AS r(batch_id, idx, token, state, attempts, rate_limited, next, retry_state,
                      status_code, response, error, input_tokens, output_tokens, cached_tokens, at)
             WHERE i.batch_id = r.batch_id AND i.idx = r.idx AND i.lease_token = r.token
-            RETURNING i.batch_id, i.idx;
+            RETURNING i.batch_id, i.idx, r.token;
             """, connection, transaction);
         var records = group.Select(pending => pending.Record).ToList();
         update.Parameters.Add(new NpgsqlParameter<string[]>("batches", [.. records.Select(r => r.BatchId)]));
@@ -206,11 +206,12 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
         update.Parameters.Add(new NpgsqlParameter<long[]>("output_tokens", [.. records.Select(r => r.Usage.OutputTokens)]));
         update.Parameters.Add(new NpgsqlParameter<long[]>("cached_tokens", [.. records.Select(r => r.Usage.CachedTokens)]));
         update.Parameters.Add(new NpgsqlParameter<long[]>("at", [.. records.Select(r => r.At.ToUnixTimeMilliseconds())]));
-        var written = new HashSet<(string, int)>();
+        // Keyed on the token too: a group may hold a stale result beside the current one for the same item.
+        var written = new HashSet<(string, int, long)>();
         await using var reader = await update.ExecuteReaderAsync();
         while (await reader.ReadAsync())
         {
-            written.Add((reader.GetString(0), reader.GetInt32(1)));
+            written.Add((reader.GetString(0), reader.GetInt32(1), reader.GetInt64(2)));
         }
 
         return written;
