@@ -17,4 +17,7 @@ internal static class ItemStoreSql
         WHERE {where}
         RETURNING idx, state;
         """;
+
+    /// <summary><see cref="Requeue"/> for a batch's leases expired by @now.</summary>
+    public static readonly string RequeueExpired = Requeue("batch_id = @batch AND state = 1 AND lease_expires_at < @now");
 }

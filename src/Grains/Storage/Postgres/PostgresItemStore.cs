@@ -263,7 +263,7 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
     public Task<IReadOnlyList<RequeuedItem>> RequeueExpiredLeasesAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken) =>
         _writer.RunAsync<IReadOnlyList<RequeuedItem>>(async (connection, transaction) =>
         {
-            await using var command = new NpgsqlCommand(ItemStoreSql.Requeue("batch_id = @batch AND state = 1 AND lease_expires_at < @now"), connection, transaction);
+            await using var command = new NpgsqlCommand(ItemStoreSql.RequeueExpired, connection, transaction);
             command.Parameters.Add(new NpgsqlParameter<string>("batch", batchId));
             command.Parameters.Add(new NpgsqlParameter<long>("now", now.ToUnixTimeMilliseconds()));
             command.Parameters.Add(new NpgsqlParameter<int>("max_interruptions", _options.MaxInterruptions));

@@ -195,7 +195,7 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
         {
             using var command = connection.CreateCommand();
             command.Transaction = transaction;
-            command.CommandText = ItemStoreSql.Requeue("batch_id = @batch AND state = 1 AND lease_expires_at < @now");
+            command.CommandText = ItemStoreSql.RequeueExpired;
             command.Parameters.AddWithValue("@batch", batchId);
             command.Parameters.AddWithValue("@now", now.ToUnixTimeMilliseconds());
             command.Parameters.AddWithValue("@max_interruptions", _options.MaxInterruptions);
