@@ -41,7 +41,7 @@ public sealed record BatchView(
 
     public static BatchView From(BatchStatus status, DateTimeOffset now, decimal? cost)
     {
-        var done = status.Succeeded + status.Failed + status.Cancelled;
+        var done = status.Done;
         var end = status.FinishedAt ?? now;
         var seconds = status.CreatedAt is { } created ? (end - created).TotalSeconds : 0;
         var rate = seconds > 0 ? done / seconds : 0;

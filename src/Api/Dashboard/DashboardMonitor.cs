@@ -213,7 +213,7 @@ internal sealed partial class DashboardMonitor(IGrainFactory grains, IItemStore 
             Add(now, "batch", $"batch {batch.BatchId} {batch.State.ToString().ToLowerInvariant()}");
         }
 
-        var done = batch.Succeeded + batch.Failed + batch.Cancelled;
+        var done = batch.Done;
         if (!_progress.TryGetValue(batch.BatchId, out var samples))
         {
             _progress[batch.BatchId] = samples = [];

@@ -105,19 +105,20 @@ public static class PoolsApi
         return TypedResults.Ok(views.ToList());
     }
 
-    private static async Task<Results<Ok<PoolView>, ProblemHttpResult>> GetAsync(string name, IGrainFactory grains, IItemStore store, IOptions<PriceTable> prices, CancellationToken cancellationToken)
-    {
-        var pool = grains.GetGrain<IPoolGrain>(name);
-        if (await pool.GetConfig() is null)
-        {
-            return Problems.NotFound($"pool '{name}' does not exist");
-        }
-
-        return TypedResults.Ok(await ViewAsync(pool, store, prices.Value, cancellationToken));
-    }
+    private static Task<Results<Ok<PoolView>, ProblemHttpResult>> GetAsync(string name, IGrainFactory grains, IItemStore store, IOptions<PriceTable> prices, CancellationToken cancellationToken) =>
+        ControlAsync(name, null, grains, store, prices, cancellationToken);
 
     /// <summary>Stops the pool granting slots (calls running finish); the reason shows in the pool's <c>pausedReason</c>.</summary>
-    private static async Task<Results<Ok<PoolView>, ProblemHttpResult>> PauseAsync(string name, PoolPauseRequest? request, IGrainFactory grains, IItemStore store,
+    private static Task<Results<Ok<PoolView>, ProblemHttpResult>> PauseAsync(string name, PoolPauseRequest? request, IGrainFactory grains, IItemStore store,
+        IOptions<PriceTable> prices, CancellationToken cancellationToken) =>
+        ControlAsync(name, pool => pool.Pause(string.IsNullOrWhiteSpace(request?.Reason) ? "paused by an operator" : request.Reason), grains, store, prices, cancellationToken);
+
+    private static Task<Results<Ok<PoolView>, ProblemHttpResult>> ResumeAsync(string name, IGrainFactory grains, IItemStore store,
+        IOptions<PriceTable> prices, CancellationToken cancellationToken) =>
+        ControlAsync(name, pool => pool.Resume(), grains, store, prices, cancellationToken);
+
+    /// <summary>Runs <paramref name="action"/> (if any) on an existing pool and answers with its view; 404 when there is no such pool.</summary>
+    private static async Task<Results<Ok<PoolView>, ProblemHttpResult>> ControlAsync(string name, Func<IPoolGrain, Task>? action, IGrainFactory grains, IItemStore store,
         IOptions<PriceTable> prices, CancellationToken cancellationToken)
     {
         var pool = grains.GetGrain<IPoolGrain>(name);
@@ -126,20 +127,11 @@ public static class PoolsApi
             return Problems.NotFound($"pool '{name}' does not exist");
         }
 
-        await pool.Pause(string.IsNullOrWhiteSpace(request?.Reason) ? "paused by an operator" : request.Reason);
-        return TypedResults.Ok(await ViewAsync(pool, store, prices.Value, cancellationToken));
-    }
-
-    private static async Task<Results<Ok<PoolView>, ProblemHttpResult>> ResumeAsync(string name, IGrainFactory grains, IItemStore store,
-        IOptions<PriceTable> prices, CancellationToken cancellationToken)
-    {
-        var pool = grains.GetGrain<IPoolGrain>(name);
-        if (await pool.GetConfig() is null)
+        if (action is not null)
         {
-            return Problems.NotFound($"pool '{name}' does not exist");
+            await action(pool);
         }
 
-        await pool.Resume();
         return TypedResults.Ok(await ViewAsync(pool, store, prices.Value, cancellationToken));
     }
 

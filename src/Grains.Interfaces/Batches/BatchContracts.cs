@@ -67,6 +67,9 @@ public sealed record BatchStatus
     /// <summary>The part of <see cref="InputTokens"/> the provider served from its prompt cache.</summary>
     [Id(14)] public long CachedTokens { get; init; }
 
+    /// <summary>Items that reached an end: succeeded, failed or cancelled.</summary>
+    public long Done => Succeeded + Failed + Cancelled;
+
     public bool IsFinished => State is BatchState.Completed or BatchState.Cancelled && Running == 0;
 }
 

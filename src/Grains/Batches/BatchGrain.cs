@@ -280,8 +280,7 @@ internal sealed partial class BatchGrain(
         }
 
         state.State.State = BatchState.Paused;
-        await state.WriteStateAsync();
-        await store.SetBatchStateAsync(Id, BatchState.Paused, null, CancellationToken.None);
+        await SaveStateAsync();
         await Pool.SetPaused(Id, true);
     }
 
@@ -294,8 +293,7 @@ internal sealed partial class BatchGrain(
         }
 
         state.State.State = BatchState.Running;
-        await state.WriteStateAsync();
-        await store.SetBatchStateAsync(Id, BatchState.Running, null, CancellationToken.None);
+        await SaveStateAsync();
         await Pool.SetPaused(Id, false);
     }
 
@@ -308,8 +306,7 @@ internal sealed partial class BatchGrain(
 
         EnsureNotFinished("cancel");
         state.State.State = BatchState.Cancelled;
-        await state.WriteStateAsync();
-        await store.SetBatchStateAsync(Id, BatchState.Cancelled, null, CancellationToken.None);
+        await SaveStateAsync();
         await Pool.Remove(Id);
 
         // A claim running now may still take items; they must be in flight before the aborts go out.
@@ -319,6 +316,13 @@ internal sealed partial class BatchGrain(
         _cancelled += cancelled;
         await Task.WhenAll(_inFlight.Keys.Select(index => GrainFactory.GetGrain<IItemGrain>(ItemKey.Format(Id, index)).Abort()));
         await FinishIfDoneAsync();
+    }
+
+    /// <summary>Writes the batch's state to its grain state and to the store's catalogue (which lists batches by state).</summary>
+    private async Task SaveStateAsync()
+    {
+        await state.WriteStateAsync();
+        await store.SetBatchStateAsync(Id, state.State.State, state.State.FinishedAt, CancellationToken.None);
     }
 
     private void EnsureNotFinished(string action)
@@ -463,8 +467,7 @@ internal sealed partial class BatchGrain(
             }
 
             state.State.FinishedAt = time.GetUtcNow();
-            await state.WriteStateAsync();
-            await store.SetBatchStateAsync(Id, state.State.State, state.State.FinishedAt, CancellationToken.None);
+            await SaveStateAsync();
             _maintenance?.Dispose();
             _maintenance = null;
             if ((_resume ?? await this.GetReminder(ResumeReminder)) is { } resume)

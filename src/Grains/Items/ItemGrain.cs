@@ -108,8 +108,7 @@ internal sealed partial class ItemGrain(
             // is written, so the next item need not wait for our commit. (A lease that was lost is no
             // longer held by the pool, which then ignores this release.)
             var terminal = outcome is ItemOutcome.Succeeded or ItemOutcome.Failed or ItemOutcome.Cancelled;
-            var release = GrainFactory.GetGrain<IPoolGrain>(assignment.Lease.Pool)
-                .Release([new SlotRelease(assignment.BatchId, assignment.Lease.Token, terminal, rateLimitedFor, record.Usage.InputTokens + record.Usage.OutputTokens, pausePool)]);
+            var release = ReleaseSlotAsync(assignment, terminal, rateLimitedFor, record.Usage.InputTokens + record.Usage.OutputTokens, pausePool);
 
             // Checkpoint 2: the call has happened and may be billed. Its result must be recorded now;
             // a crash before the write below costs this one call again, never more.
@@ -125,10 +124,7 @@ internal sealed partial class ItemGrain(
 
             execution?.SetTag(NightshiftTelemetry.Tags.Outcome, OutcomeName(outcome));
 
-            await Task.WhenAll(
-                release,
-                GrainFactory.GetGrain<IBatchGrain>(assignment.BatchId).ItemFinished(
-                    new ItemReport(assignment.Index, assignment.Lease.Token, outcome, record.Usage.InputTokens, record.Usage.OutputTokens, record.Usage.CachedTokens)));
+            await Task.WhenAll(release, ReportAsync(assignment, outcome, record.Usage));
         }
         catch (Exception failure)
         {
@@ -151,10 +147,16 @@ internal sealed partial class ItemGrain(
         // count as a failed attempt.
         await store.ReleaseLeaseAsync(assignment.BatchId, assignment.Index, assignment.Lease.Token, CancellationToken.None);
         LogInterrupted(logger, assignment.BatchId, assignment.Index);
-        await Task.WhenAll(
-            GrainFactory.GetGrain<IPoolGrain>(assignment.Lease.Pool).Release([new SlotRelease(assignment.BatchId, assignment.Lease.Token, false, null)]),
-            GrainFactory.GetGrain<IBatchGrain>(assignment.BatchId).ItemFinished(new ItemReport(assignment.Index, assignment.Lease.Token, ItemOutcome.Retrying, 0, 0)));
+        await Task.WhenAll(ReleaseSlotAsync(assignment, false), ReportAsync(assignment, ItemOutcome.Retrying, default));
     }
+
+    private Task ReleaseSlotAsync(ItemAssignment assignment, bool terminal, TimeSpan? rateLimitedFor = null, long tokens = 0, string? pausePool = null) =>
+        GrainFactory.GetGrain<IPoolGrain>(assignment.Lease.Pool)
+            .Release([new SlotRelease(assignment.BatchId, assignment.Lease.Token, terminal, rateLimitedFor, tokens, pausePool)]);
+
+    private Task ReportAsync(ItemAssignment assignment, ItemOutcome outcome, TokenUsage usage) =>
+        GrainFactory.GetGrain<IBatchGrain>(assignment.BatchId)
+            .ItemFinished(new ItemReport(assignment.Index, assignment.Lease.Token, outcome, usage.InputTokens, usage.OutputTokens, usage.CachedTokens));
 
     private async Task<(ModelCallResult Result, CallStop Stop)> CallModelAsync(ItemAssignment assignment, CancellationToken abort)
     {

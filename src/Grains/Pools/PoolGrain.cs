@@ -109,13 +109,13 @@ internal sealed partial class PoolGrain(
 
     public async Task Pause(string reason)
     {
-        EnsureConfigured();
+        _ = Limiter;
         await PauseAsync(reason);
     }
 
     public async Task Resume()
     {
-        EnsureConfigured();
+        _ = Limiter;
         if (state.State.PausedReason is null)
         {
             return;
@@ -216,14 +216,6 @@ internal sealed partial class PoolGrain(
         state.State.PausedReason = reason;
         await state.WriteStateAsync();
         LogPaused(logger, Name, reason);
-    }
-
-    private void EnsureConfigured()
-    {
-        if (_limiter is null)
-        {
-            throw new InvalidOperationException($"Pool '{Name}' does not exist; create it first.");
-        }
     }
 
     private PoolLimiter Limiter =>

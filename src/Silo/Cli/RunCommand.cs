@@ -188,14 +188,14 @@ internal static class RunCommand
             else
             {
                 await Console.Error.WriteLineAsync($"Resuming batch {batchId} from {NightshiftSilo.StoreName(builder.Configuration, store)}: " +
-                    $"{status.Succeeded + status.Failed + status.Cancelled} of {status.Total} items already done.");
+                    $"{status.Done} of {status.Total} items already done.");
                 if (status.State == BatchState.Paused)
                 {
                     await batch.Resume();
                 }
             }
 
-            var doneBefore = status.Succeeded + status.Failed + status.Cancelled;
+            var doneBefore = status.Done;
             var dispatching = Stopwatch.StartNew();
             var (final, pausedReason) = await RunProgress.FollowAsync(batch, pool, cancellationToken);
             if (pausedReason is not null)
@@ -206,7 +206,7 @@ internal static class RunCommand
                 return ModelRefused;
             }
 
-            var rate = (final.Succeeded + final.Failed + final.Cancelled - doneBefore) / dispatching.Elapsed.TotalSeconds;
+            var rate = (final.Done - doneBefore) / dispatching.Elapsed.TotalSeconds;
             var (succeeded, failed) = await WriteResultsAsync(services.GetRequiredService<IItemStore>(), batchId, output, cancellationToken);
             await Console.Error.WriteLineAsync($"Batch {batchId} {final.State.ToString().ToLowerInvariant()}: {succeeded} succeeded, {failed} failed or cancelled. Results: {output.FullName}");
             using var self = Process.GetCurrentProcess();
@@ -337,7 +337,7 @@ internal static class RunProgress
     public static async Task<(BatchStatus Status, string? PausedReason)> FollowAsync(IBatchGrain batch, IPoolGrain pool, CancellationToken cancellationToken)
     {
         var first = await batch.GetStatus();
-        var meter = new RateMeter(Done(first));
+        var meter = new RateMeter(first.Done);
         if (Console.IsOutputRedirected || Console.IsErrorRedirected)
         {
             return await FollowPlainAsync(batch, pool, meter, cancellationToken);
@@ -355,7 +355,7 @@ internal static class RunProgress
                 while (true)
                 {
                     status = await batch.GetStatus();
-                    task.Value = Done(status);
+                    task.Value = status.Done;
                     task.Description = Describe(status, meter);
                     if (status.IsFinished || (pausedReason = await PausedReasonAsync(pool)) is not null)
                     {
@@ -393,11 +393,10 @@ internal static class RunProgress
 
     private static async Task<string?> PausedReasonAsync(IPoolGrain pool) => (await pool.GetSnapshot()).PausedReason;
 
-    private static long Done(BatchStatus status) => status.Succeeded + status.Failed + status.Cancelled;
 
     private static string Describe(BatchStatus status, RateMeter meter)
     {
-        var done = Done(status);
+        var done = status.Done;
         var rate = meter.Rate(done);
         var remaining = status.Total - done;
         var eta = rate > 0 ? TimeSpan.FromSeconds(remaining / rate).ToString(@"hh\:mm\:ss") : "--:--:--";

@@ -58,11 +58,10 @@ function gauge(running, max, cap) {
   const point = share => [50 + 40 * Math.cos(angle(share)), 50 - 40 * Math.sin(angle(share))];
   const [x, y] = point(max ? running / max : 0);
   const [cx, cy] = point(max ? cap / max : 0);
-  const large = 0;
   const over = running > cap;
   return `<svg width="100" height="58" viewBox="0 0 100 58" role="img" aria-label="${running} of ${max} running">
     <path d="M10 50 A40 40 0 0 1 90 50" fill="none" stroke="#2a3550" stroke-width="9"/>
-    ${running > 0 ? `<path d="M10 50 A40 40 0 ${large} 1 ${x.toFixed(2)} ${y.toFixed(2)}" fill="none" stroke="${over ? "#ff5d5d" : "#4c9aff"}" stroke-width="9"/>` : ""}
+    ${running > 0 ? `<path d="M10 50 A40 40 0 0 1 ${x.toFixed(2)} ${y.toFixed(2)}" fill="none" stroke="${over ? "#ff5d5d" : "#4c9aff"}" stroke-width="9"/>` : ""}
     ${cap < max ? `<circle cx="${cx.toFixed(2)}" cy="${cy.toFixed(2)}" r="4" fill="#ffb84d"/>` : ""}
   </svg>`;
 }
