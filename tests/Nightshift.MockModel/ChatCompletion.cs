@@ -11,4 +11,4 @@ internal sealed record ChatUsage(int PromptTokens, int CompletionTokens, int Tot
 
 internal sealed record ApiError(ApiErrorDetail Error);
 
-internal sealed record ApiErrorDetail(string Message, string Type);
+internal sealed record ApiErrorDetail(string Message, string Type, string? Code = null);

@@ -6,7 +6,9 @@ namespace Nightshift.MockModel;
 /// <summary>
 /// An OpenAI-compatible model provider on 127.0.0.1 that counts every call itself, so tests assert
 /// the global cap and exactly-once calls from outside the system under test, and the counts survive
-/// the death of the process that made the calls.
+/// the death of the process that made the calls. With rate limits and faults configured it plays a
+/// realistic provider to benchmark the rate control against: token buckets that answer 429 with
+/// OpenAI's <c>x-ratelimit-*</c> headers, and seeded random 429s, 500s, 503s, truncated bodies and hangs.
 /// </summary>
 public sealed class MockModelServer : IAsyncDisposable
 {
@@ -36,6 +38,10 @@ public sealed class MockModelServer : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
 
+        // Loading the vocabulary takes about a second; it overlaps the start and the client's own, and
+        // a request that comes sooner waits for it (a failure to load surfaces there too).
+        _ = Task.Run(CompletionRequest.LoadTokenizer, CancellationToken.None);
+
         var builder = WebApplication.CreateSlimBuilder();
 
         // Configured by MockModelOptions alone: tests start it from folders that hold other apps'
@@ -51,7 +57,7 @@ public sealed class MockModelServer : IAsyncDisposable
 
         var app = builder.Build();
         app.Urls.Add($"http://127.0.0.1:{options.Port}");
-        var counter = new CallCounter();
+        var counter = new CallCounter(options.TimeProvider);
         app.MapMockModelApi(options, counter);
         try
         {
@@ -71,7 +77,7 @@ public sealed class MockModelServer : IAsyncDisposable
     public static string ExpectedContent(string body) =>
         "mock-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(body)).AsSpan(0, 8));
 
-    /// <summary>Clears the counts and the peak (to the requests still in flight), as <c>POST /stats/reset</c> does.</summary>
+    /// <summary>Clears the counts, the success times and the peak (to the requests still in flight), as <c>POST /stats/reset</c> does; the rate-limit buckets keep their levels.</summary>
     public void Reset() => _counter.Reset();
 
     public async ValueTask DisposeAsync()

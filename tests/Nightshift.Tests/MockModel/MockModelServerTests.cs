@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
-using System.Text;
 using System.Text.Json;
 using Nightshift.MockModel;
 using Nightshift.Tests.Fixtures;
@@ -14,7 +13,7 @@ namespace Nightshift.Tests.MockModel;
 /// </summary>
 public sealed class MockModelServerTests
 {
-    private const string Body = """{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}""";
+    private const string Body = MockModelHttp.Body;
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -37,15 +36,15 @@ public sealed class MockModelServerTests
         var choice = first.GetProperty("choices").EnumerateArray().Single();
         Assert.Equal("assistant", choice.GetProperty("message").GetProperty("role").GetString());
         Assert.Equal("stop", choice.GetProperty("finish_reason").GetString());
-        Assert.Equal(MockModelServer.ExpectedContent(Body), Content(first));
-        Assert.Equal(Content(first), Content(second));
-        Assert.NotEqual(Content(first), Content(other));
-        Assert.Matches("^mock-[0-9a-f]{16}$", Content(first));
+        Assert.Equal(MockModelServer.ExpectedContent(Body), MockModelHttp.Content(first));
+        Assert.Equal(MockModelHttp.Content(first), MockModelHttp.Content(second));
+        Assert.NotEqual(MockModelHttp.Content(first), MockModelHttp.Content(other));
+        Assert.Matches("^mock-[0-9a-f]{16}$", MockModelHttp.Content(first));
 
         var usage = first.GetProperty("usage");
-        Assert.Equal(Body.Length / 4, usage.GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(MockModelHttp.BodyPromptTokens, usage.GetProperty("prompt_tokens").GetInt32());
         Assert.Equal(8, usage.GetProperty("completion_tokens").GetInt32());
-        Assert.Equal((Body.Length / 4) + 8, usage.GetProperty("total_tokens").GetInt32());
+        Assert.Equal(MockModelHttp.BodyPromptTokens + 8, usage.GetProperty("total_tokens").GetInt32());
         Assert.Equal(HttpStatusCode.OK, anonymous.StatusCode);
 
         var stats = server.Stats;
@@ -70,7 +69,7 @@ public sealed class MockModelServerTests
         using var client = new HttpClient { BaseAddress = server.BaseAddress };
         using var release = CancellationTokenSource.CreateLinkedTokenSource(Ct);
 
-        var held = Enumerable.Range(0, 40).Select(i => PostAsync(client, $"held-{i}", Body, release.Token)).ToList();
+        var held = Enumerable.Range(0, 40).Select(i => MockModelHttp.PostAsync(client, $"held-{i}", Body, release.Token)).ToList();
         await WaitUntilAsync(server, stats => stats.Current == 40, "all 40 held requests in flight");
         Assert.Equal(40, server.Stats.Peak);
 
@@ -111,12 +110,12 @@ public sealed class MockModelServerTests
         using var client = new HttpClient { BaseAddress = server.BaseAddress };
         const string body = """{"messages":[{"role":"user","content":"hi"}]}""";
 
-        using var response = await PostAsync(client, "openai/deployments/my-deployment/chat/completions?api-version=2024-10-21", "az", body, Ct);
+        using var response = await MockModelHttp.PostAsync(client, "openai/deployments/my-deployment/chat/completions?api-version=2024-10-21", "az", body, Ct);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var completion = await response.Content.ReadFromJsonAsync<JsonElement>(Ct);
         Assert.Equal("my-deployment", completion.GetProperty("model").GetString());
-        Assert.Equal(MockModelServer.ExpectedContent(body), Content(completion));
+        Assert.Equal(MockModelServer.ExpectedContent(body), MockModelHttp.Content(completion));
         Assert.Equal(1, server.Stats.Calls["az"]);
     }
 
@@ -139,13 +138,13 @@ public sealed class MockModelServerTests
         };
         using var client = new HttpClient { BaseAddress = server.BaseAddress };
 
-        using var limited = await PostAsync(client, "r", Body, Ct);
+        using var limited = await MockModelHttp.PostAsync(client, "r", Body, Ct);
         Assert.Equal(HttpStatusCode.TooManyRequests, limited.StatusCode);
         Assert.Equal(TimeSpan.FromSeconds(2), limited.Headers.RetryAfter?.Delta);
         Assert.Equal("""{"error":{"type":"rate_limit_exceeded"}}""", await limited.Content.ReadAsStringAsync(Ct));
 
         var retried = await CompleteAsync(client, "r", Body);
-        Assert.Equal(MockModelServer.ExpectedContent(Body), Content(retried));
+        Assert.Equal(MockModelServer.ExpectedContent(Body), MockModelHttp.Content(retried));
 
         Assert.Equal(
             [new MockRequest("r", "/v1/chat/completions", Body, 1), new MockRequest("r", "/v1/chat/completions", Body, 2)],
@@ -161,7 +160,7 @@ public sealed class MockModelServerTests
         using var client = new HttpClient { BaseAddress = server.BaseAddress };
         using var abort = CancellationTokenSource.CreateLinkedTokenSource(Ct);
 
-        var call = PostAsync(client, "gone", Body, abort.Token);
+        var call = MockModelHttp.PostAsync(client, "gone", Body, abort.Token);
         await WaitUntilAsync(server, stats => stats.Current == 1, "the request in flight");
         await abort.CancelAsync();
 
@@ -184,7 +183,7 @@ public sealed class MockModelServerTests
         using var health = await client.GetAsync("health", Ct);
         Assert.Equal(HttpStatusCode.OK, health.StatusCode);
         var completion = await CompleteAsync(client, "child", Body);
-        Assert.Equal(MockModelServer.ExpectedContent(Body), Content(completion));
+        Assert.Equal(MockModelServer.ExpectedContent(Body), MockModelHttp.Content(completion));
 
         var stats = await client.GetFromJsonAsync<JsonElement>("stats", Ct);
         Assert.Equal(1, stats.GetProperty("total").GetInt64());
@@ -210,41 +209,51 @@ public sealed class MockModelServerTests
         Assert.Empty(await process.StandardOutput.ReadToEndAsync(Ct));
     }
 
-    private static async Task<JsonElement> CompleteAsync(HttpClient client, string customId, string body)
+    [Fact]
+    public async Task Executable_TakesTheRateLimitAndFaultOptions()
     {
-        using var response = await PostAsync(client, customId, body, Ct);
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        return await response.Content.ReadFromJsonAsync<JsonElement>(Ct);
+        // A bucket of 2 that refills at 0.1 per second: the third request is refused unless the
+        // machine stalls for 10 s between the calls.
+        using var mock = await MockModelProcess.StartAsync(["--port", "0", "--rps", "0.1", "--burst-seconds", "20", "--fault-500", "1", "--seed", "7", "--completion-tokens", "3"], Ct);
+        using var client = new HttpClient { BaseAddress = mock.BaseAddress };
+
+        using var first = await MockModelHttp.PostAsync(client, "x", Body, Ct);
+        using var second = await MockModelHttp.PostAsync(client, "x", Body, Ct);
+        using var third = await MockModelHttp.PostAsync(client, "x", Body, Ct);
+
+        Assert.Equal([HttpStatusCode.InternalServerError, HttpStatusCode.InternalServerError, HttpStatusCode.TooManyRequests], [first.StatusCode, second.StatusCode, third.StatusCode]);
+        Assert.Equal("6", MockModelHttp.Header(first, "x-ratelimit-limit-requests"));
+        Assert.Equal("1", MockModelHttp.Header(first, "x-ratelimit-remaining-requests"));
+        Assert.Equal("0", MockModelHttp.Header(second, "x-ratelimit-remaining-requests"));
+        Assert.Equal("0", MockModelHttp.Header(third, "x-ratelimit-remaining-requests"));
+        var stats = await client.GetFromJsonAsync<JsonElement>("stats", Ct);
+        Assert.Equal(2, stats.GetProperty("injected").GetProperty("500").GetInt64());
+        Assert.Equal(1, stats.GetProperty("rate_limited").GetInt64());
+        Assert.Equal(2L * (MockModelHttp.BodyPromptTokens + 3), stats.GetProperty("tokens_admitted").GetInt64());
     }
 
-    private static Task<HttpResponseMessage> PostAsync(HttpClient client, string customId, string body, CancellationToken cancellationToken) =>
-        PostAsync(client, "v1/chat/completions", customId, body, cancellationToken);
-
-    private static async Task<HttpResponseMessage> PostAsync(HttpClient client, string path, string customId, string body, CancellationToken cancellationToken)
+    [Theory]
+    [InlineData("--fault-500 1.5", "--fault-500 needs a probability from 0 to 1.")]
+    [InlineData("--rps 0", "--rps needs a number above 0.")]
+    [InlineData("--tps -5", "--tps needs a number above 0.")]
+    [InlineData("--hang-ms soon", "--hang-ms needs a whole number of milliseconds")]
+    [InlineData("--fault-429 0.6 --fault-503 0.6", "must not exceed 1")]
+    [InlineData("--rps 0.5 --burst-seconds 1", "must be at least 1 request")]
+    public async Task Executable_RejectsBadRateAndFaultOptions_WithExitTwo(string arguments, string message)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
-        request.Headers.Add("X-Nightshift-Custom-Id", customId);
-        return await client.SendAsync(request, cancellationToken);
+        using var process = Process.Start(MockModelProcess.StartInfo(arguments.Split(' ')))
+            ?? throw new InvalidOperationException("dotnet did not start");
+        var errors = process.StandardError.ReadToEndAsync(Ct);
+        await process.WaitForExitAsync(Ct);
+
+        Assert.Equal(2, process.ExitCode);
+        Assert.Contains(message, await errors);
+        Assert.Empty(await process.StandardOutput.ReadToEndAsync(Ct));
     }
 
-    private static string? Content(JsonElement completion) =>
-        completion.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString();
+    private static Task<JsonElement> CompleteAsync(HttpClient client, string customId, string body) =>
+        MockModelHttp.CompleteAsync(client, customId, body, Ct);
 
-    /// <summary>Polls the server's own counters; the deadline is generous because it only bounds a failure.</summary>
-    private static async Task WaitUntilAsync(MockModelServer server, Func<MockModelStats, bool> condition, string expectation)
-    {
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(Ct);
-        deadline.CancelAfter(TimeSpan.FromSeconds(30));
-        try
-        {
-            while (!condition(server.Stats))
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(10), deadline.Token);
-            }
-        }
-        catch (OperationCanceledException) when (deadline.IsCancellationRequested && !Ct.IsCancellationRequested)
-        {
-            throw new TimeoutException($"not {expectation} after 30 s: {server.Stats}");
-        }
-    }
+    private static Task WaitUntilAsync(MockModelServer server, Func<MockModelStats, bool> condition, string expectation) =>
+        MockModelHttp.WaitUntilAsync(server, condition, expectation, Ct);
 }
