@@ -34,6 +34,45 @@ public sealed record PoolRequest
     public double? SlowStartSeconds { get; init; }
 
     public double? LeaseSeconds { get; init; }
+
+    public double? BurstSeconds { get; init; }
+
+    public double? CapDecrease { get; init; }
+
+    public double? CapIncreasePerSuccess { get; init; }
+
+    public double? DecreaseWindowSeconds { get; init; }
+
+    public int? ExhaustedAfterWindows { get; init; }
+
+    public double? ExhaustedWaitSeconds { get; init; }
+
+    public double? LearnedLimitShare { get; init; }
+
+    public int? DefaultMaxTokens { get; init; }
+}
+
+/// <summary>A budget in force: its rate, where it came from (<c>configured</c> or <c>learned</c>), and its bucket now.</summary>
+public sealed record BudgetView(long PerMinute, string Source, long? ProviderLimit, long? ProviderRemaining, double Available, double Burst);
+
+/// <summary>
+/// The pool's rate control now: the adaptive cap (before holds and slow start), until when grants are
+/// held after the provider said its quota is spent, the slow start's end, the request and token budgets
+/// (<c>null</c> when none is in force) and the token estimate each new grant is charged.
+/// </summary>
+public sealed record RateControlView(double AdaptiveCap, DateTimeOffset? HeldUntil, double HeldSeconds, DateTimeOffset? SlowStartUntil,
+    BudgetView? Requests, BudgetView? Tokens, double TokensPerCall)
+{
+    public static RateControlView? From(RateControlSnapshot? snapshot, DateTimeOffset now) => snapshot is null
+        ? null
+        : new RateControlView(Math.Round(snapshot.AdaptiveCap, 2), snapshot.HeldUntil,
+            snapshot.HeldUntil is { } held ? Math.Max(0, (held - now).TotalSeconds) : 0, snapshot.SlowStartUntil,
+            Budget(snapshot.Requests), Budget(snapshot.Tokens), Math.Round(snapshot.TokensPerCall, 1));
+
+    private static BudgetView? Budget(BudgetSnapshot? budget) => budget is null
+        ? null
+        : new BudgetView(budget.PerMinute, budget.Source == LimitSource.Learned ? "learned" : "configured", budget.ProviderLimit,
+            budget.ProviderRemaining, Math.Round(budget.Available, 1), Math.Round(budget.Capacity, 1));
 }
 
 /// <summary>Why <c>POST /v1/pools/{name}/pause</c> pauses the pool; optional.</summary>
@@ -71,7 +110,16 @@ public sealed record PoolView(
     long InputTokens,
     long OutputTokens,
     long CachedTokens,
-    decimal? Cost)
+    decimal? Cost,
+    double BurstSeconds,
+    double CapDecrease,
+    double CapIncreasePerSuccess,
+    double DecreaseWindowSeconds,
+    int ExhaustedAfterWindows,
+    double ExhaustedWaitSeconds,
+    double LearnedLimitShare,
+    int DefaultMaxTokens,
+    RateControlView? RateControl)
 {
     public static PoolView From(PoolSnapshot snapshot, TokenTotals usage, PriceTable prices)
     {
@@ -81,7 +129,10 @@ public sealed record PoolView(
             config.LeaseDuration.TotalSeconds, snapshot.Running, snapshot.Queued, snapshot.EffectiveCap, snapshot.CooldownUntil,
             snapshot.RecoveringUntil, snapshot.RateLimited, snapshot.RequestsLastMinute, snapshot.TokensLastMinute, snapshot.Batches, snapshot.Silo,
             snapshot.PausedReason is not null, snapshot.PausedReason, usage.InputTokens, usage.OutputTokens, usage.CachedTokens,
-            prices.Cost(config.Model.Model, new TokenUsage(usage.InputTokens, usage.OutputTokens, usage.CachedTokens)));
+            prices.Cost(config.Model.Model, new TokenUsage(usage.InputTokens, usage.OutputTokens, usage.CachedTokens)),
+            config.BurstWindow.TotalSeconds, config.CapDecrease, config.CapIncreasePerSuccess, config.DecreaseWindow.TotalSeconds,
+            config.ExhaustedAfterWindows, config.ExhaustedWait.TotalSeconds, config.LearnedLimitShare, config.DefaultMaxTokens,
+            RateControlView.From(snapshot.RateControl, DateTimeOffset.UtcNow));
     }
 }
 
@@ -172,6 +223,14 @@ public static class PoolsApi
             DefaultCooldown = request.CooldownSeconds is { } cooldown ? TimeSpan.FromSeconds(cooldown) : config.DefaultCooldown,
             SlowStart = request.SlowStartSeconds is { } slowStart ? TimeSpan.FromSeconds(slowStart) : config.SlowStart,
             LeaseDuration = request.LeaseSeconds is { } lease ? TimeSpan.FromSeconds(lease) : config.LeaseDuration,
+            BurstWindow = request.BurstSeconds is { } burst ? TimeSpan.FromSeconds(burst) : config.BurstWindow,
+            CapDecrease = request.CapDecrease ?? config.CapDecrease,
+            CapIncreasePerSuccess = request.CapIncreasePerSuccess ?? config.CapIncreasePerSuccess,
+            DecreaseWindow = request.DecreaseWindowSeconds is { } window ? TimeSpan.FromSeconds(window) : config.DecreaseWindow,
+            ExhaustedAfterWindows = request.ExhaustedAfterWindows ?? config.ExhaustedAfterWindows,
+            ExhaustedWait = request.ExhaustedWaitSeconds is { } exhausted ? TimeSpan.FromSeconds(exhausted) : config.ExhaustedWait,
+            LearnedLimitShare = request.LearnedLimitShare ?? config.LearnedLimitShare,
+            DefaultMaxTokens = request.DefaultMaxTokens ?? config.DefaultMaxTokens,
         };
     }
 
@@ -196,6 +255,14 @@ public static class PoolsApi
         _ when request.CooldownSeconds is < 0 or > 3600 => "cooldownSeconds: from 0 to 3600",
         _ when request.SlowStartSeconds is < 0 or > 3600 => "slowStartSeconds: from 0 to 3600",
         _ when request.LeaseSeconds is < 1 or > 3600 => "leaseSeconds: from 1 to 3600",
+        _ when request.BurstSeconds is < 0.05 or > 60 => "burstSeconds: from 0.05 to 60",
+        _ when request.CapDecrease is <= 0 or >= 1 => "capDecrease: a factor above 0 and below 1",
+        _ when request.CapIncreasePerSuccess is <= 0 or > 100 => "capIncreasePerSuccess: above 0, at most 100",
+        _ when request.DecreaseWindowSeconds is < 0 or > 3600 => "decreaseWindowSeconds: from 0 to 3600",
+        _ when request.ExhaustedAfterWindows is < 1 or > 1000 => "exhaustedAfterWindows: from 1 to 1000",
+        _ when request.ExhaustedWaitSeconds is < 0 or > 86400 => "exhaustedWaitSeconds: from 0 to 86400",
+        _ when request.LearnedLimitShare is <= 0 or > 1 => "learnedLimitShare: above 0, at most 1",
+        _ when request.DefaultMaxTokens is < 0 or > 10_000_000 => "defaultMaxTokens: from 0 to 10000000",
         _ => null,
     };
 }

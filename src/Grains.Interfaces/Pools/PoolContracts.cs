@@ -63,14 +63,76 @@ public sealed record PoolConfig
     /// <summary>The model this pool's items are sent to.</summary>
     [Id(5)] public ModelBinding Model { get; init; } = new();
 
-    /// <summary>Requests the pool may start in any minute, across the cluster; <c>null</c> for no budget. Default: none.</summary>
+    /// <summary>
+    /// Requests the pool may start per minute across the cluster, paced as a token bucket (see
+    /// <see cref="BurstWindow"/>); <c>null</c> to learn it from the provider's headers. Default: none.
+    /// </summary>
     [Id(6)] public int? Rpm { get; init; }
 
     /// <summary>
-    /// Tokens (input + output, as the provider reports them) the pool may use in any minute; once the
-    /// last minute's calls have used them, nothing more starts until they age out. Default: none.
+    /// Tokens (prompt + completion) the pool may use per minute across the cluster, as a token bucket:
+    /// each call is charged its estimate when granted and reconciled with the usage the provider reports;
+    /// <c>null</c> to learn it from the provider's headers. Default: none.
     /// </summary>
     [Id(7)] public long? Tpm { get; init; }
+
+    /// <summary>
+    /// How many seconds of <see cref="Rpm"/> and <see cref="Tpm"/> may be spent at once: each budget is a
+    /// token bucket holding this much and refilling smoothly, so a minute's budget is never spent in its
+    /// first seconds (providers judge per-minute limits over windows of 1 to 10 s). Default: 1 s.
+    /// </summary>
+    [Id(8)] public TimeSpan BurstWindow { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The factor a 429 multiplies the adaptive cap by (at most once per wait window). Default: 0.7.</summary>
+    [Id(9)] public double CapDecrease { get; init; } = 0.7;
+
+    /// <summary>Slots each successful call adds back to the adaptive cap, up to <see cref="MaxRunning"/>. Default: 0.5.</summary>
+    [Id(10)] public double CapIncreasePerSuccess { get; init; } = 0.5;
+
+    /// <summary>
+    /// Shortest window in which 429s count as one: after a decrease, further 429s lower the cap again only
+    /// once the 429's wait (or this, if longer) has passed. Default: 1 s.
+    /// </summary>
+    [Id(11)] public TimeSpan DecreaseWindow { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Consecutive windows of 429s without one successful call that mean the quota is exhausted: the pool
+    /// then cools down for the wait and ramps up over <see cref="SlowStart"/>. Default: 3.
+    /// </summary>
+    [Id(12)] public int ExhaustedAfterWindows { get; init; } = 3;
+
+    /// <summary>A provider wait longer than this means the quota is exhausted (cooldown and slow start). Default: 30 s.</summary>
+    [Id(13)] public TimeSpan ExhaustedWait { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// The share of a limit the provider advertises (<c>x-ratelimit-limit-*</c>) that a pool without its own
+    /// <see cref="Rpm"/> or <see cref="Tpm"/> adopts. Default: 0.9.
+    /// </summary>
+    [Id(14)] public double LearnedLimitShare { get; init; } = 0.9;
+
+    /// <summary>
+    /// Completion tokens a call's estimate assumes when its request sets neither <c>max_completion_tokens</c>
+    /// nor <c>max_tokens</c>. Default: 512.
+    /// </summary>
+    [Id(15)] public int DefaultMaxTokens { get; init; } = 512;
+}
+
+/// <summary>
+/// What a provider's answer said about its rate limits (<c>x-ratelimit-limit-*</c>, <c>-remaining-*</c>,
+/// <c>-reset-*</c>, for requests and tokens); each figure is <c>null</c> when the answer did not carry it.
+/// Limits are per minute, as OpenAI and Azure OpenAI advertise them.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("nightshift.ProviderRateLimits")]
+public sealed record ProviderRateLimits(
+    [property: Id(0)] long? LimitRequests,
+    [property: Id(1)] long? RemainingRequests,
+    [property: Id(2)] TimeSpan? ResetRequests,
+    [property: Id(3)] long? LimitTokens,
+    [property: Id(4)] long? RemainingTokens,
+    [property: Id(5)] TimeSpan? ResetTokens)
+{
+    /// <summary>The quota is spent: a remaining figure is zero, or the answer carried none at all (nothing says there is room).</summary>
+    public bool QuotaSpent => RemainingRequests is null && RemainingTokens is null || RemainingRequests <= 0 || RemainingTokens <= 0;
 }
 
 /// <summary>The answer to a queue reservation; a refusal carries its reason.</summary>
@@ -95,13 +157,47 @@ public sealed record PoolSnapshot(
     [property: Id(9)] DateTimeOffset? RecoveringUntil,
     [property: Id(10)] int RequestsLastMinute,
     [property: Id(11)] long TokensLastMinute,
-    [property: Id(12)] string? PausedReason = null);
+    [property: Id(12)] string? PausedReason = null,
+    [property: Id(13)] RateControlSnapshot? RateControl = null);
+
+/// <summary>Where a rate limit in force came from.</summary>
+public enum LimitSource
+{
+    /// <summary>The pool's own <c>rpm</c> or <c>tpm</c>.</summary>
+    Configured = 0,
+
+    /// <summary>A share of what the provider advertises in its <c>x-ratelimit-limit-*</c> headers.</summary>
+    Learned = 1,
+}
+
+/// <summary>A budget in force (requests or tokens per minute) and its bucket now.</summary>
+[GenerateSerializer, Immutable, Alias("nightshift.BudgetSnapshot")]
+public sealed record BudgetSnapshot(
+    [property: Id(0)] long PerMinute,
+    [property: Id(1)] LimitSource Source,
+    [property: Id(2)] long? ProviderLimit,
+    [property: Id(3)] double Available,
+    [property: Id(4)] double Capacity,
+    [property: Id(5)] long? ProviderRemaining);
+
+/// <summary>The rate control's live state: the adaptive cap, the waits in force, and each budget.</summary>
+[GenerateSerializer, Immutable, Alias("nightshift.RateControlSnapshot")]
+public sealed record RateControlSnapshot(
+    [property: Id(0)] double AdaptiveCap,
+    [property: Id(1)] DateTimeOffset? HeldUntil,
+    [property: Id(2)] DateTimeOffset? SlowStartUntil,
+    [property: Id(3)] BudgetSnapshot? Requests,
+    [property: Id(4)] BudgetSnapshot? Tokens,
+    [property: Id(5)] double TokensPerCall);
 
 /// <summary>
 /// A slot granted to a batch for one item. <see cref="Token"/> is the fencing token: unique per pool
 /// across activations, so a result written under a lease that was lost can be told apart.
 /// <see cref="WaitingSince"/> is when the batch began waiting for this slot (it had items ready and
 /// the pool had no slot for them), or <c>null</c> when a slot was free as soon as it was wanted.
+/// <see cref="EstimateTokens"/> is set when the pool has a token budget: the holder then estimates its
+/// call's tokens before it starts (assuming this many completion tokens when the request names no
+/// <c>max_tokens</c>) and reports the estimate when it frees the slot.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("nightshift.ItemLease")]
 public sealed record ItemLease(
@@ -109,7 +205,8 @@ public sealed record ItemLease(
     [property: Id(1)] long Token,
     [property: Id(2)] DateTimeOffset ExpiresAt,
     [property: Id(3)] TimeSpan Duration,
-    [property: Id(4)] DateTimeOffset? WaitingSince = null)
+    [property: Id(4)] DateTimeOffset? WaitingSince = null,
+    [property: Id(5)] int? EstimateTokens = null)
 {
     /// <summary>When the pool granted the lease.</summary>
     public DateTimeOffset GrantedAt => ExpiresAt - Duration;
@@ -126,8 +223,11 @@ public sealed record LeaseRenewal(
     [property: Id(2)] DateTimeOffset ExpiresAt);
 
 /// <summary>
-/// A freed slot and what its call said about the pool: a 429's wait (<see cref="RateLimitedFor"/>), and
-/// <see cref="PausePool"/> when the provider refused the pool itself (401, 404), which pauses it.
+/// A freed slot and what its call said about the pool: a 429's wait (<see cref="RateLimitedFor"/>),
+/// <see cref="PausePool"/> when the provider refused the pool itself (401, 404), which pauses it, the
+/// tokens the call used (<see cref="Tokens"/>, 0 when the provider reported none), the holder's estimate
+/// of them made before the call (<see cref="EstimatedTokens"/>), whether the call succeeded, and the
+/// provider's rate-limit headers (<see cref="Limits"/>).
 /// </summary>
 [GenerateSerializer, Immutable, Alias("nightshift.SlotRelease")]
 public sealed record SlotRelease(
@@ -136,4 +236,7 @@ public sealed record SlotRelease(
     [property: Id(2)] bool ItemTerminal,
     [property: Id(3)] TimeSpan? RateLimitedFor,
     [property: Id(4)] long Tokens = 0,
-    [property: Id(5)] string? PausePool = null);
+    [property: Id(5)] string? PausePool = null,
+    [property: Id(6)] long EstimatedTokens = 0,
+    [property: Id(7)] bool Succeeded = false,
+    [property: Id(8)] ProviderRateLimits? Limits = null);

@@ -92,12 +92,17 @@ internal sealed partial class ItemGrain(
         using var execution = StartExecution(assignment);
         try
         {
+            // The pool charged its budget a batch-wide mean for this call; this call's own estimate,
+            // made before it starts, is what it keeps charged should it end without usage.
+            var estimate = assignment.Lease.EstimateTokens is { } defaultMaxTokens
+                ? TokenEstimate.For(assignment.Body, assignment.Model.Model, defaultMaxTokens)
+                : 0;
             var (result, stop) = await CallModelAsync(assignment, abort);
             var pausePool = stop == CallStop.None ? RetryPolicy.PoolPauseReason(result) : null;
             if (stop == CallStop.Interrupted)
             {
                 execution?.SetTag(NightshiftTelemetry.Tags.Outcome, "interrupted");
-                await GiveBackAsync(assignment);
+                await GiveBackAsync(assignment, estimate);
                 return;
             }
 
@@ -108,7 +113,8 @@ internal sealed partial class ItemGrain(
             // is written, so the next item need not wait for our commit. (A lease that was lost is no
             // longer held by the pool, which then ignores this release.)
             var terminal = outcome is ItemOutcome.Succeeded or ItemOutcome.Failed or ItemOutcome.Cancelled;
-            var release = ReleaseSlotAsync(assignment, terminal, rateLimitedFor, record.Usage.InputTokens + record.Usage.OutputTokens, pausePool);
+            var release = ReleaseSlotAsync(assignment, new SlotRelease(assignment.BatchId, assignment.Lease.Token, terminal, rateLimitedFor,
+                record.Usage.InputTokens + record.Usage.OutputTokens, pausePool, estimate, result.Status == ModelCallStatus.Succeeded, result.Limits));
 
             // Checkpoint 2: the call has happened and may be billed. Its result must be recorded now;
             // a crash before the write below costs this one call again, never more.
@@ -140,19 +146,19 @@ internal sealed partial class ItemGrain(
     }
 
     /// <summary>The call was stopped before it ended (the silo is stopping): the item goes back to pending, interrupted.</summary>
-    private async Task GiveBackAsync(ItemAssignment assignment)
+    private async Task GiveBackAsync(ItemAssignment assignment, long estimate)
     {
         // Checkpoint 2b: the request may have reached the model, but no answer reached us. Nothing is
         // recorded but the interruption, so the item will be called again; an interruption does not
         // count as a failed attempt.
         await store.ReleaseLeaseAsync(assignment.BatchId, assignment.Index, assignment.Lease.Token, CancellationToken.None);
         LogInterrupted(logger, assignment.BatchId, assignment.Index);
-        await Task.WhenAll(ReleaseSlotAsync(assignment, false), ReportAsync(assignment, ItemOutcome.Retrying, default));
+        var release = new SlotRelease(assignment.BatchId, assignment.Lease.Token, ItemTerminal: false, RateLimitedFor: null, EstimatedTokens: estimate);
+        await Task.WhenAll(ReleaseSlotAsync(assignment, release), ReportAsync(assignment, ItemOutcome.Retrying, default));
     }
 
-    private Task ReleaseSlotAsync(ItemAssignment assignment, bool terminal, TimeSpan? rateLimitedFor = null, long tokens = 0, string? pausePool = null) =>
-        GrainFactory.GetGrain<IPoolGrain>(assignment.Lease.Pool)
-            .Release([new SlotRelease(assignment.BatchId, assignment.Lease.Token, terminal, rateLimitedFor, tokens, pausePool)]);
+    private Task ReleaseSlotAsync(ItemAssignment assignment, SlotRelease release) =>
+        GrainFactory.GetGrain<IPoolGrain>(assignment.Lease.Pool).Release([release]);
 
     private Task ReportAsync(ItemAssignment assignment, ItemOutcome outcome, TokenUsage usage) =>
         GrainFactory.GetGrain<IBatchGrain>(assignment.BatchId)

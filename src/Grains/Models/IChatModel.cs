@@ -1,3 +1,5 @@
+using Nightshift.Pools;
+
 namespace Nightshift.Models;
 
 /// <summary>
@@ -44,6 +46,9 @@ public sealed record ModelCallResult(
     TimeSpan? RetryAfter,
     string? Error)
 {
+    /// <summary>What the provider's answer said about its rate limits; <c>null</c> when there was no answer.</summary>
+    public ProviderRateLimits? Limits { get; init; }
+
     public static ModelCallResult Success(string body, TokenUsage usage) =>
         new(ModelCallStatus.Succeeded, 200, body, usage, null, null);
 

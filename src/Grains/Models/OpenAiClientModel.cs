@@ -48,12 +48,10 @@ public sealed class OpenAiClientModel(ChatClient client, string model) : IChatMo
 
         var status = response.Status;
         var body = response.Content.ToString();
-        if (status is >= 200 and < 300)
-        {
-            return ReadCompletion(status, body);
-        }
-
-        return ModelCallResult.Http(status, body, $"HTTP {status}: {ErrorMessage(body) ?? response.ReasonPhrase}", ProviderWait(response.Headers));
+        var result = status is >= 200 and < 300
+            ? ReadCompletion(status, body)
+            : ModelCallResult.Http(status, body, $"HTTP {status}: {ErrorMessage(body) ?? response.ReasonPhrase}", ProviderWait(response.Headers));
+        return result with { Limits = RateLimitHeaders.Read(response.Headers) };
     }
 
     private static string WithModel(string body, string model)

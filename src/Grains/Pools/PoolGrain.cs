@@ -17,18 +17,20 @@ public sealed class PoolGrainState
     /// <summary>Bumped by every activation; the high half of every fencing token it issues.</summary>
     [Id(1)] public long Epoch { get; set; }
 
-    [Id(2)] public DateTimeOffset? CooldownUntil { get; set; }
-
     /// <summary>The last activation deactivated holding no slot, so the next one has nothing to recover.</summary>
     [Id(3)] public bool EndedClean { get; set; }
 
     /// <summary>Why the pool is paused (it grants nothing), or <c>null</c>.</summary>
     [Id(4)] public string? PausedReason { get; set; }
+
+    /// <summary>The adaptive cap, waits and learned limits as of the last write (every heartbeat and every new hold).</summary>
+    [Id(5)] public RateControlState? RateControl { get; set; }
 }
 
 /// <summary>
 /// The limiter grain: slot accounting lives in memory (<see cref="PoolLimiter"/>); only the
-/// configuration, the epoch and the cooldown are persisted.
+/// configuration, the epoch and the rate control's state (adaptive cap, waits, learned limits) are
+/// persisted, the last with every heartbeat.
 /// </summary>
 /// <remarks>
 /// Failover. Orleans' single activation is not strict while membership changes, so two activations
@@ -69,6 +71,7 @@ internal sealed partial class PoolGrain(
         if (_limiter is { Running: 0 } && !_superseded)
         {
             state.State.EndedClean = true;
+            state.State.RateControl = _limiter.Rate.Save();
             await state.WriteStateAsync(cancellationToken);
         }
     }
@@ -104,7 +107,7 @@ internal sealed partial class PoolGrain(
         var limiter = Limiter;
         return Task.FromResult(new PoolSnapshot(Name, limiter.Config, limiter.Running, limiter.Queued, limiter.EffectiveCap,
             limiter.CooldownUntil, limiter.RateLimited, limiter.BatchCount, RuntimeIdentity, limiter.RecoveringUntil,
-            limiter.RequestsLastMinute, limiter.TokensLastMinute, state.State.PausedReason));
+            limiter.RequestsLastMinute, limiter.TokensLastMinute, state.State.PausedReason, limiter.Rate.Snapshot()));
     }
 
     public async Task Pause(string reason)
@@ -191,9 +194,10 @@ internal sealed partial class PoolGrain(
 
         if (limiter.CooldownUntil is { } until && until != cooldownBefore)
         {
+            // Written at once, so an activation that takes over after a crash holds the wait too.
             LogCooldown(logger, Name, until);
             PoolInstruments.Cooldowns.Add(1, PoolInstruments.PoolTag(Name));
-            state.State.CooldownUntil = until;
+            state.State.RateControl = limiter.Rate.Save();
             await state.WriteStateAsync();
         }
 
@@ -231,7 +235,10 @@ internal sealed partial class PoolGrain(
         await state.WriteStateAsync();
         _lastHeartbeat = time.GetUtcNow();
         _limiter = new PoolLimiter(Name, config, state.State.Epoch, time);
-        _limiter.RestoreCooldown(state.State.CooldownUntil);
+        if (state.State.RateControl is { } saved)
+        {
+            _limiter.Rate.Restore(saved);
+        }
         if (mayHaveHolders)
         {
             var window = RecoveryWindow(config);
@@ -293,6 +300,7 @@ internal sealed partial class PoolGrain(
         try
         {
             // Fenced on the state's version: fails once a newer activation has bumped the epoch.
+            state.State.RateControl = Limiter.Rate.Save();
             await state.WriteStateAsync();
             _lastHeartbeat = time.GetUtcNow();
             return true;
@@ -336,7 +344,7 @@ internal sealed partial class PoolGrain(
     [LoggerMessage(EventId = 1001, Level = LogLevel.Information, Message = "Pool {Pool} configured: maxRunning {MaxRunning}, maxQueued {MaxQueued}")]
     private static partial void LogConfigured(ILogger logger, string pool, int maxRunning, long maxQueued);
 
-    [LoggerMessage(EventId = 1002, Level = LogLevel.Warning, Message = "Pool {Pool} cooling down until {Until:O} after a 429")]
+    [LoggerMessage(EventId = 1002, Level = LogLevel.Warning, Message = "Pool {Pool} holds its grants until {Until:O}: a 429 said the quota is spent")]
     private static partial void LogCooldown(ILogger logger, string pool, DateTimeOffset until);
 
     [LoggerMessage(EventId = 1003, Level = LogLevel.Debug, Message = "Pool {Pool} ignored the release of slot {Token} by batch {BatchId}: not held")]

@@ -2,8 +2,8 @@ namespace Nightshift.Pools;
 
 /// <summary>
 /// The slot accounting of one pool, free of Orleans so it can be tested with a fake clock: the cap on
-/// running calls, queue room, fair shares between batches, cooldown after a 429 and the slow start
-/// after it. Not thread-safe; the pool grain's turns serialize every call.
+/// running calls, queue room and fair shares between batches; the adaptive cap and the rate budgets
+/// are its <see cref="RateControl"/>'s. Not thread-safe; the pool grain's turns serialize every call.
 /// </summary>
 /// <remarks>
 /// Fairness is stride scheduling: each batch has a virtual "pass" that grows by 1/priority per slot it
@@ -14,15 +14,18 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 {
     private readonly Dictionary<string, BatchShare> _batches = new(StringComparer.Ordinal);
     private readonly Dictionary<long, Holder> _leases = [];
+    private readonly RateControl _rate = new(config, time);
     private long _sequence;
     private double _virtualPass;
-    private DateTimeOffset? _cooldownEnd;
     private DateTimeOffset? _recoveringUntil;
-    private readonly Queue<DateTimeOffset> _recentGrants = new();
-    private readonly Queue<(DateTimeOffset At, long Tokens)> _recentTokens = new();
-    private long _tokensLastMinute;
 
-    public PoolConfig Config { get; set; } = config;
+    public PoolConfig Config
+    {
+        get => _rate.Config;
+        set => _rate.Config = value;
+    }
+
+    public RateControl Rate => _rate;
 
     /// <summary>Slots held now.</summary>
     public int Running => _leases.Count;
@@ -30,36 +33,15 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     /// <summary>Items of registered batches that are neither running nor terminal.</summary>
     public long Queued => _batches.Values.Sum(b => b.Waiting);
 
-    public DateTimeOffset? CooldownUntil => _cooldownEnd > time.GetUtcNow() ? _cooldownEnd : null;
+    /// <summary>Until when grants are held after a 429 that said the quota is spent.</summary>
+    public DateTimeOffset? CooldownUntil => _rate.HeldUntil;
 
-    public long RateLimited { get; private set; }
+    public long RateLimited => _rate.RateLimited;
 
     public int BatchCount => _batches.Count;
 
-    /// <summary>The cap in force now: zero while cooling down, then ramping linearly back to <see cref="PoolConfig.MaxRunning"/>.</summary>
-    public int EffectiveCap
-    {
-        get
-        {
-            if (_cooldownEnd is not { } end)
-            {
-                return Config.MaxRunning;
-            }
-
-            var sinceEnd = time.GetUtcNow() - end;
-            if (sinceEnd < TimeSpan.Zero)
-            {
-                return 0;
-            }
-
-            if (sinceEnd >= Config.SlowStart)
-            {
-                return Config.MaxRunning;
-            }
-
-            return Math.Max(1, (int)(Config.MaxRunning * (sinceEnd / Config.SlowStart)));
-        }
-    }
+    /// <summary>The cap in force now (see <see cref="RateControl.EffectiveCap"/>).</summary>
+    public int EffectiveCap => _rate.EffectiveCap;
 
     /// <summary>
     /// Fewest free slots worth a grant: a large pool hands slots out a few at a time, so each batch
@@ -83,7 +65,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         if (!_batches.ContainsKey(batchId))
         {
             // Room is held, but nothing is granted until the batch itself registers (it has started).
-            _batches[batchId] = new BatchShare { Pass = _virtualPass, Started = false };
+            _batches[batchId] = new BatchShare { Pass = _virtualPass, Started = false, TokensPerCall = _rate.TokensPerCall };
         }
 
         _batches[batchId].Outstanding = itemCount;
@@ -96,7 +78,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         if (!_batches.TryGetValue(batchId, out var share))
         {
             // Slots it already holds may have been adopted from renewals before it registered.
-            share = new BatchShare { Pass = _virtualPass, Running = _leases.Values.Count(h => h.BatchId == batchId) };
+            share = new BatchShare { Pass = _virtualPass, Running = _leases.Values.Count(h => h.BatchId == batchId), TokensPerCall = _rate.TokensPerCall };
             _batches[batchId] = share;
         }
 
@@ -132,24 +114,14 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
             {
                 share.Outstanding--;
             }
-        }
 
-        if (release.Tokens > 0)
-        {
-            _recentTokens.Enqueue((time.GetUtcNow(), release.Tokens));
-            _tokensLastMinute += release.Tokens;
-        }
-
-        if (release.RateLimitedFor is { } wait)
-        {
-            RateLimited++;
-            var end = time.GetUtcNow() + (wait > TimeSpan.Zero ? wait : Config.DefaultCooldown);
-            if (_cooldownEnd is null || end > _cooldownEnd)
+            if (release.EstimatedTokens > 0)
             {
-                _cooldownEnd = end;
+                share.TokensPerCall += (release.EstimatedTokens - share.TokensPerCall) * 0.2;
             }
         }
 
+        _rate.Ended(release, holder.ChargedTokens);
         return true;
     }
 
@@ -162,7 +134,13 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         var share = _batches.GetValueOrDefault(batchId);
         foreach (var token in tokens)
         {
-            if (_leases.Remove(token) && share is not null)
+            if (!_leases.Remove(token, out var holder))
+            {
+                continue;
+            }
+
+            _rate.Unused(holder.ChargedTokens);
+            if (share is not null)
             {
                 share.Running--;
             }
@@ -192,7 +170,8 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
             return false;
         }
 
-        _leases[renewal.Token] = new Holder(renewal.BatchId, renewal.ExpiresAt);
+        // What it was charged died with the activation that granted it; nothing is given back for it.
+        _leases[renewal.Token] = new Holder(renewal.BatchId, renewal.ExpiresAt, ChargedTokens: 0);
         if (_batches.TryGetValue(renewal.BatchId, out var share))
         {
             share.Running++;
@@ -201,8 +180,6 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         return true;
     }
 
-    /// <summary>Restores a cooldown that a previous activation persisted.</summary>
-    public void RestoreCooldown(DateTimeOffset? until) => _cooldownEnd = until;
 
     /// <summary>Frees slots whose holders stopped reporting; returns how many.</summary>
     public int ExpireLeases()
@@ -222,27 +199,27 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     {
         var now = time.GetUtcNow();
         var cap = EffectiveCap;
-        var rateRoom = RateRoom(now);
-        var free = Math.Min(cap - Running, rateRoom);
-        if (free <= 0 || free < Math.Min(GrantChunk, Math.Min(cap, Config.Rpm ?? cap)) || _batches.Count == 0
-            || RecoveringUntil is not null || TokensLastMinute >= Config.Tpm)
+        var free = Math.Min(cap - Running, _rate.RequestsAffordable);
+        if (free <= 0 || free < Math.Min(GrantChunk, Math.Min(cap, _rate.RequestBurst)) || _batches.Count == 0 || RecoveringUntil is not null)
         {
             MarkWaiting(now);
             return [];
         }
 
         var grants = new Dictionary<string, List<ItemLease>>(StringComparer.Ordinal);
+        int? estimateTokens = _rate.CountsTokens ? Config.DefaultMaxTokens : null;
         while (free > 0 && NextBatch(now) is { } batchId)
         {
             var share = _batches[batchId];
-            var lease = new ItemLease(name, (epoch << 32) | ++_sequence, now + Config.LeaseDuration, Config.LeaseDuration, share.WaitingSince);
-            share.WaitingSince = null;
-            _leases[lease.Token] = new Holder(batchId, lease.ExpiresAt);
-            if (Config.Rpm is not null)
+            var charge = estimateTokens is null ? 0 : share.TokensPerCall;
+            if (!_rate.TryStart(charge))
             {
-                _recentGrants.Enqueue(now);
+                break;
             }
 
+            var lease = new ItemLease(name, (epoch << 32) | ++_sequence, now + Config.LeaseDuration, Config.LeaseDuration, share.WaitingSince, estimateTokens);
+            share.WaitingSince = null;
+            _leases[lease.Token] = new Holder(batchId, lease.ExpiresAt, charge);
             share.Running++;
             _virtualPass = share.Pass;
             share.Pass += 1.0 / share.Priority;
@@ -278,46 +255,11 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         }
     }
 
-    /// <summary>Calls started in the last minute (counted only while the pool has an rpm budget).</summary>
-    public int RequestsLastMinute
-    {
-        get
-        {
-            Forget(time.GetUtcNow());
-            return _recentGrants.Count;
-        }
-    }
+    /// <summary>Calls started in the last minute.</summary>
+    public int RequestsLastMinute => _rate.RequestsLastMinute;
 
     /// <summary>Tokens reported by calls that ended in the last minute.</summary>
-    public long TokensLastMinute
-    {
-        get
-        {
-            Forget(time.GetUtcNow());
-            return _tokensLastMinute;
-        }
-    }
-
-    private int RateRoom(DateTimeOffset now)
-    {
-        Forget(now);
-        return Config.Rpm is { } rpm ? rpm - _recentGrants.Count : int.MaxValue;
-    }
-
-    /// <summary>Drops grants and token counts older than the one-minute window.</summary>
-    private void Forget(DateTimeOffset now)
-    {
-        var since = now - TimeSpan.FromMinutes(1);
-        while (_recentGrants.TryPeek(out var at) && at <= since)
-        {
-            _recentGrants.Dequeue();
-        }
-
-        while (_recentTokens.TryPeek(out var used) && used.At <= since)
-        {
-            _tokensLastMinute -= _recentTokens.Dequeue().Tokens;
-        }
-    }
+    public long TokensLastMinute => _rate.TokensLastMinute;
 
     private string? NextBatch(DateTimeOffset now)
     {
@@ -359,8 +301,11 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         /// <summary>Since when the batch has had items ready and no slot for them; <c>null</c> when it is not waiting.</summary>
         public DateTimeOffset? WaitingSince { get; set; }
 
+        /// <summary>What a grant to this batch is charged against a token budget: the running mean of its calls' estimates.</summary>
+        public double TokensPerCall { get; set; }
+
         public long Waiting => Math.Max(0, Outstanding - Running);
     }
 
-    private readonly record struct Holder(string BatchId, DateTimeOffset ExpiresAt);
+    private readonly record struct Holder(string BatchId, DateTimeOffset ExpiresAt, double ChargedTokens);
 }

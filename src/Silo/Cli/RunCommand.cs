@@ -57,25 +57,29 @@ internal static class RunCommand
     private static readonly Option<string?> AzureEndpoint = new("--azure-endpoint") { Description = "An Azure OpenAI resource's URL (https://<resource>.openai.azure.com). Default: the simulated model." };
     private static readonly Option<string?> Deployment = new("--deployment") { Description = "The Azure OpenAI deployment to call at --azure-endpoint." };
     private static readonly Option<string?> ApiKeyEnv = new("--api-key-env") { Description = "The environment variable holding the endpoint's API key (the key itself is never passed on the command line); with --azure-endpoint and no key, Entra ID signs in." };
+    private static readonly Option<int?> Rpm = new("--rpm") { Description = "Requests the model may be sent per minute, paced smoothly (default: learned from the provider's x-ratelimit-* headers, if it sends them)." };
+    private static readonly Option<long?> Tpm = new("--tpm") { Description = "Tokens (prompt + completion) the model may be sent per minute, each call estimated before it starts (default: learned from the provider's headers, if it sends them)." };
     private static readonly Option<bool> Verbose = new("--verbose") { Description = "Show Nightshift's and Orleans' informational logs." };
+
+    /// <summary>Refuses a whole-number option below 1 (an option left out, <c>null</c>, passes).</summary>
+    private static void AtLeastOne<T>(Option<T> option, string error)
+    {
+        option.Validators.Add(result =>
+        {
+            if (result.GetValue(option) is { } value && Convert.ToInt64(value, CultureInfo.InvariantCulture) < 1)
+            {
+                result.AddError(error);
+            }
+        });
+    }
 
     public static Command Create()
     {
         Input.AcceptExistingOnly();
-        MaxRunning.Validators.Add(result =>
-        {
-            if (result.GetValue(MaxRunning) < 1)
-            {
-                result.AddError("--max-running must be at least 1.");
-            }
-        });
-        MaxAttempts.Validators.Add(result =>
-        {
-            if (result.GetValue(MaxAttempts) < 1)
-            {
-                result.AddError("--max-attempts must be at least 1.");
-            }
-        });
+        AtLeastOne(MaxRunning, "--max-running must be at least 1.");
+        AtLeastOne(MaxAttempts, "--max-attempts must be at least 1.");
+        AtLeastOne(Rpm, "--rpm must be at least 1 (requests per minute).");
+        AtLeastOne(Tpm, "--tpm must be at least 1 (tokens per minute).");
         Endpoint.Validators.Add(result =>
         {
             if (!Uri.TryCreate(result.GetValue(Endpoint), UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
@@ -99,7 +103,7 @@ internal static class RunCommand
         });
         var command = new Command("run", "Run a JSONL file to completion in an embedded silo and write the results; run again to resume.")
         {
-            Input, Out, Store, MaxRunning, MaxAttempts, Endpoint, Model, AzureEndpoint, Deployment, ApiKeyEnv, Verbose,
+            Input, Out, Store, MaxRunning, MaxAttempts, Endpoint, Model, AzureEndpoint, Deployment, ApiKeyEnv, Rpm, Tpm, Verbose,
         };
         command.Validators.Add(result =>
         {
@@ -174,7 +178,13 @@ internal static class RunCommand
             var services = host.Services;
             var grains = services.GetRequiredService<IGrainFactory>();
             var pool = grains.GetGrain<IPoolGrain>(PoolName);
-            await pool.Configure(new PoolConfig { MaxRunning = parseResult.GetValue(MaxRunning), Model = ModelBinding(parseResult) });
+            await pool.Configure(new PoolConfig
+            {
+                MaxRunning = parseResult.GetValue(MaxRunning),
+                Rpm = parseResult.GetValue(Rpm),
+                Tpm = parseResult.GetValue(Tpm),
+                Model = ModelBinding(parseResult),
+            });
             var batch = grains.GetGrain<IBatchGrain>(batchId);
             var status = await batch.GetStatus();
             if (status.State == BatchState.NotFound)

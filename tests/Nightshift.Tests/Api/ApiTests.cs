@@ -43,12 +43,31 @@ public sealed class ApiTests(SmallLimitsApiHost host) : IClassFixture<SmallLimit
         Assert.Equal((3, 600), (declared.GetProperty("maxRunning").GetInt32(), declared.GetProperty("rpm").GetInt32()));
     }
 
+    [Fact]
+    public async Task Pool_ShowsItsRateControl_WithTheBudgetsSourceAndBucket()
+    {
+        var created = await Http.PutAsJsonAsync("/v1/pools/paced", new { maxRunning = 8, rpm = 600, capDecrease = 0.5, burstSeconds = 2 }, Ct);
+        var pool = await created.Content.ReadFromJsonAsync<JsonElement>(Ct);
+
+        Assert.Equal((0.5, 2.0), (pool.GetProperty("capDecrease").GetDouble(), pool.GetProperty("burstSeconds").GetDouble()));
+        var rate = pool.GetProperty("rateControl");
+        Assert.Equal(8, rate.GetProperty("adaptiveCap").GetDouble());
+        Assert.Equal(JsonValueKind.Null, rate.GetProperty("heldUntil").ValueKind);
+        var requests = rate.GetProperty("requests");
+        Assert.Equal((600, "configured", 20.0), (requests.GetProperty("perMinute").GetInt64(), requests.GetProperty("source").GetString(), requests.GetProperty("burst").GetDouble()));
+        Assert.Equal(JsonValueKind.Null, rate.GetProperty("tokens").ValueKind);
+    }
+
     [Theory]
     [InlineData("""{"maxRunning": 0}""", "maxRunning")]
     [InlineData("""{"provider": "carrier-pigeon"}""", "provider")]
     [InlineData("""{"provider": "openai"}""", "endpoint")]
     [InlineData("""{"endpoint": "ftp://x"}""", "endpoint")]
     [InlineData("""{"leaseSeconds": 0}""", "leaseSeconds")]
+    [InlineData("""{"capDecrease": 1.5}""", "capDecrease")]
+    [InlineData("""{"burstSeconds": 0}""", "burstSeconds")]
+    [InlineData("""{"learnedLimitShare": 0}""", "learnedLimitShare")]
+    [InlineData("""{"exhaustedAfterWindows": 0}""", "exhaustedAfterWindows")]
     public async Task Pools_BadConfiguration_Is400_NamingTheField(string body, string field)
     {
         var response = await Http.PutAsync("/v1/pools/bad-pool", new StringContent(body, Encoding.UTF8, "application/json"), Ct);

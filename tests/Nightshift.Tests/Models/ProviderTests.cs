@@ -211,6 +211,60 @@ public sealed class ProviderTests(ProviderFixture fixture) : IClassFixture<Provi
         await fixture.AssertEveryRequestIsARecordedAttemptAsync(prefix, prefix);
     }
 
+    [Fact]
+    public async Task RateLimited_WhileTheHeadersShowRoom_ShrinksTheCap_ButHoldsNoOtherItem()
+    {
+        const string Prefix = "roomy";
+        var limited = 0;
+        fixture.Respond = request =>
+            request.CustomId.StartsWith(Prefix, StringComparison.Ordinal) && Interlocked.Exchange(ref limited, 1) == 0
+                ? new MockResponse(429, """{"error":{"message":"server busy","type":"rate_limit_exceeded"}}""")
+                {
+                    Headers = new Dictionary<string, string> { ["Retry-After"] = "1", ["x-ratelimit-remaining-requests"] = "500", ["x-ratelimit-limit-requests"] = "600000" },
+                    Delay = TimeSpan.FromMilliseconds(100),
+                }
+                : null;
+
+        var status = await RunAsync(ModelProviders.OpenAiCompatible, Prefix, Jsonl.Lines(60, Prefix), FastRetries, maxRunning: 4);
+
+        Assert.Equal((BatchState.Completed, 60L), (status.State, status.Succeeded));
+        var arrivals = fixture.Arrivals.Where(a => a.Request.CustomId.StartsWith(Prefix, StringComparison.Ordinal)).ToList();
+        var refused = arrivals.First(a => arrivals.Count(b => b.Request.CustomId == a.Request.CustomId) == 2);
+
+        // An overloaded server, not a spent quota: the other items go on while the refused one waits.
+        var meanwhile = arrivals.Count(a => a.At > refused.At + TimeSpan.FromMilliseconds(250) && a.At < refused.At + TimeSpan.FromMilliseconds(950));
+        Assert.True(meanwhile > 0, "no item was called while the 429's item waited");
+        var snapshot = await Cluster.Grains.GetGrain<IPoolGrain>(Prefix).GetSnapshot();
+        Assert.Equal(1, snapshot.RateLimited);
+        Assert.Null(snapshot.RateControl!.HeldUntil);
+        await fixture.AssertEveryRequestIsARecordedAttemptAsync(Prefix, Prefix);
+    }
+
+    [Fact]
+    public async Task AdvertisedLimits_AreLearnedFromSuccessfulAnswers_ALittleBelowThem()
+    {
+        const string Prefix = "learning";
+        const string Answer = """{"id":"chatcmpl-x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":30,"completion_tokens":5,"total_tokens":35}}""";
+        var headers = new Dictionary<string, string>
+        {
+            ["x-ratelimit-limit-requests"] = "6000", ["x-ratelimit-remaining-requests"] = "5990", ["x-ratelimit-reset-requests"] = "10ms",
+            ["x-ratelimit-limit-tokens"] = "1200000", ["x-ratelimit-remaining-tokens"] = "1199000", ["x-ratelimit-reset-tokens"] = "1ms",
+        };
+        fixture.Respond = request => request.CustomId.StartsWith(Prefix, StringComparison.Ordinal) ? new MockResponse(200, Answer) { Headers = headers } : null;
+
+        var status = await RunAsync(ModelProviders.OpenAiCompatible, Prefix, Jsonl.Lines(20, Prefix), FastRetries, maxRunning: 4,
+            pool => pool with { DefaultMaxTokens = 100 });
+
+        Assert.Equal((BatchState.Completed, 20L), (status.State, status.Succeeded));
+        var rate = (await Cluster.Grains.GetGrain<IPoolGrain>(Prefix).GetSnapshot()).RateControl!;
+        Assert.Equal((5_400L, LimitSource.Learned, 6_000L), (rate.Requests!.PerMinute, rate.Requests.Source, rate.Requests.ProviderLimit));
+        Assert.Equal((1_080_000L, LimitSource.Learned, 1_199_000L), (rate.Tokens!.PerMinute, rate.Tokens.Source, rate.Tokens.ProviderRemaining));
+
+        // Once a token budget is in force, each call estimates itself before it starts (its prompt
+        // plus the default 100 completion tokens), and the pool's mean moves from 100 towards that.
+        Assert.InRange(rate.TokensPerCall, 100.5, 140);
+    }
+
     private async Task<BatchStatus> RunAsync(string provider, string batchId, string lines, BatchOptions options, int maxRunning, Func<PoolConfig, PoolConfig>? configure = null)
     {
         var config = new PoolConfig { MaxRunning = maxRunning, Model = fixture.Binding(provider) };

@@ -1,6 +1,7 @@
 using System.ClientModel.Primitives;
 using System.Net;
 using Nightshift.Models;
+using Nightshift.Pools;
 
 namespace Nightshift.Tests.Models;
 
@@ -41,6 +42,27 @@ public sealed class ProviderWaitTests
         Assert.Equal(TimeSpan.FromSeconds(9), OpenAiClientModel.ProviderWait(Headers(("Retry-After", "9"), ("x-ratelimit-reset-requests", "20s"))));
         Assert.Equal(TimeSpan.FromSeconds(20), OpenAiClientModel.ProviderWait(Headers(("x-ratelimit-reset-requests", "20s"), ("x-ratelimit-reset-tokens", "2s"))));
         Assert.Null(OpenAiClientModel.ProviderWait(Headers()));
+    }
+
+    [Fact]
+    public void RateLimitHeaders_ReadEveryFigure_InOpenAisSpelling()
+    {
+        var limits = RateLimitHeaders.Read(Headers(
+            ("x-ratelimit-limit-requests", "24000"), ("x-ratelimit-remaining-requests", "23999"), ("x-ratelimit-reset-requests", "2ms"),
+            ("x-ratelimit-limit-tokens", "600000"), ("x-ratelimit-remaining-tokens", "599500"), ("x-ratelimit-reset-tokens", "50ms")));
+
+        Assert.Equal(new ProviderRateLimits(24_000, 23_999, TimeSpan.FromMilliseconds(2), 600_000, 599_500, TimeSpan.FromMilliseconds(50)), limits);
+        Assert.False(limits!.QuotaSpent);
+    }
+
+    [Fact]
+    public void RateLimitHeaders_TakeAzuresUnknownFiguresAsAbsent_AndSecondsAsResets()
+    {
+        var limits = RateLimitHeaders.Read(Headers(("x-ratelimit-limit-tokens", "-1"), ("x-ratelimit-remaining-tokens", "0"), ("x-ratelimit-reset-tokens", "12")));
+
+        Assert.Equal(new ProviderRateLimits(null, null, null, null, 0, TimeSpan.FromSeconds(12)), limits);
+        Assert.True(limits!.QuotaSpent);
+        Assert.Null(RateLimitHeaders.Read(Headers(("Retry-After", "1"))));
     }
 
     private static PipelineResponseHeaders Headers(params (string Name, string Value)[] headers)

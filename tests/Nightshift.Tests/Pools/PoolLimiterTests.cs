@@ -53,52 +53,84 @@ public sealed class PoolLimiterTests
         var limiter = Limiter(maxRunning: 128);
         limiter.Register("a", 10_000, 1);
         var held = Leases(limiter.Grant());
-        limiter.Release(new SlotRelease("a", held[0].Token, false, TimeSpan.FromSeconds(1)));
+        // A wait this long means the quota is exhausted: a cooldown, then the slow start.
+        limiter.Release(new SlotRelease("a", held[0].Token, false, TimeSpan.FromSeconds(40)));
         foreach (var lease in held.Skip(1))
         {
             limiter.Release(new SlotRelease("a", lease.Token, true, null));
         }
 
-        _time.Advance(TimeSpan.FromSeconds(1));
+        _time.Advance(TimeSpan.FromSeconds(40));
         Assert.Equal(1, limiter.EffectiveCap);
         Assert.Single(Leases(limiter.Grant()));
     }
 
     [Fact]
-    public void Rpm_BoundsTheCallsStartedInAnyMinute()
+    public void Rpm_PacesGrantsSmoothly_WithABurstOfOneSecondsWorth()
     {
-        var limiter = new PoolLimiter("gpt", new PoolConfig { MaxRunning = 10, Rpm = 5 }, epoch: 1, _time);
-        limiter.Register("a", 100, 1);
+        var limiter = new PoolLimiter("gpt", new PoolConfig { MaxRunning = 100, Rpm = 600 }, epoch: 1, _time);
+        limiter.Register("a", 1_000, 1);
 
-        var first = Leases(limiter.Grant());
-        Assert.Equal(5, first.Count);
-        foreach (var lease in first)
-        {
-            limiter.Release(new SlotRelease("a", lease.Token, true, null));
-        }
-
-        _time.Advance(TimeSpan.FromSeconds(59));
+        Assert.Equal(10, Leases(limiter.Grant()).Count);
         Assert.Empty(limiter.Grant());
-        Assert.Equal(5, limiter.RequestsLastMinute);
-        _time.Advance(TimeSpan.FromSeconds(1));
+        _time.Advance(TimeSpan.FromMilliseconds(500));
         Assert.Equal(5, Leases(limiter.Grant()).Count);
+        _time.Advance(TimeSpan.FromSeconds(30));
+        Assert.Equal(10, Leases(limiter.Grant()).Count);
+        Assert.Equal(25, limiter.RequestsLastMinute);
     }
 
     [Fact]
-    public void Tpm_StopsGranting_OnceTheLastMinutesCallsUsedTheBudget()
+    public void SmallRpm_StillGrantsOneCallAtATime()
     {
-        var limiter = new PoolLimiter("gpt", new PoolConfig { MaxRunning = 2, Tpm = 1_000 }, epoch: 1, _time);
+        var limiter = new PoolLimiter("gpt", new PoolConfig { MaxRunning = 10, Rpm = 15 }, epoch: 1, _time);
+        limiter.Register("a", 100, 1);
+
+        Assert.Single(Leases(limiter.Grant()));
+        _time.Advance(TimeSpan.FromSeconds(3));
+        Assert.Empty(limiter.Grant());
+        _time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Single(Leases(limiter.Grant()));
+    }
+
+    [Fact]
+    public void Tpm_ChargesTheEstimateAtTheGrant_AndReconcilesWithTheUsage()
+    {
+        var limiter = new PoolLimiter("gpt", new PoolConfig { MaxRunning = 10, Tpm = 60_000, DefaultMaxTokens = 250 }, epoch: 1, _time);
+        limiter.Register("a", 100, 1);
+
+        // 1,000 tokens a second, a second's burst, 250 per call before any call has reported.
+        var leases = Leases(limiter.Grant());
+        Assert.Equal(4, leases.Count);
+        Assert.All(leases, lease => Assert.Equal(250, lease.EstimateTokens));
+
+        // The first call used 20 tokens (230 given back); the next grant charges the batch's mean
+        // estimate, moved towards that call's own 100.
+        limiter.Release(new SlotRelease("a", leases[0].Token, true, null, Tokens: 20, EstimatedTokens: 100, Succeeded: true));
+        Assert.Single(Leases(limiter.Grant()));
+        Assert.Equal(20, limiter.TokensLastMinute);
+    }
+
+    [Fact]
+    public void WithoutATokenBudget_NoEstimateIsAsked()
+    {
+        var limiter = Limiter();
+        limiter.Register("a", 10, 1);
+
+        Assert.All(Leases(limiter.Grant()), lease => Assert.Null(lease.EstimateTokens));
+    }
+
+    [Fact]
+    public void ReturnedSlots_GiveTheirBudgetBack()
+    {
+        var limiter = new PoolLimiter("gpt", new PoolConfig { MaxRunning = 10, Rpm = 120 }, epoch: 1, _time);
         limiter.Register("a", 100, 1);
         var leases = Leases(limiter.Grant());
+        Assert.Equal(2, leases.Count);
 
-        limiter.Release(new SlotRelease("a", leases[0].Token, true, null, Tokens: 600));
-        Assert.Single(Leases(limiter.Grant()));
-        limiter.Release(new SlotRelease("a", leases[1].Token, true, null, Tokens: 500));
-        Assert.Empty(limiter.Grant());
-        Assert.Equal(1_100, limiter.TokensLastMinute);
+        limiter.ReturnUnused("a", leases.Select(l => l.Token), notBefore: null);
 
-        _time.Advance(TimeSpan.FromMinutes(1));
-        Assert.Single(Leases(limiter.Grant()));
+        Assert.Equal(2, Leases(limiter.Grant()).Count);
     }
 
     [Fact]
@@ -191,7 +223,7 @@ public sealed class PoolLimiterTests
     }
 
     [Fact]
-    public void RateLimit_CoolsTheWholePoolDown_ThenRampsBackUp()
+    public void RateLimit_WithoutHeaders_HoldsTheWholePoolForTheWait_AndShrinksTheCap()
     {
         var limiter = Limiter(maxRunning: 10);
         limiter.Register("a", 1_000, 1);
@@ -203,12 +235,8 @@ public sealed class PoolLimiterTests
         Assert.Equal(_time.GetUtcNow() + TimeSpan.FromSeconds(3), limiter.CooldownUntil);
 
         _time.Advance(TimeSpan.FromSeconds(3));
-        Assert.Equal(1, limiter.EffectiveCap);
-        _time.Advance(TimeSpan.FromSeconds(5));
-        Assert.Equal(5, limiter.EffectiveCap);
-        _time.Advance(TimeSpan.FromSeconds(5));
-        Assert.Equal(10, limiter.EffectiveCap);
         Assert.Null(limiter.CooldownUntil);
+        Assert.Equal(7, limiter.EffectiveCap);
     }
 
     [Fact]

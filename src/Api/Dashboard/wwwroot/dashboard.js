@@ -83,10 +83,13 @@ function renderPools(pools, history) {
     }
     const cooldown = secondsUntil(pool.cooldownUntil);
     const recovering = secondsUntil(pool.recoveringUntil);
-    const condition = cooldown > 0 ? `<span class="badge cooldown">cooling down ${duration(cooldown)}</span>`
+    const rate = pool.rateControl;
+    const condition = cooldown > 0 ? `<span class="badge cooldown">held ${duration(cooldown)}</span>`
       : recovering > 0 ? `<span class="badge cooldown">recovering ${duration(recovering)}</span>`
-      : pool.effectiveCap < pool.maxRunning ? `<span class="badge cooldown">slow start</span>`
+      : secondsUntil(rate?.slowStartUntil) > 0 ? `<span class="badge cooldown">slow start</span>`
+      : pool.effectiveCap < pool.maxRunning ? `<span class="badge cooldown">cap lowered by 429s</span>`
       : `<span class="badge ok">open</span>`;
+    const budget = (b) => b ? ` <span class="empty">(${b.source}, ${number(Math.max(0, Math.floor(b.available)))} of ${number(Math.floor(b.burst))} free)</span>` : "";
     card.dataset.running = pool.running;
     card.dataset.cap = pool.maxRunning;
     card.innerHTML = `
@@ -97,8 +100,8 @@ function renderPools(pools, history) {
       <dl>
         <dt>queued</dt><dd class="queued">${number(pool.queued)}</dd>
         <dt>429s / min</dt><dd>${number(history.rateLimitedLastMinute?.[pool.name] ?? 0)} <span class="empty">(${number(pool.rateLimited)} in all)</span></dd>
-        <dt>requests / min</dt><dd>${meter(pool.requestsLastMinute, pool.rpm)}</dd>
-        <dt>tokens / min</dt><dd>${meter(pool.tokensLastMinute, pool.tpm)}</dd>
+        <dt>requests / min</dt><dd>${meter(pool.requestsLastMinute, rate?.requests?.perMinute ?? pool.rpm)}${budget(rate?.requests)}</dd>
+        <dt>tokens / min</dt><dd>${meter(pool.tokensLastMinute, rate?.tokens?.perMinute ?? pool.tpm)}${budget(rate?.tokens)}</dd>
         ${"cost" in pool ? `<dt>cost</dt><dd>${cost(pool.cost)}</dd>` : ""}
         <dt>model</dt><dd>${escapeHtml(pool.provider)} · ${escapeHtml(pool.model)}</dd>
         <dt>batches</dt><dd>${number(pool.batches)}</dd>
