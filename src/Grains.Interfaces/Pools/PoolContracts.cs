@@ -106,9 +106,9 @@ public sealed record PoolConfig
 
     /// <summary>
     /// The share of a limit the provider advertises (<c>x-ratelimit-limit-*</c>) that a pool without its own
-    /// <see cref="Rpm"/> or <see cref="Tpm"/> adopts. Default: 0.9.
+    /// <see cref="Rpm"/> or <see cref="Tpm"/> adopts. Default: 0.95.
     /// </summary>
-    [Id(14)] public double LearnedLimitShare { get; init; } = 0.9;
+    [Id(14)] public double LearnedLimitShare { get; init; } = 0.95;
 
     /// <summary>
     /// Completion tokens a call's estimate assumes when its request sets neither <c>max_completion_tokens</c>
@@ -133,6 +133,32 @@ public sealed record ProviderRateLimits(
 {
     /// <summary>The quota is spent: a remaining figure is zero, or the answer carried none at all (nothing says there is room).</summary>
     public bool QuotaSpent => RemainingRequests is null && RemainingTokens is null || RemainingRequests <= 0 || RemainingTokens <= 0;
+
+    /// <summary>
+    /// How soon the spent figures are back, as their resets say; <c>null</c> when no figure is spent or a
+    /// spent one names no reset.
+    /// </summary>
+    public TimeSpan? SpentFor
+    {
+        get
+        {
+            TimeSpan? longest = null;
+            foreach (var (remaining, reset) in (ReadOnlySpan<(long?, TimeSpan?)>)[(RemainingRequests, ResetRequests), (RemainingTokens, ResetTokens)])
+            {
+                if (remaining <= 0)
+                {
+                    if (reset is not { } back)
+                    {
+                        return null;
+                    }
+
+                    longest = longest > back ? longest : back;
+                }
+            }
+
+            return longest;
+        }
+    }
 }
 
 /// <summary>The answer to a queue reservation; a refusal carries its reason.</summary>

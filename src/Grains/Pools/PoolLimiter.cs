@@ -117,7 +117,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 
             if (release.EstimatedTokens > 0)
             {
-                share.TokensPerCall += (release.EstimatedTokens - share.TokensPerCall) * 0.2;
+                share.TokensPerCall += (release.EstimatedTokens - share.TokensPerCall) * RateControl.EstimateWeight;
             }
         }
 

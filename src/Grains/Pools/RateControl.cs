@@ -20,8 +20,11 @@ public sealed record RateControlState(
 /// window (the 429's wait, at least <see cref="PoolConfig.DecreaseWindow"/>), so a burst of 429s from one
 /// overload counts once; every successful call adds <see cref="PoolConfig.CapIncreasePerSuccess"/> back, up
 /// to <see cref="PoolConfig.MaxRunning"/>. When the provider says its quota is spent (a remaining figure at
-/// zero, or no rate-limit headers at all), new grants are also held for the wait, pool-wide; when its
-/// headers still show room (an overloaded server, another client's burst), they are not. Only real
+/// zero, or no rate-limit headers at all), new grants are also held for the wait, pool-wide (only until
+/// the spent figure's reset, when the provider says it refills sooner), unless a configured budget
+/// already paces that figure within the provider's advertised limit (its bucket, cut to the provider's
+/// remaining, then holds the grants); when its headers still show room (an overloaded server, another
+/// client's burst), they are not. Only real
 /// exhaustion (<see cref="PoolConfig.ExhaustedAfterWindows"/> windows of 429s in a row without a success,
 /// or a wait over <see cref="PoolConfig.ExhaustedWait"/>) brings the full cooldown and slow start.
 /// </para>
@@ -37,6 +40,9 @@ public sealed record RateControlState(
 /// </remarks>
 internal sealed class RateControl
 {
+    /// <summary>How far each call's own estimate moves a running mean of estimates (an exponential moving average's weight).</summary>
+    public const double EstimateWeight = 0.2;
+
     private readonly TimeProvider _time;
     private readonly Budget _requests = new();
     private readonly Budget _tokens = new();
@@ -153,14 +159,14 @@ internal sealed class RateControl
 
         if (release.EstimatedTokens > 0)
         {
-            TokensPerCall += (release.EstimatedTokens - TokensPerCall) * 0.1;
+            TokensPerCall += (release.EstimatedTokens - TokensPerCall) * EstimateWeight;
         }
 
         if (release.RateLimitedFor is { } wait)
         {
             // The provider refused the call before running it: its tokens were not used.
             _tokens.Bucket?.Adjust(charged, now);
-            RateLimitedBy(wait, release.Limits?.QuotaSpent ?? true, now);
+            RateLimitedBy(wait, release.Limits, now);
             return;
         }
 
@@ -199,7 +205,7 @@ internal sealed class RateControl
             _requests.Snapshot(_config.Rpm, now), _tokens.Snapshot(_config.Tpm, now), TokensPerCall);
     }
 
-    private void RateLimitedBy(TimeSpan wait, bool quotaSpent, DateTimeOffset now)
+    private void RateLimitedBy(TimeSpan wait, ProviderRateLimits? limits, DateTimeOffset now)
     {
         RateLimited++;
         var window = wait > TimeSpan.Zero ? wait : _config.DefaultCooldown;
@@ -218,11 +224,24 @@ internal sealed class RateControl
             _slowStartFrom = now + window;
             _refusedWindows = 0;
         }
-        else if (quotaSpent)
+        else if (limits is null || (limits.QuotaSpent && !AtTheEdgeOfConfiguredBudgets(limits)))
         {
-            Hold(now + window);
+            // The item waits the provider's whole wait; the pool only until the spent quota is back,
+            // when the provider's reset says that comes sooner (a provider at the edge of its budget
+            // refills in milliseconds, and a second's hold there is a second's work lost).
+            Hold(now + (limits?.SpentFor is { } back && back < window ? back : window));
         }
     }
+
+    /// <summary>
+    /// Whether every figure the provider says is spent has a configured budget at or below the
+    /// provider's advertised limit: the operator's pace is then within what the provider allows, the
+    /// spent quota is the edge of its window, and the bucket, cut to what remains, holds the grants for
+    /// just as long as the budget needs to refill. A full hold there would only lose work.
+    /// </summary>
+    private bool AtTheEdgeOfConfiguredBudgets(ProviderRateLimits limits) =>
+        (limits.RemainingRequests <= 0 || limits.RemainingTokens <= 0)
+        && _requests.PacesWithin(limits.RemainingRequests) && _tokens.PacesWithin(limits.RemainingTokens);
 
     private void Hold(DateTimeOffset until)
     {
@@ -258,6 +277,8 @@ internal sealed class RateControl
 
         public TokenBucket? Bucket { get; private set; }
 
+        private bool IsConfigured { get; set; }
+
         private long? ProviderRemaining { get; set; }
 
         /// <summary>Records the provider's advertised limit; <c>true</c> when it changed.</summary>
@@ -272,6 +293,10 @@ internal sealed class RateControl
             return true;
         }
 
+        /// <summary>A figure not spent, or spent under a configured budget at or below the provider's advertised limit.</summary>
+        public bool PacesWithin(long? remaining) =>
+            remaining is not <= 0 || (IsConfigured && Bucket is { } bucket && Advertised is { } advertised && bucket.PerSecond * 60 <= advertised);
+
         public void Remaining(long? remaining, DateTimeOffset now)
         {
             if (remaining is { } left)
@@ -283,6 +308,7 @@ internal sealed class RateControl
 
         public void Rebuild(long? configured, PoolConfig config, bool startEmpty, DateTimeOffset now)
         {
+            IsConfigured = configured is not null;
             if (PerMinute(configured, config) is not { } perMinute)
             {
                 Bucket = null;
@@ -307,6 +333,6 @@ internal sealed class RateControl
             : null;
 
         private long? PerMinute(long? configured, PoolConfig config) =>
-            configured ?? (Advertised is { } advertised ? Math.Max(1, (long)(advertised * config.LearnedLimitShare)) : null);
+            configured ?? (Advertised is { } advertised ? Math.Max(1, (long)Math.Round(advertised * config.LearnedLimitShare)) : null);
     }
 }

@@ -257,8 +257,8 @@ public sealed class ProviderTests(ProviderFixture fixture) : IClassFixture<Provi
 
         Assert.Equal((BatchState.Completed, 20L), (status.State, status.Succeeded));
         var rate = (await Cluster.Grains.GetGrain<IPoolGrain>(Prefix).GetSnapshot()).RateControl!;
-        Assert.Equal((5_400L, LimitSource.Learned, 6_000L), (rate.Requests!.PerMinute, rate.Requests.Source, rate.Requests.ProviderLimit));
-        Assert.Equal((1_080_000L, LimitSource.Learned, 1_199_000L), (rate.Tokens!.PerMinute, rate.Tokens.Source, rate.Tokens.ProviderRemaining));
+        Assert.Equal((5_700L, LimitSource.Learned, 6_000L), (rate.Requests!.PerMinute, rate.Requests.Source, rate.Requests.ProviderLimit));
+        Assert.Equal((1_140_000L, LimitSource.Learned, 1_199_000L), (rate.Tokens!.PerMinute, rate.Tokens.Source, rate.Tokens.ProviderRemaining));
 
         // Once a token budget is in force, each call estimates itself before it starts (its prompt
         // plus the default 100 completion tokens), and the pool's mean moves from 100 towards that.

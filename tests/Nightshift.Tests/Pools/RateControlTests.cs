@@ -7,7 +7,7 @@ public sealed class RateControlTests
 {
     private static readonly ProviderRateLimits Room = new(24_000, 300, TimeSpan.FromMilliseconds(250), null, null, null);
 
-    private static readonly ProviderRateLimits Spent = new(24_000, 0, TimeSpan.FromSeconds(1), null, null, null);
+    private static readonly ProviderRateLimits Spent = new(24_000, 0, TimeSpan.FromSeconds(5), null, null, null);
 
     private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 12, 1, 3, 0, 0, TimeSpan.Zero));
 
@@ -41,6 +41,51 @@ public sealed class RateControlTests
         _time.Advance(TimeSpan.FromSeconds(2));
         Assert.Equal(35, control.EffectiveCap);
         Assert.Null(control.Snapshot().SlowStartUntil);
+    }
+
+    [Fact]
+    public void A429ThatSaysTheQuotaIsSpent_ButBackSooner_HoldsThePoolOnlyUntilTheReset()
+    {
+        var control = Control();
+
+        control.Ended(RateLimited(TimeSpan.FromSeconds(1), Spent with { ResetRequests = TimeSpan.FromMilliseconds(20) }), charged: 0);
+
+        Assert.Equal(_time.GetUtcNow() + TimeSpan.FromMilliseconds(20), control.HeldUntil);
+        _time.Advance(TimeSpan.FromMilliseconds(20));
+        Assert.Equal(35, control.EffectiveCap);
+    }
+
+    [Fact]
+    public void A429WithoutAnyRemainingFigure_HoldsThePoolForTheWholeWait()
+    {
+        var control = Control();
+
+        control.Ended(RateLimited(TimeSpan.FromSeconds(1), new ProviderRateLimits(24_000, null, TimeSpan.FromMilliseconds(5), null, null, null)), charged: 0);
+
+        Assert.Equal(_time.GetUtcNow() + TimeSpan.FromSeconds(1), control.HeldUntil);
+    }
+
+    [Fact]
+    public void A429AtTheEdgeOfABudgetThatPacesWithinTheAdvertisedLimit_HoldsOnlyThroughTheBucket()
+    {
+        var control = Control(new PoolConfig { MaxRunning = 1_000, Rpm = 24_000 });
+
+        control.Ended(RateLimited(TimeSpan.FromSeconds(1), Spent), charged: 0);
+
+        Assert.Null(control.HeldUntil);
+        Assert.Equal(0, control.RequestsAffordable);
+        _time.Advance(TimeSpan.FromMilliseconds(10));
+        Assert.Equal(4, control.RequestsAffordable);
+    }
+
+    [Fact]
+    public void A429ThatSaysTheQuotaIsSpent_ToABudgetAboveTheAdvertisedLimit_HoldsThePool()
+    {
+        var control = Control(new PoolConfig { MaxRunning = 1_000, Rpm = 30_000 });
+
+        control.Ended(RateLimited(TimeSpan.FromSeconds(1), Spent), charged: 0);
+
+        Assert.Equal(_time.GetUtcNow() + TimeSpan.FromSeconds(1), control.HeldUntil);
     }
 
     [Fact]
@@ -204,10 +249,10 @@ public sealed class RateControlTests
         control.Ended(Success(limits: new ProviderRateLimits(24_000, 23_990, TimeSpan.Zero, 600_000, 599_000, TimeSpan.Zero)), charged: 0);
 
         var snapshot = control.Snapshot();
-        Assert.Equal((21_600, LimitSource.Learned, 24_000L), (snapshot.Requests!.PerMinute, snapshot.Requests.Source, snapshot.Requests.ProviderLimit));
-        Assert.Equal((540_000, LimitSource.Learned, 600_000L), (snapshot.Tokens!.PerMinute, snapshot.Tokens.Source, snapshot.Tokens.ProviderLimit));
+        Assert.Equal((22_800, LimitSource.Learned, 24_000L), (snapshot.Requests!.PerMinute, snapshot.Requests.Source, snapshot.Requests.ProviderLimit));
+        Assert.Equal((570_000, LimitSource.Learned, 600_000L), (snapshot.Tokens!.PerMinute, snapshot.Tokens.Source, snapshot.Tokens.ProviderLimit));
         Assert.True(control.CountsTokens);
-        Assert.Equal(360, control.RequestsAffordable);
+        Assert.Equal(380, control.RequestsAffordable);
     }
 
     [Fact]
@@ -252,6 +297,6 @@ public sealed class RateControlTests
         Assert.Equal(0, after.RequestsAffordable);
         Assert.Equal(0, after.Snapshot().Tokens!.Available, precision: 6);
         _time.Advance(TimeSpan.FromSeconds(5));
-        Assert.Equal(360, after.RequestsAffordable);
+        Assert.Equal(380, after.RequestsAffordable);
     }
 }
