@@ -63,10 +63,9 @@ public sealed record BudgetView(long PerMinute, string Source, long? ProviderLim
 public sealed record RateControlView(double AdaptiveCap, DateTimeOffset? HeldUntil, double HeldSeconds, DateTimeOffset? SlowStartUntil,
     BudgetView? Requests, BudgetView? Tokens, double TokensPerCall)
 {
-    public static RateControlView? From(RateControlSnapshot? snapshot, DateTimeOffset now) => snapshot is null
+    public static RateControlView? From(RateControlSnapshot? snapshot) => snapshot is null
         ? null
-        : new RateControlView(Math.Round(snapshot.AdaptiveCap, 2), snapshot.HeldUntil,
-            snapshot.HeldUntil is { } held ? Math.Max(0, (held - now).TotalSeconds) : 0, snapshot.SlowStartUntil,
+        : new RateControlView(Math.Round(snapshot.AdaptiveCap, 2), snapshot.HeldUntil, Math.Round(snapshot.HeldSeconds, 3), snapshot.SlowStartUntil,
             Budget(snapshot.Requests), Budget(snapshot.Tokens), Math.Round(snapshot.TokensPerCall, 1));
 
     private static BudgetView? Budget(BudgetSnapshot? budget) => budget is null
@@ -132,7 +131,7 @@ public sealed record PoolView(
             prices.Cost(config.Model.Model, new TokenUsage(usage.InputTokens, usage.OutputTokens, usage.CachedTokens)),
             config.BurstWindow.TotalSeconds, config.CapDecrease, config.CapIncreasePerSuccess, config.DecreaseWindow.TotalSeconds,
             config.ExhaustedAfterWindows, config.ExhaustedWait.TotalSeconds, config.LearnedLimitShare, config.DefaultMaxTokens,
-            RateControlView.From(snapshot.RateControl, DateTimeOffset.UtcNow));
+            RateControlView.From(snapshot.RateControl));
     }
 }
 

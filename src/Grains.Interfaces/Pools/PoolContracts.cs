@@ -214,14 +214,15 @@ public sealed record RateControlSnapshot(
     [property: Id(2)] DateTimeOffset? SlowStartUntil,
     [property: Id(3)] BudgetSnapshot? Requests,
     [property: Id(4)] BudgetSnapshot? Tokens,
-    [property: Id(5)] double TokensPerCall);
+    [property: Id(5)] double TokensPerCall,
+    [property: Id(6)] double HeldSeconds = 0);
 
 /// <summary>
 /// A slot granted to a batch for one item. <see cref="Token"/> is the fencing token: unique per pool
 /// across activations, so a result written under a lease that was lost can be told apart.
 /// <see cref="WaitingSince"/> is when the batch began waiting for this slot (it had items ready and
 /// the pool had no slot for them), or <c>null</c> when a slot was free as soon as it was wanted.
-/// <see cref="EstimateTokens"/> is set when the pool has a token budget: the holder then estimates its
+/// <see cref="EstimateWithMaxTokens"/> is set when the pool has a token budget: the holder then estimates its
 /// call's tokens before it starts (assuming this many completion tokens when the request names no
 /// <c>max_tokens</c>) and reports the estimate when it frees the slot.
 /// </summary>
@@ -232,7 +233,7 @@ public sealed record ItemLease(
     [property: Id(2)] DateTimeOffset ExpiresAt,
     [property: Id(3)] TimeSpan Duration,
     [property: Id(4)] DateTimeOffset? WaitingSince = null,
-    [property: Id(5)] int? EstimateTokens = null)
+    [property: Id(5)] int? EstimateWithMaxTokens = null)
 {
     /// <summary>When the pool granted the lease.</summary>
     public DateTimeOffset GrantedAt => ExpiresAt - Duration;

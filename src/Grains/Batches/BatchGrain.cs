@@ -59,9 +59,8 @@ internal sealed partial class BatchGrain(
     /// <summary>Slots granted and not yet matched with items: <see cref="DispatchAsync()"/> claims them in bulk.</summary>
     private readonly List<ItemLease> _granted = [];
 
-    /// <summary>Every dispatch loop still running (at most <see cref="ClaimsInFlight"/>).</summary>
-    private Task _dispatching = Task.CompletedTask;
-    private int _dispatchers;
+    /// <summary>The dispatch loops started (at most <see cref="ClaimsInFlight"/> of them still running).</summary>
+    private readonly List<Task> _dispatchers = [];
     private ModelBinding _model = new();
     private long _pending;
     private long _succeeded;
@@ -167,11 +166,10 @@ internal sealed partial class BatchGrain(
     public Task SlotsGranted(ImmutableArray<ItemLease> leases)
     {
         _granted.AddRange(leases);
-        if (_dispatchers < ClaimsInFlight)
+        _dispatchers.RemoveAll(dispatcher => dispatcher.IsCompleted);
+        if (_dispatchers.Count < ClaimsInFlight)
         {
-            _dispatchers++;
-            var dispatch = DispatchAsync();
-            _dispatching = _dispatching.IsCompleted ? dispatch : Task.WhenAll(_dispatching, dispatch);
+            _dispatchers.Add(DispatchAsync());
         }
 
         return Task.CompletedTask;
@@ -183,7 +181,7 @@ internal sealed partial class BatchGrain(
         // cannot wait, their leases expire and the pool takes them back.
         try
         {
-            await _dispatching.WaitAsync(cancellationToken);
+            await Task.WhenAll(_dispatchers).WaitAsync(cancellationToken);
         }
         catch (OperationCanceledException)
         {
@@ -197,39 +195,32 @@ internal sealed partial class BatchGrain(
         // meanwhile. The loop ends once every start has landed (the next grant then starts a new one).
         // Its turns interleave with the grain's others and with a second loop's, never run beside them.
         var handOuts = new List<Task>();
-        try
+        while (_granted.Count > 0)
         {
-            while (_granted.Count > 0)
+            ImmutableArray<ItemLease> leases = [.. _granted];
+            _granted.Clear();
+            try
             {
-                ImmutableArray<ItemLease> leases = [.. _granted];
-                _granted.Clear();
-                try
+                if (state.State.State == BatchState.Running)
                 {
-                    if (state.State.State == BatchState.Running)
-                    {
-                        handOuts.Add(HandOutAsync(leases, await ClaimAsync(leases)));
-                    }
-                    else
-                    {
-                        await Pool.ReturnUnused(Id, [.. leases.Select(l => l.Token)], null);
-                    }
+                    handOuts.Add(HandOutAsync(leases, await ClaimAsync(leases)));
                 }
-                catch (Exception failure)
+                else
                 {
-                    // The items stay pending and the leases expire: the pool and this batch recover both.
-                    LogDispatchFailed(logger, failure, Id, leases.Length);
-                }
-
-                if (_granted.Count == 0)
-                {
-                    await Task.WhenAll(handOuts);
-                    handOuts.Clear();
+                    await Pool.ReturnUnused(Id, [.. leases.Select(l => l.Token)], null);
                 }
             }
-        }
-        finally
-        {
-            _dispatchers--;
+            catch (Exception failure)
+            {
+                // The items stay pending and the leases expire: the pool and this batch recover both.
+                LogDispatchFailed(logger, failure, Id, leases.Length);
+            }
+
+            if (_granted.Count == 0)
+            {
+                await Task.WhenAll(handOuts);
+                handOuts.Clear();
+            }
         }
     }
 
@@ -330,7 +321,7 @@ internal sealed partial class BatchGrain(
         await Pool.Remove(Id);
 
         // A claim running now may still take items; they must be in flight before the aborts go out.
-        await _dispatching;
+        await Task.WhenAll(_dispatchers);
         var cancelled = await store.CancelPendingAsync(Id, CancellationToken.None);
         _pending -= cancelled;
         _cancelled += cancelled;

@@ -94,7 +94,7 @@ internal sealed partial class ItemGrain(
         {
             // The pool charged its budget a batch-wide mean for this call; this call's own estimate,
             // made before it starts, is what it keeps charged should it end without usage.
-            var estimate = assignment.Lease.EstimateTokens is { } defaultMaxTokens
+            var estimate = assignment.Lease.EstimateWithMaxTokens is { } defaultMaxTokens
                 ? TokenEstimate.For(assignment.Body, assignment.Model.Model, defaultMaxTokens)
                 : 0;
             var (result, stop) = await CallModelAsync(assignment, abort);

@@ -116,8 +116,10 @@ public static class TokenEstimate
         {
             return TiktokenTokenizer.CreateForModel(model);
         }
-        catch (NotSupportedException)
+        catch (Exception unavailable) when (unavailable is NotSupportedException or ArgumentException or InvalidOperationException or IOException)
         {
+            // An unknown model, or one whose encoding's data package is not shipped (p50k, r50k): the
+            // estimate then counts characters, and the reconcile with the usage corrects it.
             return null;
         }
     }

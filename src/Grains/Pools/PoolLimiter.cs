@@ -117,7 +117,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 
             if (release.EstimatedTokens > 0)
             {
-                share.TokensPerCall += (release.EstimatedTokens - share.TokensPerCall) * RateControl.EstimateWeight;
+                share.TokensPerCall = share.Estimates.Add(share.TokensPerCall, release.EstimatedTokens);
             }
         }
 
@@ -303,6 +303,8 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 
         /// <summary>What a grant to this batch is charged against a token budget: the running mean of its calls' estimates.</summary>
         public double TokensPerCall { get; set; }
+
+        public RunningMean Estimates { get; } = new();
 
         public long Waiting => Math.Max(0, Outstanding - Running);
     }

@@ -1,14 +1,17 @@
 namespace Nightshift.Pools;
 
 /// <summary>What a pool's rate control keeps across activations, so a failover neither forgets a wait nor starts with a full budget.</summary>
-[GenerateSerializer, Alias("nightshift.RateControlState")]
+[GenerateSerializer, Immutable, Alias("nightshift.RateControlState")]
 public sealed record RateControlState(
     [property: Id(0)] double AdaptiveCap,
     [property: Id(1)] DateTimeOffset? HeldUntil,
     [property: Id(2)] DateTimeOffset? SlowStartFrom,
     [property: Id(3)] long? AdvertisedRequests,
     [property: Id(4)] long? AdvertisedTokens,
-    [property: Id(5)] double TokensPerCall);
+    [property: Id(5)] double TokensPerCall,
+    [property: Id(6)] DateTimeOffset? WindowEnd = null,
+    [property: Id(7)] int RefusedWindows = 0,
+    [property: Id(8)] bool SucceededInWindow = false);
 
 /// <summary>
 /// A pool's rate control, free of Orleans so it can be tested with a fake clock. Not thread-safe; the
@@ -40,10 +43,8 @@ public sealed record RateControlState(
 /// </remarks>
 internal sealed class RateControl
 {
-    /// <summary>How far each call's own estimate moves a running mean of estimates (an exponential moving average's weight).</summary>
-    public const double EstimateWeight = 0.2;
-
     private readonly TimeProvider _time;
+    private readonly RunningMean _estimates = new();
     private readonly Budget _requests = new();
     private readonly Budget _tokens = new();
     private readonly MinuteCounter _started = new();
@@ -152,14 +153,14 @@ internal sealed class RateControl
     {
         var now = _time.GetUtcNow();
         _used.Add(release.Tokens, now);
-        if (release.Limits is { } limits)
+        if (release.Limits is { } advertised && (_requests.Advertise(advertised.LimitRequests) | _tokens.Advertise(advertised.LimitTokens)))
         {
-            Observe(limits, now);
+            Rebuild(startEmpty: false);
         }
 
         if (release.EstimatedTokens > 0)
         {
-            TokensPerCall += (release.EstimatedTokens - TokensPerCall) * EstimateWeight;
+            TokensPerCall = _estimates.Add(TokensPerCall, release.EstimatedTokens);
         }
 
         if (release.RateLimitedFor is { } wait)
@@ -167,20 +168,28 @@ internal sealed class RateControl
             // The provider refused the call before running it: its tokens were not used.
             _tokens.Bucket?.Adjust(charged, now);
             RateLimitedBy(wait, release.Limits, now);
-            return;
+        }
+        else
+        {
+            var used = release.Tokens > 0 ? release.Tokens : release.EstimatedTokens > 0 ? release.EstimatedTokens : charged;
+            _tokens.Bucket?.Adjust(charged - used, now);
+            if (release.Succeeded)
+            {
+                _cap = Math.Min(_config.MaxRunning, _cap + _config.CapIncreasePerSuccess);
+                _succeededInWindow = true;
+            }
         }
 
-        var used = release.Tokens > 0 ? release.Tokens : release.EstimatedTokens > 0 ? release.EstimatedTokens : charged;
-        _tokens.Bucket?.Adjust(charged - used, now);
-        if (release.Succeeded)
+        // Last, so no refund above lifts the bucket over what the provider says remains.
+        if (release.Limits is { } limits)
         {
-            _cap = Math.Min(_config.MaxRunning, _cap + _config.CapIncreasePerSuccess);
-            _succeededInWindow = true;
+            _requests.Remaining(limits.RemainingRequests, now);
+            _tokens.Remaining(limits.RemainingTokens, now);
         }
     }
 
     public RateControlState Save() =>
-        new(_cap, _heldUntil, _slowStartFrom, _requests.Advertised, _tokens.Advertised, TokensPerCall);
+        new(_cap, _heldUntil, _slowStartFrom, _requests.Advertised, _tokens.Advertised, TokensPerCall, _windowEnd, _refusedWindows, _succeededInWindow);
 
     /// <summary>
     /// Takes over what an earlier activation saved. The buckets start empty: that activation may have
@@ -194,6 +203,9 @@ internal sealed class RateControl
         _requests.Advertised = saved.AdvertisedRequests;
         _tokens.Advertised = saved.AdvertisedTokens;
         TokensPerCall = saved.TokensPerCall > 0 ? saved.TokensPerCall : TokensPerCall;
+        _windowEnd = saved.WindowEnd;
+        _refusedWindows = saved.RefusedWindows;
+        _succeededInWindow = saved.SucceededInWindow;
         Rebuild(startEmpty: true);
     }
 
@@ -202,7 +214,8 @@ internal sealed class RateControl
         var now = _time.GetUtcNow();
         var slowStartUntil = _slowStartFrom + _config.SlowStart;
         return new RateControlSnapshot(_cap, HeldUntil, slowStartUntil > now ? slowStartUntil : null,
-            _requests.Snapshot(_config.Rpm, now), _tokens.Snapshot(_config.Tpm, now), TokensPerCall);
+            _requests.Snapshot(_config.Rpm, now), _tokens.Snapshot(_config.Tpm, now), TokensPerCall,
+            _heldUntil > now ? (_heldUntil.Value - now).TotalSeconds : 0);
     }
 
     private void RateLimitedBy(TimeSpan wait, ProviderRateLimits? limits, DateTimeOffset now)
@@ -249,18 +262,6 @@ internal sealed class RateControl
         {
             _heldUntil = until;
         }
-    }
-
-    private void Observe(ProviderRateLimits limits, DateTimeOffset now)
-    {
-        var changed = _requests.Advertise(limits.LimitRequests) | _tokens.Advertise(limits.LimitTokens);
-        if (changed)
-        {
-            Rebuild(startEmpty: false);
-        }
-
-        _requests.Remaining(limits.RemainingRequests, now);
-        _tokens.Remaining(limits.RemainingTokens, now);
     }
 
     private void Rebuild(bool startEmpty)
@@ -335,4 +336,16 @@ internal sealed class RateControl
         private long? PerMinute(long? configured, PoolConfig config) =>
             configured ?? (Advertised is { } advertised ? Math.Max(1, (long)Math.Round(advertised * config.LearnedLimitShare)) : null);
     }
+}
+
+/// <summary>
+/// A mean of token estimates that follows the latest calls: the plain mean of the first few (so the
+/// first call's estimate replaces the pool's default at once), then an exponential moving average.
+/// </summary>
+internal sealed class RunningMean
+{
+    private const double Weight = 0.2;
+    private int _samples;
+
+    public double Add(double mean, double sample) => mean + ((sample - mean) * Math.Max(Weight, 1.0 / ++_samples));
 }

@@ -102,12 +102,12 @@ public sealed class PoolLimiterTests
         // 1,000 tokens a second, a second's burst, 250 per call before any call has reported.
         var leases = Leases(limiter.Grant());
         Assert.Equal(4, leases.Count);
-        Assert.All(leases, lease => Assert.Equal(250, lease.EstimateTokens));
+        Assert.All(leases, lease => Assert.Equal(250, lease.EstimateWithMaxTokens));
 
-        // The first call used 20 tokens (230 given back); the next grant charges the batch's mean
-        // estimate, moved towards that call's own 100.
+        // The first call used 20 tokens (230 given back); the next grants are charged the batch's own
+        // estimate, which the first call's 100 replaced.
         limiter.Release(new SlotRelease("a", leases[0].Token, true, null, Tokens: 20, EstimatedTokens: 100, Succeeded: true));
-        Assert.Single(Leases(limiter.Grant()));
+        Assert.Equal(2, Leases(limiter.Grant()).Count);
         Assert.Equal(20, limiter.TokensLastMinute);
     }
 
@@ -117,7 +117,7 @@ public sealed class PoolLimiterTests
         var limiter = Limiter();
         limiter.Register("a", 10, 1);
 
-        Assert.All(Leases(limiter.Grant()), lease => Assert.Null(lease.EstimateTokens));
+        Assert.All(Leases(limiter.Grant()), lease => Assert.Null(lease.EstimateWithMaxTokens));
     }
 
     [Fact]

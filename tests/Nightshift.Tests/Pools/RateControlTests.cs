@@ -227,6 +227,18 @@ public sealed class RateControlTests
     }
 
     [Fact]
+    public void A429sRefund_NeverLiftsTheBucketOverWhatTheProviderSaysRemains()
+    {
+        var control = Control(new PoolConfig { MaxRunning = 100, Tpm = 60_000 });
+
+        Assert.True(control.TryStart(500));
+        control.Ended(RateLimited(TimeSpan.FromSeconds(1), new ProviderRateLimits(null, null, null, 600_000, 0, TimeSpan.FromSeconds(1))), charged: 500);
+
+        Assert.Equal(0, control.Snapshot().Tokens!.Available, precision: 6);
+        Assert.Null(control.HeldUntil);
+    }
+
+    [Fact]
     public void ACallTooBigForTheWholeBucket_StartsOnceTheBucketIsFull()
     {
         var control = Control(new PoolConfig { MaxRunning = 100, Tpm = 6_000 });
