@@ -278,7 +278,7 @@ internal sealed class RateControl
 
         public TokenBucket? Bucket { get; private set; }
 
-        private bool IsConfigured { get; set; }
+        private long? Configured { get; set; }
 
         private long? ProviderRemaining { get; set; }
 
@@ -296,7 +296,7 @@ internal sealed class RateControl
 
         /// <summary>A figure not spent, or spent under a configured budget at or below the provider's advertised limit.</summary>
         public bool PacesWithin(long? remaining) =>
-            remaining is not <= 0 || (IsConfigured && Bucket is { } bucket && Advertised is { } advertised && bucket.PerSecond * 60 <= advertised);
+            remaining is not <= 0 || (Configured is { } configured && Advertised is { } advertised && configured <= advertised);
 
         public void Remaining(long? remaining, DateTimeOffset now)
         {
@@ -309,7 +309,7 @@ internal sealed class RateControl
 
         public void Rebuild(long? configured, PoolConfig config, bool startEmpty, DateTimeOffset now)
         {
-            IsConfigured = configured is not null;
+            Configured = configured;
             if (PerMinute(configured, config) is not { } perMinute)
             {
                 Bucket = null;
