@@ -47,10 +47,13 @@ public sealed class SimulatedBatchTests(SteadyModelCluster fixture) : IClassFixt
         Assert.Equal(items, Cluster.Model.Calls - callsBefore);
         Assert.InRange(Cluster.Model.Peak, maxRunning, maxRunning);
 
-        // At the cap for most of the run: the middle 80% of the run, sampled from the model's side.
+        // Near the cap through the run: the middle 80% of the run, sampled from the model's side, on
+        // average at least 80% of the cap in flight. (Each slot's cycle costs a few milliseconds beside
+        // 50-100 ms calls, so the average sits near 92%; counting samples with 15 of 16 running instead
+        // made a binomial tail of that, which failed on busy machines with nothing wrong.)
         var middle = samples.Where(s => s.At > clock.Elapsed * 0.1 && s.At < clock.Elapsed * 0.9).ToList();
-        var atCap = middle.Count(s => s.Running >= maxRunning - 1);
-        Assert.True(atCap >= middle.Count * 0.8, $"only {atCap} of {middle.Count} samples saw at least {maxRunning - 1} calls running");
+        var average = middle.Average(s => s.Running);
+        Assert.True(average >= maxRunning * 0.8, $"on average {average:0.0} of {maxRunning} calls were running ({middle.Count} samples)");
 
         var output = new MemoryStream();
         await BatchOutputWriter.WriteAsync(Cluster.Store.ReadResultsAsync("e2e-2000", Ct), "e2e-2000", output, Ct);
