@@ -20,6 +20,20 @@ public interface IBatchGrain : IGrainWithStringKey
     [OneWay]
     Task SlotsGranted(ImmutableArray<ItemLease> leases);
 
+    /// <summary>
+    /// A hot slot's call has ended (its result is being written): the batch starts its next item on the
+    /// slot at once, or frees it in the pool when it was revoked, the call's outcome concerns the pool
+    /// (a 429, a refusal), or no item is ready.
+    /// </summary>
+    Task SlotFreed(SlotRelease release);
+
+    /// <summary>
+    /// The pool wants these hot slots back (another batch's share, a lower cap, a pause, a budget now in
+    /// force): each is freed when its call ends instead of starting another. One-way, as <see cref="SlotsGranted"/>.
+    /// </summary>
+    [OneWay]
+    Task SlotsRevoked(ImmutableArray<long> tokens);
+
     /// <summary>An item's attempt has ended; called by the item grain.</summary>
     Task ItemFinished(ItemReport report);
 

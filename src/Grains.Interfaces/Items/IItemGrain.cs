@@ -12,11 +12,22 @@ public interface IItemGrain : IGrainWithStringKey
     /// </summary>
     Task Start(ItemAssignment assignment);
 
+    /// <summary>
+    /// Activates the item ahead of its slot (its batch claimed it ahead), so that <see cref="Start"/> costs one
+    /// message when the slot frees; does nothing else.
+    /// </summary>
+    Task Prepare();
+
     /// <summary>Aborts the running attempt, if any; its slot is freed and the item is recorded cancelled.</summary>
     Task Abort();
 }
 
-/// <summary>Everything an item needs for one attempt, claimed from the item store by its batch.</summary>
+/// <summary>
+/// Everything an item needs for one attempt, claimed from the item store by its batch. <see cref="Lease"/> is
+/// the item's claim in the store (its token fences the result; renewed in the store while the call runs);
+/// <see cref="Slot"/> the pool slot the call runs under (renewed with the pool). <see cref="RenewedAt"/> is
+/// when the claim's lease was last extended.
+/// </summary>
 [GenerateSerializer, Immutable, Alias("nightshift.ItemAssignment")]
 public sealed record ItemAssignment(
     [property: Id(0)] string BatchId,
@@ -27,7 +38,9 @@ public sealed record ItemAssignment(
     [property: Id(5)] int RateLimitedAttempts,
     [property: Id(6)] ItemLease Lease,
     [property: Id(7)] BatchOptions Options,
-    [property: Id(8)] ModelBinding Model);
+    [property: Id(8)] ModelBinding Model,
+    [property: Id(9)] ItemLease Slot,
+    [property: Id(10)] DateTimeOffset RenewedAt);
 
 public static class ItemKey
 {

@@ -52,6 +52,13 @@ public interface IPoolGrain : IGrainWithStringKey
     Task Release(ImmutableArray<SlotRelease> releases);
 
     /// <summary>
+    /// Reports calls that ended on hot slots their batch kept and has already started its next item on:
+    /// each call's outcome counts as a release's would, and each slot stays held (its lease extended).
+    /// A slot the pool no longer holds stays free (a call running on it is adopted by its renewal).
+    /// </summary>
+    Task Kept(ImmutableArray<SlotRelease> releases);
+
+    /// <summary>
     /// Returns granted slots the batch could not use: it is paused, or none of its items is due yet. The
     /// pool grants the batch nothing more before <paramref name="notBefore"/> (at once when <c>null</c>).
     /// </summary>

@@ -225,6 +225,9 @@ public sealed record RateControlSnapshot(
 /// <see cref="EstimateWithMaxTokens"/> is set when the pool has a token budget: the holder then estimates its
 /// call's tokens before it starts (assuming this many completion tokens when the request names no
 /// <c>max_tokens</c>) and reports the estimate when it frees the slot.
+/// A <see cref="Hot"/> slot stays with its batch when its call ends: the batch starts its next item on it at
+/// once and reports the call's end to the pool afterwards (<see cref="IPoolGrain.Kept"/>), until the pool
+/// revokes it. A slot of a pool that paces a budget is never hot: each of its calls passes the buckets.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("nightshift.ItemLease")]
 public sealed record ItemLease(
@@ -233,7 +236,8 @@ public sealed record ItemLease(
     [property: Id(2)] DateTimeOffset ExpiresAt,
     [property: Id(3)] TimeSpan Duration,
     [property: Id(4)] DateTimeOffset? WaitingSince = null,
-    [property: Id(5)] int? EstimateWithMaxTokens = null)
+    [property: Id(5)] int? EstimateWithMaxTokens = null,
+    [property: Id(6)] bool Hot = false)
 {
     /// <summary>When the pool granted the lease.</summary>
     public DateTimeOffset GrantedAt => ExpiresAt - Duration;

@@ -18,15 +18,21 @@ public sealed class BatchGrainState
     [Id(2)] public DateTimeOffset CreatedAt { get; set; }
 
     [Id(3)] public DateTimeOffset? FinishedAt { get; set; }
+
+    /// <summary>Bumped by every activation that dispatches; the high half of every claim token it issues.</summary>
+    [Id(4)] public long Epoch { get; set; }
 }
 
 /// <summary>
 /// One batch. Persists only its spec and state; its counters are rebuilt from the item store on
-/// activation and kept in memory after that, so finishing an item costs no grain-state write.
+/// activation and kept in memory after that, so finishing an item costs no grain-state write. The
+/// dispatch cycle's decisions are its <see cref="SlotDispatcher"/>'s; the grain does the store calls and
+/// the messaging they ask for.
 /// </summary>
 internal sealed partial class BatchGrain(
     [PersistentState(StorageNames.BatchState, StorageNames.Grains)] IPersistentState<BatchGrainState> state,
     IItemStore store,
+    LeaseRenewer renewer,
     TimeProvider time,
     ILogger<BatchGrain> logger) : Grain, IBatchGrain, IRemindable
 {
@@ -44,23 +50,23 @@ internal sealed partial class BatchGrain(
     /// </summary>
     private static readonly TimeSpan MaintenancePeriod = TimeSpan.FromSeconds(5);
 
-    /// <summary>How long a batch with nothing due waits before it asks for slots again.</summary>
-    private static readonly TimeSpan RecheckDelay = TimeSpan.FromMilliseconds(500);
-
     /// <summary>
-    /// Claims that may be out at once. A slot granted while one claim runs goes out in a second at once
-    /// instead of waiting for the first to come back (a few milliseconds of every slot's cycle); slots
-    /// granted while both run wait and go out together, so claims stay in bulk under load.
+    /// How long the ends of calls on kept slots gather before they go to the pool in one message. The pool
+    /// needs them for its rate figures and to extend the slots' leases, not to start anything.
     /// </summary>
-    private const int ClaimsInFlight = 2;
+    private static readonly TimeSpan KeptReportDelay = TimeSpan.FromMilliseconds(50);
 
+    /// <summary>Items claimed and not yet reported, under their claim tokens (the items claimed ahead among them).</summary>
     private readonly Dictionary<int, long> _inFlight = [];
 
-    /// <summary>Slots granted and not yet matched with items: <see cref="DispatchAsync()"/> claims them in bulk.</summary>
-    private readonly List<ItemLease> _granted = [];
+    /// <summary>Ends of calls on kept slots, not yet reported to the pool.</summary>
+    private readonly List<SlotRelease> _kept = [];
 
-    /// <summary>The dispatch loops started (at most <see cref="ClaimsInFlight"/> of them still running).</summary>
-    private readonly List<Task> _dispatchers = [];
+    /// <summary>Messages and store calls the dispatch cycle sent and nothing awaits; a deactivation waits for them.</summary>
+    private readonly HashSet<Task> _sent = [];
+    private SlotDispatcher? _dispatcher;
+    private Task _claiming = Task.CompletedTask;
+    private Task _reportingKept = Task.CompletedTask;
     private ModelBinding _model = new();
     private long _pending;
     private long _succeeded;
@@ -103,6 +109,9 @@ internal sealed partial class BatchGrain(
         _cachedTokens = counts.CachedTokens;
         if (state.State.State is BatchState.Running or BatchState.Paused)
         {
+            // A new epoch before the first claim: this activation's claim tokens differ from every earlier one's.
+            state.State.Epoch++;
+            await state.WriteStateAsync(cancellationToken);
             await JoinPoolAsync();
         }
     }
@@ -124,6 +133,7 @@ internal sealed partial class BatchGrain(
         state.State.Spec = spec;
         state.State.State = BatchState.Running;
         state.State.CreatedAt = time.GetUtcNow();
+        state.State.Epoch++;
         await state.WriteStateAsync();
         _pending = spec.ItemCount;
         LogStarted(logger, Id, spec.Pool, spec.ItemCount);
@@ -144,8 +154,8 @@ internal sealed partial class BatchGrain(
             State = state.State.State,
             Pool = spec.Pool,
             Total = spec.ItemCount,
-            Pending = _pending,
-            Running = _inFlight.Count,
+            Pending = _pending + Ready,
+            Running = _inFlight.Count - Ready,
             Succeeded = _succeeded,
             Failed = _failed,
             Cancelled = _cancelled,
@@ -158,18 +168,34 @@ internal sealed partial class BatchGrain(
         });
     }
 
-    /// <summary>
-    /// Takes the slots and returns: the claim runs beside this grain's other calls, never inside one of
-    /// its turns, so reports keep flowing while the store answers, and every slot granted meanwhile
-    /// goes into the next claim (one statement for all of them).
-    /// </summary>
     public Task SlotsGranted(ImmutableArray<ItemLease> leases)
     {
-        _granted.AddRange(leases);
-        _dispatchers.RemoveAll(dispatcher => dispatcher.IsCompleted);
-        if (_dispatchers.Count < ClaimsInFlight)
+        if (_dispatcher is null)
         {
-            _dispatchers.Add(DispatchAsync());
+            Send(Pool.ReturnUnused(Id, [.. leases.Select(lease => lease.Token)], null));
+            return Task.CompletedTask;
+        }
+
+        Apply(_dispatcher.Granted(leases));
+        return Task.CompletedTask;
+    }
+
+    public Task SlotFreed(SlotRelease release)
+    {
+        if (_dispatcher is null)
+        {
+            return Pool.Release([release]);
+        }
+
+        Apply(_dispatcher.Freed(release));
+        return Task.CompletedTask;
+    }
+
+    public Task SlotsRevoked(ImmutableArray<long> tokens)
+    {
+        if (_dispatcher is not null)
+        {
+            Apply(_dispatcher.Revoked(tokens));
         }
 
         return Task.CompletedTask;
@@ -177,57 +203,112 @@ internal sealed partial class BatchGrain(
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
-        // Slots granted to this activation reach their items (or go back) before it goes; if the silo
-        // cannot wait, their leases expire and the pool takes them back.
+        // What this activation holds and does not use goes back (slots to the pool, items claimed ahead to
+        // pending) before it goes; if the silo cannot wait, leases expire and the pool and the store take
+        // both back.
         try
         {
-            await Task.WhenAll(_dispatchers).WaitAsync(cancellationToken);
+            await _claiming.WaitAsync(cancellationToken);
+            if (_dispatcher is not null)
+            {
+                _dispatcher.Dispatching = false;
+                Apply(_dispatcher.Drain());
+            }
+
+            await Task.WhenAll([.. _sent, _reportingKept]).WaitAsync(cancellationToken);
         }
         catch (OperationCanceledException)
         {
-            LogDispatchAbandoned(logger, Id, _granted.Count);
+            LogDispatchAbandoned(logger, Id, _dispatcher?.Ready ?? 0);
         }
     }
 
-    private async Task DispatchAsync()
+    private int Ready => _dispatcher?.Ready ?? 0;
+
+    /// <summary>Does what a dispatch step asks: starts items, frees and returns slots, gives back items, claims more.</summary>
+    private void Apply(DispatchPlan plan)
     {
-        // The next claim goes out as soon as the store has answered this one; the items it took start
-        // meanwhile. The loop ends once every start has landed (the next grant then starts a new one).
-        // Its turns interleave with the grain's others and with a second loop's, never run beside them.
-        var handOuts = new List<Task>();
-        while (_granted.Count > 0)
+        foreach (var start in plan.Starts)
         {
-            ImmutableArray<ItemLease> leases = [.. _granted];
-            _granted.Clear();
+            StartItem(start);
+        }
+
+        if (plan.Unused.Count > 0)
+        {
+            Send(Pool.ReturnUnused(Id, [.. plan.Unused], plan.UnusedNotBefore));
+        }
+
+        if (plan.Releases.Count > 0)
+        {
+            Send(Pool.Release([.. plan.Releases]));
+        }
+
+        if (plan.Kept.Count > 0)
+        {
+            _kept.AddRange(plan.Kept);
+            if (_reportingKept.IsCompleted)
+            {
+                _reportingKept = ReportKeptAsync();
+            }
+        }
+
+        if (plan.Unclaim.Count > 0)
+        {
+            Send(UnclaimAsync(plan.Unclaim));
+        }
+
+        if (_claiming.IsCompleted && _dispatcher?.NextClaim() is { } leases)
+        {
+            _claiming = ClaimAsync(leases);
+        }
+    }
+
+    private void StartItem(SlotStart start)
+    {
+        var item = start.Item;
+        var renewedAt = renewer.Drop(item.Lease.Token) ?? time.GetUtcNow();
+        var assignment = new ItemAssignment(Id, item.Index, item.CustomId, item.Body, item.Attempts, item.RateLimitedAttempts, item.Lease,
+            Spec.Options, _model, start.Slot, renewedAt);
+
+        // An item that did not start keeps its claim until it expires; the batch then requeues it, and the
+        // pool takes its slot back when the slot's lease expires.
+        Send(GrainFactory.GetGrain<IItemGrain>(ItemKey.Format(Id, item.Index)).Start(assignment));
+    }
+
+    /// <summary>
+    /// Claims what the dispatcher asks for, again and again while it asks: the claim runs beside this grain's
+    /// other calls, never inside one of its turns, so reports keep flowing while the store answers, and every
+    /// slot freed meanwhile goes into the next claim (one statement for all of them).
+    /// </summary>
+    private async Task ClaimAsync(IReadOnlyList<ItemLease> leases)
+    {
+        var dispatcher = _dispatcher!;
+        for (IReadOnlyList<ItemLease>? next = leases; next is not null; next = dispatcher.NextClaim())
+        {
+            DispatchPlan plan;
             try
             {
-                if (state.State.State == BatchState.Running)
-                {
-                    handOuts.Add(HandOutAsync(leases, await ClaimAsync(leases)));
-                }
-                else
-                {
-                    await Pool.ReturnUnused(Id, [.. leases.Select(l => l.Token)], null);
-                }
+                var claimed = await store.ClaimAsync(Id, next, time.GetUtcNow(), CancellationToken.None);
+                Count(claimed);
+                var nextDue = claimed.Count < next.Count ? await store.NextDueAsync(Id, CancellationToken.None) : null;
+                await PrepareAsync(claimed);
+                plan = dispatcher.Claimed(next.Count, claimed, nextDue);
             }
             catch (Exception failure)
             {
-                // The items stay pending and the leases expire: the pool and this batch recover both.
-                LogDispatchFailed(logger, failure, Id, leases.Length);
+                // Nothing was claimed (or what was claimed expires and is requeued): the free slots go back.
+                LogDispatchFailed(logger, failure, Id, next.Count);
+                plan = dispatcher.ClaimFailed();
             }
 
-            if (_granted.Count == 0)
-            {
-                await Task.WhenAll(handOuts);
-                handOuts.Clear();
-            }
+            Apply(plan);
         }
     }
 
-    /// <summary>Claims an item for each lease and counts the claimed items in flight.</summary>
-    private async Task<IReadOnlyList<ClaimedItem>> ClaimAsync(ImmutableArray<ItemLease> leases)
+    /// <summary>Counts claimed items in flight; their claims are renewed until they start.</summary>
+    private void Count(IReadOnlyList<ClaimedItem> claimed)
     {
-        var claimed = await store.ClaimAsync(Id, leases, time.GetUtcNow(), CancellationToken.None);
+        var now = time.GetUtcNow();
         foreach (var item in claimed)
         {
             if (_inFlight.ContainsKey(item.Index))
@@ -239,32 +320,91 @@ internal sealed partial class BatchGrain(
 
             _inFlight[item.Index] = item.Lease.Token;
             _pending--;
+            renewer.Hold(Id, item.Index, item.Lease, slot: null, now);
         }
-
-        return claimed;
     }
 
-    /// <summary>Starts the claimed items and gives back the slots no item was due for.</summary>
-    private async Task HandOutAsync(ImmutableArray<ItemLease> leases, IReadOnlyList<ClaimedItem> claimed)
+    /// <summary>
+    /// Activates the claimed items' grains before a slot is free for them: an activation takes milliseconds,
+    /// which would otherwise come between every call's end and the next call's start.
+    /// </summary>
+    private async Task PrepareAsync(IReadOnlyList<ClaimedItem> claimed)
     {
         try
         {
-            await Task.WhenAll(claimed.Select(item => GrainFactory.GetGrain<IItemGrain>(ItemKey.Format(Id, item.Index)).Start(
-                new ItemAssignment(Id, item.Index, item.CustomId, item.Body, item.Attempts, item.RateLimitedAttempts, item.Lease, Spec.Options, _model))));
-            if (claimed.Count < leases.Length)
-            {
-                // Fewer items were due than slots granted: the rest wait for their backoff, or are still
-                // finishing an attempt whose slot was already freed. Give the slots back and ask again
-                // when the next item is due.
-                var now = time.GetUtcNow();
-                var nextDue = await store.NextDueAsync(Id, CancellationToken.None) ?? now + RecheckDelay;
-                await Pool.ReturnUnused(Id, [.. leases.Skip(claimed.Count).Select(l => l.Token)], nextDue > now ? nextDue : null);
-            }
+            await Task.WhenAll(claimed.Select(item => GrainFactory.GetGrain<IItemGrain>(ItemKey.Format(Id, item.Index)).Prepare()));
         }
         catch (Exception failure)
         {
-            // An item that did not start keeps its lease until it expires; the batch then requeues it.
-            LogDispatchFailed(logger, failure, Id, leases.Length);
+            // Only the warm-up failed: the start activates the item itself.
+            LogSendFailed(logger, failure, Id);
+        }
+    }
+
+    /// <summary>Puts items claimed ahead and never started back to pending, as if never claimed.</summary>
+    private async Task UnclaimAsync(IReadOnlyList<ClaimedItem> items)
+    {
+        foreach (var item in items)
+        {
+            renewer.Drop(item.Lease.Token);
+            if (_inFlight.GetValueOrDefault(item.Index) == item.Lease.Token)
+            {
+                _inFlight.Remove(item.Index);
+                _pending++;
+            }
+        }
+
+        foreach (var item in items)
+        {
+            await store.ReleaseLeaseAsync(Id, item.Index, item.Lease.Token, interrupted: false, CancellationToken.None);
+        }
+    }
+
+    /// <summary>Reports the ends of calls on kept slots to the pool, gathered over <see cref="KeptReportDelay"/>.</summary>
+    private async Task ReportKeptAsync()
+    {
+        await Task.Delay(KeptReportDelay, time);
+        while (_kept.Count > 0)
+        {
+            ImmutableArray<SlotRelease> kept = [.. _kept];
+            _kept.Clear();
+            try
+            {
+                await Pool.Kept(kept);
+            }
+            catch (Exception failure)
+            {
+                // The slots' leases are renewed by their calls; only these calls' figures are lost.
+                LogKeptReportFailed(logger, failure, Id, kept.Length);
+            }
+        }
+    }
+
+    /// <summary>Sends a message or store call nothing waits for, logging its failure.</summary>
+    private void Send(Task sent)
+    {
+        if (sent.IsCompleted && !sent.IsFaulted)
+        {
+            return;
+        }
+
+        _sent.Add(sent);
+        _ = ObserveAsync(sent);
+
+        async Task ObserveAsync(Task task)
+        {
+            try
+            {
+                await task;
+            }
+            catch (Exception failure)
+            {
+                LogSendFailed(logger, failure, Id);
+            }
+            finally
+            {
+                _sent.Remove(task);
+            }
         }
     }
 
@@ -277,6 +417,7 @@ internal sealed partial class BatchGrain(
         }
 
         _inFlight.Remove(report.Index);
+        _dispatcher?.Finished(report.Index);
         Count(report.Outcome, new TokenUsage(report.InputTokens, report.OutputTokens, report.CachedTokens));
 
         await FinishIfDoneAsync();
@@ -292,6 +433,7 @@ internal sealed partial class BatchGrain(
 
         state.State.State = BatchState.Paused;
         await SaveStateAsync();
+        StopDispatching();
         await Pool.SetPaused(Id, true);
     }
 
@@ -305,6 +447,11 @@ internal sealed partial class BatchGrain(
 
         state.State.State = BatchState.Running;
         await SaveStateAsync();
+        if (_dispatcher is not null)
+        {
+            _dispatcher.Dispatching = true;
+        }
+
         await Pool.SetPaused(Id, false);
     }
 
@@ -320,13 +467,26 @@ internal sealed partial class BatchGrain(
         await SaveStateAsync();
         await Pool.Remove(Id);
 
-        // A claim running now may still take items; they must be in flight before the aborts go out.
-        await Task.WhenAll(_dispatchers);
+        // A claim running now may still take items; they must be back to pending before the pending items
+        // are cancelled, and the aborts go out to every item started.
+        StopDispatching();
+        await _claiming;
+        await Task.WhenAll(_sent);
         var cancelled = await store.CancelPendingAsync(Id, CancellationToken.None);
         _pending -= cancelled;
         _cancelled += cancelled;
         await Task.WhenAll(_inFlight.Keys.Select(index => GrainFactory.GetGrain<IItemGrain>(ItemKey.Format(Id, index)).Abort()));
         await FinishIfDoneAsync();
+    }
+
+    /// <summary>Starts nothing more; the slots and items the batch holds unused go back.</summary>
+    private void StopDispatching()
+    {
+        if (_dispatcher is not null)
+        {
+            _dispatcher.Dispatching = false;
+            Apply(_dispatcher.Drain());
+        }
     }
 
     /// <summary>Writes the batch's state to its grain state and to the store's catalogue (which lists batches by state).</summary>
@@ -351,7 +511,13 @@ internal sealed partial class BatchGrain(
 
     private async Task JoinPoolAsync()
     {
-        _model = await Pool.GetConfig() is { } config ? config.Model : new ModelBinding();
+        var config = await Pool.GetConfig();
+        _model = config?.Model ?? new ModelBinding();
+        _dispatcher = new SlotDispatcher(Spec.Pool, state.State.Epoch, time)
+        {
+            Dispatching = state.State.State == BatchState.Running,
+            LeaseDuration = (config ?? new PoolConfig()).LeaseDuration,
+        };
         _maintenance ??= this.RegisterGrainTimer(MaintainAsync,
             new GrainTimerCreationOptions(MaintenancePeriod, MaintenancePeriod) { KeepAlive = true });
         if (state.State.FinishedAt is null)
@@ -385,6 +551,7 @@ internal sealed partial class BatchGrain(
             // Its holder stopped renewing: it died with its silo. A late report from it is stale.
             if (_inFlight.Remove(item.Index))
             {
+                _dispatcher?.Forget(item.Index);
                 LogLeaseDied(logger, Id, item.Index, item.Failed);
                 Count(item.Failed ? ItemOutcome.Failed : ItemOutcome.Retrying, default);
             }
@@ -509,7 +676,13 @@ internal sealed partial class BatchGrain(
     [LoggerMessage(EventId = 2007, Level = LogLevel.Warning, Message = "Batch {BatchId} could not hand {Count} granted slots to items; their leases will expire")]
     private static partial void LogDispatchFailed(ILogger logger, Exception failure, string batchId, int count);
 
-    [LoggerMessage(EventId = 2008, Level = LogLevel.Warning, Message = "Batch {BatchId} deactivated with {Count} granted slots not handed out; their leases will expire")]
+    [LoggerMessage(EventId = 2009, Level = LogLevel.Warning, Message = "Batch {BatchId} could not report {Count} calls on kept slots to its pool")]
+    private static partial void LogKeptReportFailed(ILogger logger, Exception failure, string batchId, int count);
+
+    [LoggerMessage(EventId = 2010, Level = LogLevel.Warning, Message = "Batch {BatchId}: a message or store call of its dispatch failed; what it concerned is recovered when its leases expire")]
+    private static partial void LogSendFailed(ILogger logger, Exception failure, string batchId);
+
+    [LoggerMessage(EventId = 2008, Level = LogLevel.Warning, Message = "Batch {BatchId} deactivated with {Count} items claimed ahead not given back; their leases will expire")]
     private static partial void LogDispatchAbandoned(ILogger logger, string batchId, int count);
 
     [LoggerMessage(EventId = 2003, Level = LogLevel.Warning, Message = "Batch {BatchId} ignored a report for item {Index} under lease {Token}: not the item's current lease")]

@@ -44,6 +44,8 @@ internal sealed partial class ItemGrain(
         return Task.CompletedTask;
     }
 
+    public Task Prepare() => Task.CompletedTask;
+
     public Task Abort()
     {
         _abort.Cancel();
@@ -88,13 +90,13 @@ internal sealed partial class ItemGrain(
 
     private async Task RunAttemptAsync(ItemAssignment assignment, CancellationToken abort)
     {
-        renewer.Hold(assignment.BatchId, assignment.Index, assignment.Lease);
+        renewer.Hold(assignment.BatchId, assignment.Index, assignment.Lease, assignment.Slot, assignment.RenewedAt);
         using var execution = StartExecution(assignment);
         try
         {
             // The pool charged its budget a batch-wide mean for this call; this call's own estimate,
             // made before it starts, is what it keeps charged should it end without usage.
-            var estimate = assignment.Lease.EstimateWithMaxTokens is { } defaultMaxTokens
+            var estimate = assignment.Slot.EstimateWithMaxTokens is { } defaultMaxTokens
                 ? TokenEstimate.For(assignment.Body, assignment.Model.Model, defaultMaxTokens)
                 : 0;
             var (result, stop) = await CallModelAsync(assignment, abort);
@@ -107,13 +109,14 @@ internal sealed partial class ItemGrain(
             }
 
             var record = Decide(assignment, result, stop == CallStop.Cancelled, out var outcome, out var rateLimitedFor);
-            CountOutcome(assignment.Lease.Pool, outcome, rateLimitedFor is not null);
+            CountOutcome(assignment.Slot.Pool, outcome, rateLimitedFor is not null);
 
             // The slot bounds calls to the model, and this call is over: free it now, while the result
-            // is written, so the next item need not wait for our commit. (A lease that was lost is no
-            // longer held by the pool, which then ignores this release.)
+            // is written, so the next item need not wait for our commit. A hot slot goes to the batch,
+            // which starts its next item on it at once. (A lease that was lost is no longer held by the
+            // pool, which then ignores this release.)
             var terminal = outcome is ItemOutcome.Succeeded or ItemOutcome.Failed or ItemOutcome.Cancelled;
-            var release = ReleaseSlotAsync(assignment, new SlotRelease(assignment.BatchId, assignment.Lease.Token, terminal, rateLimitedFor,
+            var release = FreeSlotAsync(assignment, new SlotRelease(assignment.BatchId, assignment.Slot.Token, terminal, rateLimitedFor,
                 record.Usage.InputTokens + record.Usage.OutputTokens, pausePool, estimate, result.Status == ModelCallStatus.Succeeded, result.Limits));
 
             // Checkpoint 2: the call has happened and may be billed. Its result must be recorded now;
@@ -151,14 +154,18 @@ internal sealed partial class ItemGrain(
         // Checkpoint 2b: the request may have reached the model, but no answer reached us. Nothing is
         // recorded but the interruption, so the item will be called again; an interruption does not
         // count as a failed attempt.
-        await store.ReleaseLeaseAsync(assignment.BatchId, assignment.Index, assignment.Lease.Token, CancellationToken.None);
+        await store.ReleaseLeaseAsync(assignment.BatchId, assignment.Index, assignment.Lease.Token, interrupted: true, CancellationToken.None);
         LogInterrupted(logger, assignment.BatchId, assignment.Index);
-        var release = new SlotRelease(assignment.BatchId, assignment.Lease.Token, ItemTerminal: false, RateLimitedFor: null, EstimatedTokens: estimate);
+        var release = new SlotRelease(assignment.BatchId, assignment.Slot.Token, ItemTerminal: false, RateLimitedFor: null, EstimatedTokens: estimate);
         await Task.WhenAll(ReleaseSlotAsync(assignment, release), ReportAsync(assignment, ItemOutcome.Retrying, default));
     }
 
+    private Task FreeSlotAsync(ItemAssignment assignment, SlotRelease release) => assignment.Slot.Hot
+        ? GrainFactory.GetGrain<IBatchGrain>(assignment.BatchId).SlotFreed(release)
+        : ReleaseSlotAsync(assignment, release);
+
     private Task ReleaseSlotAsync(ItemAssignment assignment, SlotRelease release) =>
-        GrainFactory.GetGrain<IPoolGrain>(assignment.Lease.Pool).Release([release]);
+        GrainFactory.GetGrain<IPoolGrain>(assignment.Slot.Pool).Release([release]);
 
     private Task ReportAsync(ItemAssignment assignment, ItemOutcome outcome, TokenUsage usage) =>
         GrainFactory.GetGrain<IBatchGrain>(assignment.BatchId)
@@ -178,7 +185,7 @@ internal sealed partial class ItemGrain(
         }
 
         var request = new ModelRequest(assignment.CustomId, assignment.Body, assignment.Model.Model, assignment.Attempts + assignment.RateLimitedAttempts + 1);
-        using var call = ModelCallTelemetry.Start(assignment.Lease.Pool, assignment.Model, time);
+        using var call = ModelCallTelemetry.Start(assignment.Slot.Pool, assignment.Model, time);
         var (result, stop) = await InvokeAsync(model, request, assignment.Options.AttemptTimeout, abort);
         call.End(result, stop switch { CallStop.Cancelled => "cancelled", CallStop.Interrupted => "interrupted", _ => null });
         return (result, stop);
@@ -285,7 +292,7 @@ internal sealed partial class ItemGrain(
     /// </summary>
     private static Activity? StartExecution(ItemAssignment assignment)
     {
-        var lease = assignment.Lease;
+        var lease = assignment.Slot;
         var waited = lease.WaitingSince is { } since && lease.GrantedAt > since ? lease.GrantedAt - since : TimeSpan.Zero;
         PoolInstruments.SlotWait.Record(waited.TotalSeconds, PoolInstruments.PoolTag(lease.Pool));
         if (!NightshiftTelemetry.Source.HasListeners())

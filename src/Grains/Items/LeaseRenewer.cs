@@ -6,10 +6,11 @@ using Nightshift.Storage;
 namespace Nightshift.Items;
 
 /// <summary>
-/// Keeps alive the leases of the calls running on this silo. Every <see cref="CheckPeriod"/> it takes
-/// the leases a third or more of whose duration has passed since their last renewal and extends them
-/// in bulk: one store transaction for all of them, then one message per pool, not one per item.
-/// A lease the store no longer holds under its token was lost; its item's result will be fenced.
+/// Keeps alive the leases of the calls running on this silo, and of the items its batches claimed ahead.
+/// Every <see cref="CheckPeriod"/> it takes the leases a third or more of whose duration has passed since
+/// their last renewal and extends them in bulk: one store transaction for all the item claims, then one
+/// message per pool for the slots their calls run on, not one per item. A claim the store no longer holds
+/// under its token was lost; its item's result will be fenced.
 /// </summary>
 internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grains, TimeProvider time, ILogger<LeaseRenewer> logger)
     : ILifecycleParticipant<ISiloLifecycle>
@@ -28,9 +29,15 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
     /// </summary>
     public CancellationToken Abandoned => _abandoned.Token;
 
-    public void Hold(string batchId, int index, ItemLease lease) => _held[lease.Token] = new HeldLease(batchId, index, lease, time.GetUtcNow());
+    /// <summary>
+    /// Renews an item's claim <paramref name="lease"/> in the store from now on, and the pool
+    /// <paramref name="slot"/> its call runs on, if any; the claim was last extended at <paramref name="renewedAt"/>.
+    /// </summary>
+    public void Hold(string batchId, int index, ItemLease lease, ItemLease? slot, DateTimeOffset renewedAt) =>
+        _held[lease.Token] = new HeldLease(batchId, index, lease, slot, renewedAt);
 
-    public void Drop(long token) => _held.TryRemove(token, out _);
+    /// <summary>Stops renewing a claim; returns when it was last extended, or <c>null</c> when it was not held.</summary>
+    public DateTimeOffset? Drop(long token) => _held.TryRemove(token, out var held) ? held.RenewedAt : null;
 
     // Application services stop after the grains have deactivated, so leases stay renewed while
     // deactivating items let their calls finish.
@@ -60,7 +67,10 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
             }
 
             _held.TryUpdate(held.Lease.Token, held with { RenewedAt = now }, held);
-            renewals.Add((held.Lease.Pool, new LeaseRenewal(held.BatchId, held.Lease.Token, now + held.Lease.Duration)));
+            if (held.Slot is { } slot)
+            {
+                renewals.Add((slot.Pool, new LeaseRenewal(held.BatchId, slot.Token, now + slot.Duration)));
+            }
         }
 
         await Task.WhenAll(renewals.GroupBy(r => r.Pool, StringComparer.Ordinal)
@@ -106,7 +116,7 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
         }
     }
 
-    private sealed record HeldLease(string BatchId, int Index, ItemLease Lease, DateTimeOffset RenewedAt);
+    private sealed record HeldLease(string BatchId, int Index, ItemLease Lease, ItemLease? Slot, DateTimeOffset RenewedAt);
 
     [LoggerMessage(EventId = 3101, Level = LogLevel.Warning, Message = "Item {BatchId}/{Index} lost lease {Token}: its result will be discarded")]
     private static partial void LogLost(ILogger logger, string batchId, int index, long token);

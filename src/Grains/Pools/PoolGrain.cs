@@ -114,6 +114,7 @@ internal sealed partial class PoolGrain(
     {
         _ = Limiter;
         await PauseAsync(reason);
+        await GrantAsync();
     }
 
     public async Task Resume()
@@ -151,11 +152,10 @@ internal sealed partial class PoolGrain(
         await GrantAsync();
     }
 
-    public Task Remove(string batchId)
+    public async Task Remove(string batchId)
     {
         Limiter.Remove(batchId);
-        PublishFigures();
-        return Task.CompletedTask;
+        await GrantAsync();
     }
 
     public Task Renew(ImmutableArray<LeaseRenewal> renewals)
@@ -173,13 +173,18 @@ internal sealed partial class PoolGrain(
         return Task.CompletedTask;
     }
 
-    public async Task Release(ImmutableArray<SlotRelease> releases)
+    public Task Release(ImmutableArray<SlotRelease> releases) => EndCallsAsync(releases, kept: false);
+
+    public Task Kept(ImmutableArray<SlotRelease> releases) => EndCallsAsync(releases, kept: true);
+
+    /// <summary>Takes in ended calls (freeing their slots, or holding them for their batch), persists a hold they started, and grants what they freed.</summary>
+    private async Task EndCallsAsync(ImmutableArray<SlotRelease> releases, bool kept)
     {
         var limiter = Limiter;
         var cooldownBefore = limiter.CooldownUntil;
         foreach (var release in releases)
         {
-            if (!limiter.Release(release))
+            if (!(kept ? limiter.Kept(release) : limiter.Release(release)))
             {
                 LogUnknownRelease(logger, Name, release.Token, release.BatchId);
             }
@@ -192,6 +197,7 @@ internal sealed partial class PoolGrain(
             }
         }
 
+        EnsureTicking();
         if (limiter.CooldownUntil is { } until && until != cooldownBefore)
         {
             // Written at once, so an activation that takes over after a crash holds the wait too.
@@ -319,7 +325,19 @@ internal sealed partial class PoolGrain(
 
     private async Task GrantAsync()
     {
-        if (_superseded || state.State.PausedReason is not null)
+        if (_superseded)
+        {
+            return;
+        }
+
+        // Hot slots the pool wants back go first: their calls end on their own, and the slots then come
+        // back here instead of starting another item.
+        foreach (var (batchId, tokens) in Limiter.Revocations(state.State.PausedReason is not null))
+        {
+            await GrainFactory.GetGrain<IBatchGrain>(batchId).SlotsRevoked([.. tokens]);
+        }
+
+        if (state.State.PausedReason is not null)
         {
             return;
         }

@@ -9,6 +9,9 @@ namespace Nightshift.Pools;
 /// Fairness is stride scheduling: each batch has a virtual "pass" that grows by 1/priority per slot it
 /// is granted, and the next slot goes to the waiting batch with the lowest pass. A batch that joins
 /// late starts at the current pass, so it neither waits behind a huge batch nor gets a burst to catch up.
+/// Hot slots (granted while no budget paces the pool) stay with their batch from call to call, so the pool
+/// takes them back explicitly (<see cref="Revocations"/>): the slots over a lowered cap, over a batch's fair
+/// share while another batch waits, and every hot slot while the pool is held or a budget is in force.
 /// </remarks>
 internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, TimeProvider time)
 {
@@ -110,6 +113,49 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         if (_batches.TryGetValue(holder.BatchId, out var share))
         {
             share.Running--;
+            if (holder.Revoked)
+            {
+                share.Revoked--;
+            }
+        }
+
+        CallEnded(release, holder);
+        return true;
+    }
+
+    /// <summary>
+    /// Counts a call that ended on a hot slot its batch kept for its next item: the slot stays held, its
+    /// lease extended, and the next call counts as started. Returns <c>false</c> when the slot is no longer
+    /// held (the batch has since given it back, or it expired): the call still counts, the slot does not
+    /// (a call running on an expired slot is adopted by its renewal).
+    /// </summary>
+    public bool Kept(SlotRelease release)
+    {
+        var now = time.GetUtcNow();
+        if (!_leases.TryGetValue(release.Token, out var holder))
+        {
+            CallEnded(release, new Holder(release.BatchId, now, ChargedTokens: 0));
+            return false;
+        }
+
+        CallEnded(release, holder);
+
+        // The next call on the slot is the batch's turn, as a grant would be.
+        if (_batches.TryGetValue(holder.BatchId, out var next))
+        {
+            _virtualPass = next.Pass;
+            next.Pass += 1.0 / next.Priority;
+        }
+
+        _rate.TryStart(0);
+        _leases[release.Token] = holder with { ExpiresAt = now + Config.LeaseDuration, ChargedTokens = 0 };
+        return true;
+    }
+
+    private void CallEnded(SlotRelease release, Holder holder)
+    {
+        if (_batches.TryGetValue(holder.BatchId, out var share))
+        {
             if (release.ItemTerminal)
             {
                 share.Outstanding--;
@@ -122,8 +168,108 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         }
 
         _rate.Ended(release, holder.ChargedTokens);
-        return true;
     }
+
+    /// <summary>
+    /// The hot slots the pool wants back now, by batch; each is marked revoked (asked once) and returns when
+    /// its call ends. All of them while the pool is paused or held or a budget paces it, or for a batch that
+    /// is paused or gone; else the slots over the cap in force, then those a batch holds over its fair share
+    /// while another batch waits for a slot.
+    /// </summary>
+    public IReadOnlyList<(string BatchId, List<long> Tokens)> Revocations(bool poolPaused)
+    {
+        var revoked = new Dictionary<string, List<long>>(StringComparer.Ordinal);
+        var all = poolPaused || _rate.Paces || _rate.HeldUntil is not null;
+        foreach (var (token, holder) in _leases)
+        {
+            if (holder.Hot && !holder.Revoked && (all || _batches.GetValueOrDefault(holder.BatchId) is not { Paused: false }))
+            {
+                Revoke(token, holder, revoked);
+            }
+        }
+
+        // Slots that stay held once the revoked ones are back; over the cap in force, the excess goes.
+        var cap = EffectiveCap;
+        var keeping = _leases.Values.Count(holder => !holder.Revoked);
+        var wanted = Math.Max(0, keeping - cap);
+
+        // With no slot free, batches under their fair share (by priority, among the batches holding slots
+        // or with items ready) get what the batches over theirs hold beyond it.
+        var now = time.GetUtcNow();
+        var counted = _batches.Where(b => Wants(b.Value, now) || b.Value.Running > b.Value.Revoked).ToList();
+        var priorities = counted.Sum(b => b.Value.Priority);
+        var excess = new Dictionary<string, int>(StringComparer.Ordinal);
+        var deficit = 0;
+        foreach (var (batchId, share) in counted)
+        {
+            var target = cap * share.Priority / priorities;
+            var keeps = share.Running - share.Revoked;
+            if (keeps > target)
+            {
+                excess[batchId] = keeps - target;
+            }
+            else if (Wants(share, now))
+            {
+                deficit += (int)Math.Min(target - keeps, share.Waiting);
+            }
+        }
+
+        if (keeping >= cap)
+        {
+            wanted = Math.Max(wanted, Math.Min(deficit, excess.Values.Sum()));
+        }
+
+        foreach (var (token, holder) in _leases.ToList())
+        {
+            if (wanted <= 0)
+            {
+                break;
+            }
+
+            if (holder.Hot && !holder.Revoked && excess.GetValueOrDefault(holder.BatchId) > 0)
+            {
+                excess[holder.BatchId]--;
+                Revoke(token, holder, revoked);
+                wanted--;
+            }
+        }
+
+        // Over the cap with no batch over its share (one batch alone): any hot slot goes.
+        foreach (var (token, holder) in _leases.ToList())
+        {
+            if (wanted <= 0)
+            {
+                break;
+            }
+
+            if (holder.Hot && !holder.Revoked)
+            {
+                Revoke(token, holder, revoked);
+                wanted--;
+            }
+        }
+
+        return [.. revoked.Select(b => (b.Key, b.Value))];
+    }
+
+    private void Revoke(long token, Holder holder, Dictionary<string, List<long>> revoked)
+    {
+        _leases[token] = holder with { Revoked = true };
+        if (_batches.TryGetValue(holder.BatchId, out var share))
+        {
+            share.Revoked++;
+        }
+
+        if (!revoked.TryGetValue(holder.BatchId, out var tokens))
+        {
+            revoked[holder.BatchId] = tokens = [];
+        }
+
+        tokens.Add(token);
+    }
+
+    private static bool Wants(BatchShare share, DateTimeOffset now) =>
+        share.Started && !share.Paused && share.Waiting > 0 && !(share.NotBefore > now);
 
     /// <summary>
     /// Takes back slots a batch could not use; the batch gets no more before <paramref name="notBefore"/>
@@ -143,6 +289,10 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
             if (share is not null)
             {
                 share.Running--;
+                if (holder.Revoked)
+                {
+                    share.Revoked--;
+                }
             }
         }
 
@@ -170,8 +320,9 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
             return false;
         }
 
-        // What it was charged died with the activation that granted it; nothing is given back for it.
-        _leases[renewal.Token] = new Holder(renewal.BatchId, renewal.ExpiresAt, ChargedTokens: 0);
+        // What it was charged died with the activation that granted it; nothing is given back for it. It
+        // may be a hot slot (nothing says otherwise), so it can be revoked.
+        _leases[renewal.Token] = new Holder(renewal.BatchId, renewal.ExpiresAt, ChargedTokens: 0, Hot: true);
         if (_batches.TryGetValue(renewal.BatchId, out var share))
         {
             share.Running++;
@@ -208,6 +359,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 
         var grants = new Dictionary<string, List<ItemLease>>(StringComparer.Ordinal);
         int? estimateTokens = _rate.CountsTokens ? Config.DefaultMaxTokens : null;
+        var hot = !_rate.Paces;
         while (free > 0 && NextBatch(now) is { } batchId)
         {
             var share = _batches[batchId];
@@ -217,9 +369,9 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
                 break;
             }
 
-            var lease = new ItemLease(name, (epoch << 32) | ++_sequence, now + Config.LeaseDuration, Config.LeaseDuration, share.WaitingSince, estimateTokens);
+            var lease = new ItemLease(name, (epoch << 32) | ++_sequence, now + Config.LeaseDuration, Config.LeaseDuration, share.WaitingSince, estimateTokens, hot);
             share.WaitingSince = null;
-            _leases[lease.Token] = new Holder(batchId, lease.ExpiresAt, charge);
+            _leases[lease.Token] = new Holder(batchId, lease.ExpiresAt, charge, hot);
             share.Running++;
             _virtualPass = share.Pass;
             share.Pass += 1.0 / share.Priority;
@@ -244,7 +396,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     {
         foreach (var share in _batches.Values)
         {
-            if (share.Started && !share.Paused && share.Waiting > 0 && !(share.NotBefore > now))
+            if (Wants(share, now))
             {
                 share.WaitingSince ??= now;
             }
@@ -263,19 +415,22 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 
     private string? NextBatch(DateTimeOffset now)
     {
+        // The lowest pass; between equals, the batch running fewer calls (a batch that just joined).
         string? best = null;
         var lowestPass = double.MaxValue;
+        var fewestRunning = int.MaxValue;
         foreach (var (batchId, share) in _batches)
         {
-            if (!share.Started || share.Paused || share.Waiting <= 0 || share.NotBefore > now)
+            if (!Wants(share, now))
             {
                 continue;
             }
 
-            if (share.Pass < lowestPass)
+            if (share.Pass < lowestPass || (share.Pass == lowestPass && share.Running < fewestRunning))
             {
                 best = batchId;
                 lowestPass = share.Pass;
+                fewestRunning = share.Running;
             }
         }
 
@@ -287,6 +442,9 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         public long Outstanding { get; set; }
 
         public int Running { get; set; }
+
+        /// <summary>Hot slots of <see cref="Running"/> the pool has asked back.</summary>
+        public int Revoked { get; set; }
 
         public int Priority { get; set; } = 1;
 
@@ -309,5 +467,5 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         public long Waiting => Math.Max(0, Outstanding - Running);
     }
 
-    private readonly record struct Holder(string BatchId, DateTimeOffset ExpiresAt, double ChargedTokens);
+    private readonly record struct Holder(string BatchId, DateTimeOffset ExpiresAt, double ChargedTokens, bool Hot = false, bool Revoked = false);
 }

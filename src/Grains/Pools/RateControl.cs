@@ -88,6 +88,9 @@ internal sealed class RateControl
     /// <summary>Whether calls are charged tokens (the pool has a token budget, configured or learned).</summary>
     public bool CountsTokens => _tokens.Bucket is not null;
 
+    /// <summary>Whether every call start must pass a bucket (the pool has a request or token budget, configured or learned).</summary>
+    public bool Paces => _requests.Bucket is not null || _tokens.Bucket is not null;
+
     /// <summary>The pool's running mean of the calls' token estimates; new batches are charged this until their own calls report.</summary>
     public double TokensPerCall { get; private set; }
 

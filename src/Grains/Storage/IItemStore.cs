@@ -69,8 +69,11 @@ public interface IItemStore
     /// </summary>
     Task<IReadOnlySet<long>> ExtendLeasesAsync(IReadOnlyList<LeaseExtension> leases, CancellationToken cancellationToken);
 
-    /// <summary>Gives a leased item back (its call was stopped before it could end), counting the interruption.</summary>
-    Task<bool> ReleaseLeaseAsync(string batchId, int index, long leaseToken, CancellationToken cancellationToken);
+    /// <summary>
+    /// Gives a leased item back to pending: its call was stopped before it could end (<paramref name="interrupted"/>:
+    /// the interruption counts toward failing it as poison), or it was claimed ahead and never started.
+    /// </summary>
+    Task<bool> ReleaseLeaseAsync(string batchId, int index, long leaseToken, bool interrupted, CancellationToken cancellationToken);
 
     /// <summary>
     /// The batch's counts and its items now leased (the calls a new batch activation must expect

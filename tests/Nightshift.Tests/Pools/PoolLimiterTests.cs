@@ -376,6 +376,105 @@ public sealed class PoolLimiterTests
         Assert.Equal("b", Assert.Single(limiter.Grant()).BatchId);
     }
 
+    [Fact]
+    public void SlotsAreHot_UnlessABudgetPacesThePool()
+    {
+        var free = Limiter(maxRunning: 2);
+        free.Register("a", 10, 1);
+        Assert.All(Leases(free.Grant()), lease => Assert.True(lease.Hot));
+
+        var paced = new PoolLimiter("gpt", new PoolConfig { MaxRunning = 2, Rpm = 600 }, epoch: 3, _time);
+        paced.Register("a", 10, 1);
+        Assert.All(Leases(paced.Grant()), lease => Assert.False(lease.Hot));
+    }
+
+    [Fact]
+    public void Kept_HoldsTheSlot_ExtendsItsLease_AndCountsTheCall()
+    {
+        var limiter = Limiter(maxRunning: 2);
+        limiter.Register("a", 10, 1);
+        var held = Leases(limiter.Grant());
+
+        _time.Advance(TimeSpan.FromSeconds(25));
+        Assert.True(limiter.Kept(new SlotRelease("a", held[0].Token, ItemTerminal: true, RateLimitedFor: null, Succeeded: true)));
+        _time.Advance(TimeSpan.FromSeconds(10));
+
+        // The kept slot's lease runs 30 s from the report; the other one, never renewed, expired.
+        Assert.Equal(1, limiter.ExpireLeases());
+        Assert.Equal(1, limiter.Running);
+        Assert.Equal(3, limiter.RequestsLastMinute);
+        Assert.Equal(8, limiter.Queued);
+    }
+
+    [Fact]
+    public void Kept_ForASlotNoLongerHeld_CountsTheCallButHoldsNothing()
+    {
+        var limiter = Limiter(maxRunning: 2);
+        limiter.Register("a", 10, 1);
+        var held = Leases(limiter.Grant());
+        limiter.ReturnUnused("a", [held[0].Token], null);
+
+        Assert.False(limiter.Kept(new SlotRelease("a", held[0].Token, ItemTerminal: true, RateLimitedFor: null)));
+        Assert.Equal(1, limiter.Running);
+        Assert.Equal(8, limiter.Queued);
+    }
+
+    [Fact]
+    public void Revocations_TakeBackHotSlots_FromABatchOverItsShare_WhenAnotherWaits()
+    {
+        var limiter = Limiter(maxRunning: 4);
+        limiter.Register("big", 1000, 1);
+        var big = Leases(limiter.Grant());
+        Assert.Empty(limiter.Revocations(poolPaused: false));
+
+        limiter.Register("small", 10, 1);
+        var revoked = Assert.Single(limiter.Revocations(poolPaused: false));
+        Assert.Equal("big", revoked.BatchId);
+        Assert.Equal(2, revoked.Tokens.Count);
+
+        // Asked once: the same slots are not asked for again while their calls run.
+        Assert.Empty(limiter.Revocations(poolPaused: false));
+        foreach (var token in revoked.Tokens)
+        {
+            limiter.Release(new SlotRelease("big", token, ItemTerminal: true, RateLimitedFor: null));
+        }
+
+        Assert.All(limiter.Grant(), grant => Assert.Equal("small", grant.BatchId));
+        Assert.Equal(4, limiter.Running);
+        Assert.Equal(4, big.Count);
+    }
+
+    [Fact]
+    public void Revocations_TakeBackEveryHotSlot_WhilePausedOrHeld_AndThoseOverALoweredCap()
+    {
+        var limiter = Limiter(maxRunning: 4);
+        limiter.Register("a", 1000, 1);
+        var held = Leases(limiter.Grant());
+        Assert.Equal(4, Assert.Single(limiter.Revocations(poolPaused: true)).Tokens.Count);
+
+        var other = Limiter(maxRunning: 10);
+        other.Register("a", 1000, 1);
+        var slots = Leases(other.Grant());
+
+        // A 429 with room left lowers the adaptive cap (10 × 0.7 = 7): three slots over it go.
+        other.Release(new SlotRelease("a", slots[0].Token, ItemTerminal: false, RateLimitedFor: TimeSpan.Zero,
+            Limits: new ProviderRateLimits(null, 5, null, null, null, null)));
+        Assert.Equal(7, other.EffectiveCap);
+        Assert.Equal(2, Assert.Single(other.Revocations(poolPaused: false)).Tokens.Count);
+        Assert.Equal(4, held.Count);
+    }
+
+    [Fact]
+    public void Revocations_TakeBackTheHotSlots_OfAPausedBatch()
+    {
+        var limiter = Limiter(maxRunning: 4);
+        limiter.Register("a", 1000, 1);
+        Leases(limiter.Grant());
+        limiter.SetPaused("a", true);
+
+        Assert.Equal(4, Assert.Single(limiter.Revocations(poolPaused: false)).Tokens.Count);
+    }
+
     private static List<ItemLease> Leases(IReadOnlyList<(string BatchId, List<ItemLease> Leases)> grants) =>
         grants.SelectMany(g => g.Leases).ToList();
 }

@@ -159,6 +159,13 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
             await session.CommitAsync(Ct);
         }
 
+        // Claims given back unstarted (claimed ahead, then paused) are no interruptions.
+        for (long token = 11; token <= 13; token++)
+        {
+            Assert.Single(await store.ClaimAsync("poison", [Lease(token)], _time.GetUtcNow(), Ct));
+            Assert.True(await store.ReleaseLeaseAsync("poison", 0, token, interrupted: false, Ct));
+        }
+
         var outcomes = new List<RequeuedItem>();
         for (long token = 1; token <= 2; token++)
         {
@@ -179,8 +186,8 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
         await IngestAsync("b", 1);
         await _store.ClaimAsync("b", [Lease(7)], _time.GetUtcNow(), Ct);
 
-        Assert.False(await _store.ReleaseLeaseAsync("b", 0, 8, Ct));
-        Assert.True(await _store.ReleaseLeaseAsync("b", 0, 7, Ct));
+        Assert.False(await _store.ReleaseLeaseAsync("b", 0, 8, interrupted: true, Ct));
+        Assert.True(await _store.ReleaseLeaseAsync("b", 0, 7, interrupted: true, Ct));
 
         Assert.Equal(1, (await _store.CountAsync("b", Ct)).Pending);
     }

@@ -302,17 +302,18 @@ public sealed class PostgresItemStore : IItemStore, IAsyncDisposable
             return extended;
         });
 
-    public Task<bool> ReleaseLeaseAsync(string batchId, int index, long leaseToken, CancellationToken cancellationToken) =>
+    public Task<bool> ReleaseLeaseAsync(string batchId, int index, long leaseToken, bool interrupted, CancellationToken cancellationToken) =>
         _writer.RunAsync(async (connection, transaction) =>
         {
             await using var command = new NpgsqlCommand("""
                 UPDATE ns_items
-                SET state = 0, lease_token = NULL, lease_expires_at = NULL, interruptions = interruptions + 1, updated_at = @now
+                SET state = 0, lease_token = NULL, lease_expires_at = NULL, interruptions = interruptions + @interrupted, updated_at = @now
                 WHERE batch_id = @batch AND idx = @idx AND state = 1 AND lease_token = @token;
                 """, connection, transaction);
             command.Parameters.Add(new NpgsqlParameter<string>("batch", batchId));
             command.Parameters.Add(new NpgsqlParameter<int>("idx", index));
             command.Parameters.Add(new NpgsqlParameter<long>("token", leaseToken));
+            command.Parameters.Add(new NpgsqlParameter<int>("interrupted", interrupted ? 1 : 0));
             command.Parameters.Add(new NpgsqlParameter<long>("now", Now()));
             return await command.ExecuteNonQueryAsync() == 1;
         });

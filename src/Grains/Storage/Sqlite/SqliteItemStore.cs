@@ -233,19 +233,20 @@ public sealed class SqliteItemStore : IItemStore, IAsyncDisposable
             return extended;
         });
 
-    public Task<bool> ReleaseLeaseAsync(string batchId, int index, long leaseToken, CancellationToken cancellationToken) =>
+    public Task<bool> ReleaseLeaseAsync(string batchId, int index, long leaseToken, bool interrupted, CancellationToken cancellationToken) =>
         Writer.RunAsync((connection, transaction) =>
         {
             using var command = connection.CreateCommand();
             command.Transaction = transaction;
             command.CommandText = """
                 UPDATE ns_items
-                SET state = 0, lease_token = NULL, lease_expires_at = NULL, interruptions = interruptions + 1, updated_at = @now
+                SET state = 0, lease_token = NULL, lease_expires_at = NULL, interruptions = interruptions + @interrupted, updated_at = @now
                 WHERE batch_id = @batch AND idx = @idx AND state = 1 AND lease_token = @token;
                 """;
             command.Parameters.AddWithValue("@batch", batchId);
             command.Parameters.AddWithValue("@idx", index);
             command.Parameters.AddWithValue("@token", leaseToken);
+            command.Parameters.AddWithValue("@interrupted", interrupted ? 1 : 0);
             command.Parameters.AddWithValue("@now", Now());
             return command.ExecuteNonQuery() == 1;
         });
