@@ -28,10 +28,9 @@ calls at once. The Release builds are made first (NO_BUILD=1 skips that). SILO_D
 build of Nightshift.Silo.dll against the same mock (e.g. the previous commit's, for a before/after).
 """
 import json, os, random, shutil, statistics, subprocess, sys, tempfile, time, urllib.request
+from harness import ROOT, http, start_mock
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SILO = os.environ.get("SILO_DLL") or os.path.join(ROOT, "src/Silo/bin/Release/net10.0/Nightshift.Silo.dll")
-MOCK = os.path.join(ROOT, "tests/Nightshift.MockModel/bin/Release/net10.0/Nightshift.MockModel.dll")
 MAX_RUNNING = 50
 LATENCY_MS = 100
 REQUESTS_PER_SECOND = 400
@@ -50,11 +49,6 @@ WORDS = ("the batch runner reads each line of the file and sends its request to 
          "invoice contract review customer ticket product description weather report recipe poem").split()
 
 
-def http(method, url):
-    with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=60) as response:
-        return json.loads(response.read() or "null")
-
-
 def lines(items, max_tokens):
     """The input: `items` requests with modest prompts of 8 to 60 words, the same every round."""
     words = random.Random(20261122)
@@ -63,16 +57,6 @@ def lines(items, max_tokens):
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
         yield json.dumps({"custom_id": f"c-{i}", "body": body}, separators=(",", ":")) + "\n"
-
-
-def start_mock(arguments, log):
-    mock = subprocess.Popen(["dotnet", MOCK, "--port", "0", *arguments], stdout=subprocess.PIPE, stderr=log, text=True)
-    line = mock.stdout.readline().strip()
-    if not line.startswith("listening on "):
-        mock.kill()
-        mock.wait()
-        raise RuntimeError(f"the mock model printed {line!r} instead of its address")
-    return mock, line.removeprefix("listening on ").rstrip("/")
 
 
 def mean_tokens(items):

@@ -8,33 +8,17 @@ kill -9 at 40 %, then the same command again at once. It reports, per round and 
 
   bench/restart-benchmark.py [ROUNDS]      (default 5; builds the silo in Release first)
 """
-import os, shutil, signal, sqlite3, statistics, subprocess, sys, tempfile, time
+import os, shutil, signal, statistics, subprocess, sys, tempfile, time
+from harness import ROOT, succeeded, wait_for
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SILO = os.path.join(ROOT, "src/Silo/bin/Release/net10.0/Nightshift.Silo.dll")
 ITEMS, MAX_RUNNING = 3000, 32
-
-
-def succeeded(store):
-    try:
-        with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5) as db:
-            return db.execute("SELECT COUNT(*) FROM ns_items WHERE state = 2").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
 
 
 def start(work, store):
     env = dict(os.environ, Nightshift__Simulated__LatencyMin="00:00:00.050", Nightshift__Simulated__LatencyMax="00:00:00.050")
     return subprocess.Popen(["dotnet", SILO, "run", "input.jsonl", "--store", store, "--max-running", str(MAX_RUNNING)],
                             cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def wait_for(condition, timeout=120):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the run made no progress")
-        time.sleep(0.01)
 
 
 def main():
@@ -49,14 +33,14 @@ def main():
                     f.write('{"custom_id":"r-%d","body":{"messages":[{"role":"user","content":"item %d"}]}}\n' % (i, i))
             store = os.path.join(work, "store", "ns.db")
             first = start(work, store)
-            wait_for(lambda: succeeded(store) >= ITEMS * 4 // 10)
+            wait_for(lambda: succeeded(store) >= ITEMS * 4 // 10, "the run made no progress", 120)
             first.send_signal(signal.SIGKILL)
             killed_at = time.monotonic()
             first.wait()
             done = succeeded(store)
             restarted_at = time.monotonic()
             second = start(work, store)
-            wait_for(lambda: succeeded(store) > done)
+            wait_for(lambda: succeeded(store) > done, "the run made no progress", 120)
             resumed_at = time.monotonic()
             if second.wait(timeout=120) != 0:
                 raise RuntimeError("the resumed run did not succeed")
