@@ -64,6 +64,9 @@ internal sealed partial class BatchGrain(
 
     /// <summary>Messages and store calls the dispatch cycle sent and nothing awaits; a deactivation waits for them.</summary>
     private readonly HashSet<Task> _sent = [];
+    /// <summary>The grains of the items claimed ahead, made when they were prepared and used when they start.</summary>
+    private readonly Dictionary<int, IItemGrain> _prepared = [];
+    private IPoolGrain? _pool;
     private SlotDispatcher? _dispatcher;
     private Task _claiming = Task.CompletedTask;
     private Task _reportingKept = Task.CompletedTask;
@@ -82,7 +85,7 @@ internal sealed partial class BatchGrain(
 
     private BatchSpec Spec => state.State.Spec ?? throw new InvalidOperationException($"Batch '{Id}' was never started.");
 
-    private IPoolGrain Pool => GrainFactory.GetGrain<IPoolGrain>(Spec.Pool);
+    private IPoolGrain Pool => _pool ??= GrainFactory.GetGrain<IPoolGrain>(Spec.Pool);
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
@@ -225,6 +228,8 @@ internal sealed partial class BatchGrain(
 
     private int Ready => _dispatcher?.Ready ?? 0;
 
+    private IItemGrain Item(int index) => GrainFactory.GetGrain<IItemGrain>(ItemKey.Format(Id, index));
+
     /// <summary>Does what a dispatch step asks: starts items, frees and returns slots, gives back items, claims more.</summary>
     private void Apply(DispatchPlan plan)
     {
@@ -272,7 +277,7 @@ internal sealed partial class BatchGrain(
 
         // An item that did not start keeps its claim until it expires; the batch then requeues it, and the
         // pool takes its slot back when the slot's lease expires.
-        Send(GrainFactory.GetGrain<IItemGrain>(ItemKey.Format(Id, item.Index)).Start(assignment));
+        Send((_prepared.Remove(item.Index, out var grain) ? grain : Item(item.Index)).Start(assignment));
     }
 
     /// <summary>
@@ -332,7 +337,7 @@ internal sealed partial class BatchGrain(
     {
         try
         {
-            await Task.WhenAll(claimed.Select(item => GrainFactory.GetGrain<IItemGrain>(ItemKey.Format(Id, item.Index)).Prepare()));
+            await Task.WhenAll(claimed.Select(item => (_prepared[item.Index] = Item(item.Index)).Prepare()));
         }
         catch (Exception failure)
         {
@@ -347,6 +352,7 @@ internal sealed partial class BatchGrain(
         foreach (var item in items)
         {
             renewer.Drop(item.Lease.Token);
+            _prepared.Remove(item.Index);
             if (_inFlight.GetValueOrDefault(item.Index) == item.Lease.Token)
             {
                 _inFlight.Remove(item.Index);
@@ -475,7 +481,7 @@ internal sealed partial class BatchGrain(
         var cancelled = await store.CancelPendingAsync(Id, CancellationToken.None);
         _pending -= cancelled;
         _cancelled += cancelled;
-        await Task.WhenAll(_inFlight.Keys.Select(index => GrainFactory.GetGrain<IItemGrain>(ItemKey.Format(Id, index)).Abort()));
+        await Task.WhenAll(_inFlight.Keys.Select(index => Item(index).Abort()));
         await FinishIfDoneAsync();
     }
 
@@ -552,6 +558,7 @@ internal sealed partial class BatchGrain(
             if (_inFlight.Remove(item.Index))
             {
                 _dispatcher?.Forget(item.Index);
+                _prepared.Remove(item.Index);
                 LogLeaseDied(logger, Id, item.Index, item.Failed);
                 Count(item.Failed ? ItemOutcome.Failed : ItemOutcome.Retrying, default);
             }

@@ -33,6 +33,7 @@ internal sealed partial class ItemGrain(
     private readonly CancellationTokenSource _interrupt = new();
 
     private Task _attempts = Task.CompletedTask;
+    private IBatchGrain? _batch;
     private int _unfinished;
 
     public Task Start(ItemAssignment assignment)
@@ -161,14 +162,16 @@ internal sealed partial class ItemGrain(
     }
 
     private Task FreeSlotAsync(ItemAssignment assignment, SlotRelease release) => assignment.Slot.Hot
-        ? GrainFactory.GetGrain<IBatchGrain>(assignment.BatchId).SlotFreed(release)
+        ? Batch(assignment).SlotFreed(release)
         : ReleaseSlotAsync(assignment, release);
+
+    private IBatchGrain Batch(ItemAssignment assignment) => _batch ??= GrainFactory.GetGrain<IBatchGrain>(assignment.BatchId);
 
     private Task ReleaseSlotAsync(ItemAssignment assignment, SlotRelease release) =>
         GrainFactory.GetGrain<IPoolGrain>(assignment.Slot.Pool).Release([release]);
 
     private Task ReportAsync(ItemAssignment assignment, ItemOutcome outcome, TokenUsage usage) =>
-        GrainFactory.GetGrain<IBatchGrain>(assignment.BatchId)
+        Batch(assignment)
             .ItemFinished(new ItemReport(assignment.Index, assignment.Lease.Token, outcome, usage.InputTokens, usage.OutputTokens, usage.CachedTokens));
 
     private async Task<(ModelCallResult Result, CallStop Stop)> CallModelAsync(ItemAssignment assignment, CancellationToken abort)

@@ -131,6 +131,11 @@ public sealed class PoolGrainTests(SlowModelCluster fixture) : IClassFixture<Slo
         Assert.Equal(paused.Succeeded, stillPaused.Succeeded);
         Assert.Equal(0, stillPaused.Running);
 
+        // The items claimed ahead went back to pending (none stays leased), and every hot slot to the pool.
+        var counts = await Cluster.Store.CountAsync("pause-me", Ct);
+        Assert.Equal((0L, 300 - stillPaused.Succeeded), (counts.Leased, counts.Pending));
+        Assert.Equal(0, (await Cluster.Grains.GetGrain<IPoolGrain>("pause").GetSnapshot()).Running);
+
         await batch.Resume();
         var done = await batch.WaitUntilFinishedAsync(TimeSpan.FromMinutes(1));
         Assert.Equal((BatchState.Completed, 300L), (done.State, done.Succeeded));
