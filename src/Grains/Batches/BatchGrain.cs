@@ -207,17 +207,12 @@ internal sealed partial class BatchGrain(
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         // What this activation holds and does not use goes back (slots to the pool, items claimed ahead to
-        // pending) before it goes; if the silo cannot wait, leases expire and the pool and the store take
-        // both back.
+        // pending; a claim still out gives back what it brings) before it goes. Their renewals stop at
+        // once, so if the silo cannot wait, their leases expire and the pool and the store take them back.
+        StopDispatching();
         try
         {
             await _claiming.WaitAsync(cancellationToken);
-            if (_dispatcher is not null)
-            {
-                _dispatcher.Dispatching = false;
-                Apply(_dispatcher.Drain());
-            }
-
             await Task.WhenAll([.. _sent, _reportingKept]).WaitAsync(cancellationToken);
         }
         catch (OperationCanceledException)
