@@ -23,8 +23,10 @@ public interface IBatchGrain : IGrainWithStringKey
     /// <summary>
     /// A hot slot's call has ended (its result is being written): the batch starts its next item on the
     /// slot at once, or frees it in the pool when it was revoked, the call's outcome concerns the pool
-    /// (a 429, a refusal), or no item is ready.
+    /// (a 429, a refusal), or no item is ready. One-way: the item does not wait for the next one to start
+    /// (a message lost with a silo leaves the slot to expire in the pool, as the item's own release would).
     /// </summary>
+    [OneWay]
     Task SlotFreed(SlotRelease release);
 
     /// <summary>

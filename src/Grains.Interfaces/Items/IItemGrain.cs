@@ -1,5 +1,6 @@
 using Nightshift.Batches;
 using Nightshift.Pools;
+using Orleans.Concurrency;
 
 namespace Nightshift.Items;
 
@@ -14,8 +15,9 @@ public interface IItemGrain : IGrainWithStringKey
 
     /// <summary>
     /// Activates the item ahead of its slot (its batch claimed it ahead), so that <see cref="Start"/> costs one
-    /// message when the slot frees; does nothing else.
+    /// message when the slot frees; does nothing else. One-way: nothing waits for the activation.
     /// </summary>
+    [OneWay]
     Task Prepare();
 
     /// <summary>Aborts the running attempt, if any; its slot is freed and the item is recorded cancelled.</summary>

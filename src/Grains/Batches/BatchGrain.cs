@@ -291,7 +291,7 @@ internal sealed partial class BatchGrain(
                 var claimed = await store.ClaimAsync(Id, next, time.GetUtcNow(), CancellationToken.None);
                 Count(claimed);
                 var nextDue = claimed.Count < next.Count ? await store.NextDueAsync(Id, CancellationToken.None) : null;
-                await PrepareAsync(claimed);
+                Prepare(claimed);
                 plan = dispatcher.Claimed(next.Count, claimed, nextDue);
             }
             catch (Exception failure)
@@ -328,16 +328,11 @@ internal sealed partial class BatchGrain(
     /// Activates the claimed items' grains before a slot is free for them: an activation takes milliseconds,
     /// which would otherwise come between every call's end and the next call's start.
     /// </summary>
-    private async Task PrepareAsync(IReadOnlyList<ClaimedItem> claimed)
+    private void Prepare(IReadOnlyList<ClaimedItem> claimed)
     {
-        try
+        foreach (var item in claimed)
         {
-            await Task.WhenAll(claimed.Select(item => (_prepared[item.Index] = Item(item.Index)).Prepare()));
-        }
-        catch (Exception failure)
-        {
-            // Only the warm-up failed: the start activates the item itself.
-            LogSendFailed(logger, failure, Id);
+            _ = (_prepared[item.Index] = Item(item.Index)).Prepare();
         }
     }
 
