@@ -112,14 +112,6 @@ internal sealed partial class ItemGrain(
             var record = Decide(assignment, result, stop == CallStop.Cancelled, out var outcome, out var rateLimitedFor);
             CountOutcome(assignment.Slot.Pool, outcome, rateLimitedFor is not null);
 
-            // The slot bounds calls to the model, and this call is over: free it now, while the result
-            // is written, so the next item need not wait for our commit. A hot slot goes to the batch,
-            // which starts its next item on it at once. (A lease that was lost is no longer held by the
-            // pool, which then ignores this release.)
-            var terminal = outcome is ItemOutcome.Succeeded or ItemOutcome.Failed or ItemOutcome.Cancelled;
-            var release = FreeSlotAsync(assignment, new SlotRelease(assignment.BatchId, assignment.Slot.Token, terminal, rateLimitedFor,
-                record.Usage.InputTokens + record.Usage.OutputTokens, pausePool, estimate, result.Status == ModelCallStatus.Succeeded, result.Limits));
-
             // Checkpoint 2: the call has happened and may be billed. Its result must be recorded now;
             // a crash before the write below costs this one call again, never more.
             var recorded = await store.RecordAttemptAsync(record, CancellationToken.None);
@@ -134,6 +126,12 @@ internal sealed partial class ItemGrain(
 
             execution?.SetTag(NightshiftTelemetry.Tags.Outcome, OutcomeName(outcome));
 
+            // The slot is freed only now, so the calls a crash can cost (sent, result not durable) never
+            // outnumber the slots. A hot slot goes to the batch, which starts its next item on it at once.
+            // (A lease that was lost is no longer held by the pool, which then ignores this release.)
+            var terminal = outcome is ItemOutcome.Succeeded or ItemOutcome.Failed or ItemOutcome.Cancelled;
+            var release = FreeSlotAsync(assignment, new SlotRelease(assignment.BatchId, assignment.Slot.Token, terminal, rateLimitedFor,
+                record.Usage.InputTokens + record.Usage.OutputTokens, pausePool, estimate, result.Status == ModelCallStatus.Succeeded, result.Limits));
             await Task.WhenAll(release, ReportAsync(assignment, outcome, record.Usage));
         }
         catch (Exception failure)
