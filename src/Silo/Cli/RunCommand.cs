@@ -148,10 +148,18 @@ internal static class RunCommand
         var total = Stopwatch.StartNew();
         var input = parseResult.GetRequiredValue(Input);
         var output = parseResult.GetValue(Out) ?? new FileInfo(Path.ChangeExtension(input.FullName, null) + ".results.jsonl");
-        var batchId = await BatchIdAsync(input, cancellationToken);
+
+        // Hashing a large input takes a while; the silo starts meanwhile.
+        var hashing = Task.Run(() => BatchIdAsync(input, cancellationToken), cancellationToken);
         var options = new BatchOptions { MaxAttempts = parseResult.GetValue(MaxAttempts) };
 
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { ContentRootPath = AppContext.BaseDirectory });
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
+        {
+            ContentRootPath = AppContext.BaseDirectory,
+
+            // One run reads its configuration once: no file watcher for changes to appsettings.json.
+            Configuration = new ConfigurationManager { ["hostBuilder:reloadConfigOnChange"] = "false" },
+        });
         builder.Logging.ClearProviders();
         builder.Logging.AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace);
         var level = parseResult.GetValue(Verbose) ? nameof(LogLevel.Information) : nameof(LogLevel.Warning);
@@ -173,6 +181,7 @@ internal static class RunCommand
         builder.AddNightshiftTelemetry(scrapeEndpoint: false);
         using var host = builder.Build();
         await host.StartAsync(cancellationToken);
+        var batchId = await hashing;
         try
         {
             var services = host.Services;
@@ -341,7 +350,8 @@ internal static class RunCommand
 /// </summary>
 internal static class RunProgress
 {
-    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(250);
+    /// <summary>How often the batch is asked how far it got: also how late its end is noticed.</summary>
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(50);
     private static readonly TimeSpan PlainLineInterval = TimeSpan.FromSeconds(2);
 
     public static async Task<(BatchStatus Status, string? PausedReason)> FollowAsync(IBatchGrain batch, IPoolGrain pool, CancellationToken cancellationToken)
