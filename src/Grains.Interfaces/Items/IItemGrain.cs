@@ -8,9 +8,11 @@ namespace Nightshift.Items;
 public interface IItemGrain : IGrainWithStringKey
 {
     /// <summary>
-    /// Starts one attempt under <paramref name="assignment"/>'s lease and returns at once: the call runs
-    /// on the item's own activation, which reports to its batch and pool when it ends.
+    /// Starts one attempt under <paramref name="assignment"/>'s lease: the call runs on the item's own
+    /// activation, which reports to its batch and pool when it ends. One-way: a start that never arrives
+    /// leaves the item's claim to expire and be requeued, and its slot's lease to expire in the pool.
     /// </summary>
+    [OneWay]
     Task Start(ItemAssignment assignment);
 
     /// <summary>

@@ -54,7 +54,8 @@ public interface IPoolGrain : IGrainWithStringKey
     /// <summary>
     /// Reports calls that ended on hot slots their batch kept and has already started its next item on:
     /// each call's outcome counts as a release's would, and each slot stays held (its lease extended).
-    /// A slot the pool no longer holds stays free (a call running on it is adopted by its renewal).
+    /// A slot the pool does not hold is adopted, as a renewal adopts one, unless its batch gave it back
+    /// lately (the report came after the slot's release).
     /// </summary>
     Task Kept(ImmutableArray<SlotRelease> releases);
 

@@ -270,9 +270,7 @@ internal sealed partial class BatchGrain(
         var assignment = new ItemAssignment(Id, item.Index, item.CustomId, item.Body, item.Attempts, item.RateLimitedAttempts, item.Lease,
             Spec.Options, _model, start.Slot, renewedAt);
 
-        // An item that did not start keeps its claim until it expires; the batch then requeues it, and the
-        // pool takes its slot back when the slot's lease expires.
-        Send((_prepared.Remove(item.Index, out var grain) ? grain : Item(item.Index)).Start(assignment));
+        _ = (_prepared.Remove(item.Index, out var grain) ? grain : Item(item.Index)).Start(assignment);
     }
 
     /// <summary>

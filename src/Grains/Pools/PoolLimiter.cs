@@ -17,6 +17,9 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 {
     private readonly Dictionary<string, BatchShare> _batches = new(StringComparer.Ordinal);
     private readonly Dictionary<long, Holder> _leases = [];
+
+    /// <summary>Slots their holders gave back lately, by token, with when (see <see cref="EndedMemory"/>).</summary>
+    private readonly Dictionary<long, DateTimeOffset> _ended = [];
     private readonly RateControl _rate = new(config, time);
     private long _sequence;
     private double _virtualPass;
@@ -103,11 +106,22 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     public void Remove(string batchId) => _batches.Remove(batchId);
 
     /// <summary>Frees a slot; <c>false</c> when the token is not held (released twice, or expired).</summary>
-    public bool Release(SlotRelease release)
+    public bool Release(SlotRelease release) => Free(release, byHolder: true);
+
+    /// <summary>
+    /// Frees a slot. One its holder gave back is remembered for <see cref="EndedMemory"/>, so that a report of
+    /// an earlier call on it that arrives late (<see cref="Kept"/>) does not take it up again.
+    /// </summary>
+    private bool Free(SlotRelease release, bool byHolder)
     {
         if (!_leases.Remove(release.Token, out var holder))
         {
             return false;
+        }
+
+        if (byHolder)
+        {
+            _ended[release.Token] = time.GetUtcNow();
         }
 
         if (_batches.TryGetValue(holder.BatchId, out var share))
@@ -124,18 +138,34 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     }
 
     /// <summary>
+    /// How long a slot its holder gave back is remembered: far longer than a kept call's report can lag
+    /// behind the slot's release (the batch reports every 50 ms).
+    /// </summary>
+    public static readonly TimeSpan EndedMemory = TimeSpan.FromSeconds(10);
+
+    /// <summary>
     /// Counts a call that ended on a hot slot its batch kept for its next item: the slot stays held, its
-    /// lease extended, and the next call counts as started. Returns <c>false</c> when the slot is no longer
-    /// held (the batch has since given it back, or it expired): the call still counts, the slot does not
-    /// (a call running on an expired slot is adopted by its renewal).
+    /// lease extended, and the next call counts as started. A slot the pool does not hold is adopted (its
+    /// batch runs calls on it: it was granted by an activation before a failover, or it expired while its
+    /// holder lived), unless its holder gave it back lately and this report came after; returns <c>false</c>
+    /// for such a late report, which counts the call but holds nothing.
     /// </summary>
     public bool Kept(SlotRelease release)
     {
         var now = time.GetUtcNow();
         if (!_leases.TryGetValue(release.Token, out var holder))
         {
-            CallEnded(release, new Holder(release.BatchId, now, ChargedTokens: 0));
-            return false;
+            holder = new Holder(release.BatchId, now, ChargedTokens: 0, Hot: true);
+            if (_ended.ContainsKey(release.Token))
+            {
+                CallEnded(release, holder);
+                return false;
+            }
+
+            if (_batches.TryGetValue(release.BatchId, out var adopter))
+            {
+                adopter.Running++;
+            }
         }
 
         CallEnded(release, holder);
@@ -285,6 +315,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
                 continue;
             }
 
+            _ended[token] = time.GetUtcNow();
             _rate.Unused(holder.ChargedTokens);
             if (share is not null)
             {
@@ -339,7 +370,12 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         var expired = _leases.Where(l => l.Value.ExpiresAt < now).Select(l => l.Key).ToList();
         foreach (var token in expired)
         {
-            Release(new SlotRelease(_leases[token].BatchId, token, ItemTerminal: false, RateLimitedFor: null));
+            Free(new SlotRelease(_leases[token].BatchId, token, ItemTerminal: false, RateLimitedFor: null), byHolder: false);
+        }
+
+        foreach (var (token, at) in _ended.Where(ended => now - ended.Value > EndedMemory).ToList())
+        {
+            _ended.Remove(token, out _);
         }
 
         return expired.Count;

@@ -420,6 +420,28 @@ public sealed class PoolLimiterTests
     }
 
     [Fact]
+    public void Kept_ForASlotThePoolNeverHeld_AdoptsIt_ForItsBatchRunsCallsOnIt()
+    {
+        var limiter = Limiter(maxRunning: 2);
+        limiter.Register("a", 10, 1);
+        Assert.Equal(2, Leases(limiter.Grant()).Count);
+
+        // Granted by the activation before a failover: its batch keeps running calls on it.
+        Assert.True(limiter.Kept(new SlotRelease("a", (2L << 32) | 7, ItemTerminal: true, RateLimitedFor: null)));
+        Assert.Equal(3, limiter.Running);
+        Assert.Empty(limiter.Grant());
+
+        // A report that comes after its slot was given back, long after, adopts it too (it can no longer be late).
+        var held = new PoolLimiter("gpt", new PoolConfig { MaxRunning = 2 }, epoch: 3, _time);
+        held.Register("a", 10, 1);
+        var slot = Leases(held.Grant())[0];
+        held.ReturnUnused("a", [slot.Token], null);
+        _time.Advance(PoolLimiter.EndedMemory + TimeSpan.FromSeconds(1));
+        held.ExpireLeases();
+        Assert.True(held.Kept(new SlotRelease("a", slot.Token, ItemTerminal: true, RateLimitedFor: null)));
+    }
+
+    [Fact]
     public void Revocations_TakeBackHotSlots_FromABatchOverItsShare_WhenAnotherWaits()
     {
         var limiter = Limiter(maxRunning: 4);
