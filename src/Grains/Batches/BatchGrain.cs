@@ -287,7 +287,7 @@ internal sealed partial class BatchGrain(
             try
             {
                 var claimed = await store.ClaimAsync(Id, next, time.GetUtcNow(), CancellationToken.None);
-                Count(claimed);
+                CountClaimed(claimed);
                 var nextDue = claimed.Count < next.Count ? await store.NextDueAsync(Id, CancellationToken.None) : null;
                 Prepare(claimed);
                 plan = dispatcher.Claimed(next.Count, claimed, nextDue);
@@ -304,7 +304,7 @@ internal sealed partial class BatchGrain(
     }
 
     /// <summary>Counts claimed items in flight; their claims are renewed until they start.</summary>
-    private void Count(IReadOnlyList<ClaimedItem> claimed)
+    private void CountClaimed(IReadOnlyList<ClaimedItem> claimed)
     {
         var now = time.GetUtcNow();
         foreach (var item in claimed)

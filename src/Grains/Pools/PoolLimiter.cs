@@ -208,15 +208,15 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     /// </summary>
     public IReadOnlyList<(string BatchId, List<long> Tokens)> Revocations(bool poolPaused)
     {
+        var revocable = _leases.Where(lease => lease.Value is { Hot: true, Revoked: false }).Select(lease => lease.Key).ToList();
+        if (revocable.Count == 0)
+        {
+            return [];
+        }
+
         var revoked = new Dictionary<string, List<long>>(StringComparer.Ordinal);
         var all = poolPaused || _rate.Paces || _rate.HeldUntil is not null;
-        foreach (var (token, holder) in _leases)
-        {
-            if (holder.Hot && !holder.Revoked && (all || _batches.GetValueOrDefault(holder.BatchId) is not { Paused: false }))
-            {
-                Revoke(token, holder, revoked);
-            }
-        }
+        RevokeWhere(revocable, holder => all || _batches.GetValueOrDefault(holder.BatchId) is not { Paused: false }, int.MaxValue, revoked);
 
         // Slots that stay held once the revoked ones are back; over the cap in force, the excess goes.
         var cap = EffectiveCap;
@@ -249,37 +249,43 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
             wanted = Math.Max(wanted, Math.Min(deficit, excess.Values.Sum()));
         }
 
-        foreach (var (token, holder) in _leases.ToList())
-        {
-            if (wanted <= 0)
-            {
-                break;
-            }
-
-            if (holder.Hot && !holder.Revoked && excess.GetValueOrDefault(holder.BatchId) > 0)
-            {
-                excess[holder.BatchId]--;
-                Revoke(token, holder, revoked);
-                wanted--;
-            }
-        }
-
-        // Over the cap with no batch over its share (one batch alone): any hot slot goes.
-        foreach (var (token, holder) in _leases.ToList())
-        {
-            if (wanted <= 0)
-            {
-                break;
-            }
-
-            if (holder.Hot && !holder.Revoked)
-            {
-                Revoke(token, holder, revoked);
-                wanted--;
-            }
-        }
-
+        // From the batches over their share first; over the cap with none (one batch alone), any hot slot.
+        wanted -= RevokeWhere(revocable, OverShare, wanted, revoked);
+        RevokeWhere(revocable, _ => true, wanted, revoked);
         return [.. revoked.Select(b => (b.Key, b.Value))];
+
+        bool OverShare(Holder holder)
+        {
+            if (excess.GetValueOrDefault(holder.BatchId) <= 0)
+            {
+                return false;
+            }
+
+            excess[holder.BatchId]--;
+            return true;
+        }
+    }
+
+    /// <summary>Revokes up to <paramref name="limit"/> of the <paramref name="candidates"/> not yet revoked that <paramref name="take"/> picks; returns how many.</summary>
+    private int RevokeWhere(List<long> candidates, Func<Holder, bool> take, int limit, Dictionary<string, List<long>> revoked)
+    {
+        var taken = 0;
+        foreach (var token in candidates)
+        {
+            if (taken >= limit)
+            {
+                break;
+            }
+
+            var holder = _leases[token];
+            if (!holder.Revoked && take(holder))
+            {
+                Revoke(token, holder, revoked);
+                taken++;
+            }
+        }
+
+        return taken;
     }
 
     private void Revoke(long token, Holder holder, Dictionary<string, List<long>> revoked)
