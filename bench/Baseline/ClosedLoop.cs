@@ -19,7 +19,7 @@ internal sealed record ClosedLoopResult(int Items, int Succeeded, TimeSpan First
 /// retried after the provider's <c>Retry-After</c> (or a doubling backoff) without holding a slot, as a
 /// pool's item waits out its backoff outside the cap.
 /// </summary>
-internal sealed class ClosedLoop(HttpClient http, ClosedLoopOptions options)
+internal sealed class ClosedLoop(HttpClient http, ClosedLoopOptions options) : IDisposable
 {
     /// <summary>The header a Nightshift pool sends, so the mock counts calls per item for both alike.</summary>
     private const string CustomIdHeader = "X-Nightshift-Custom-Id";
@@ -31,6 +31,8 @@ internal sealed class ClosedLoop(HttpClient http, ClosedLoopOptions options)
     private readonly SemaphoreSlim _slots = new(options.MaxRunning, options.MaxRunning);
     private readonly Uri _completions = new(options.Endpoint.AbsoluteUri.TrimEnd('/') + "/chat/completions");
     private int _succeeded;
+
+    public void Dispose() => _slots.Dispose();
 
     public async Task<ClosedLoopResult> RunAsync(CancellationToken cancellationToken)
     {

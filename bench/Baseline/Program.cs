@@ -29,7 +29,8 @@ internal static class Program
         try
         {
             // Ctrl+C may end the process where it stands: nothing is kept that could be left half-written.
-            result = await new ClosedLoop(http, options).RunAsync(CancellationToken.None);
+            using var loop = new ClosedLoop(http, options);
+            result = await loop.RunAsync(CancellationToken.None);
         }
         catch (InvalidDataException invalid)
         {

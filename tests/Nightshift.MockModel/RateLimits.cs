@@ -60,6 +60,8 @@ internal sealed class RateLimits
 }
 
 /// <summary>The outcome of <see cref="RateLimits.Admit"/>, with what the rate-limit headers report.</summary>
+/// <param name="RequestsExhausted">The request bucket had no room for this request.</param>
+/// <param name="TokensExhausted">The token bucket had no room for this request's tokens.</param>
 /// <param name="RetryAfter">When refused, how long until the exhausted bucket(s) would admit the request.</param>
 /// <param name="Requests">The request bucket as checked, after this request's debit; null when requests are unlimited.</param>
 /// <param name="Tokens">The token bucket likewise; null when tokens are unlimited.</param>

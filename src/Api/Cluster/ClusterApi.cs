@@ -3,7 +3,6 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Nightshift.Storage;
-using Orleans.Runtime;
 
 namespace Nightshift.Api.Cluster;
 
@@ -55,7 +54,7 @@ public static class ClusterApi
 
         try
         {
-            var active = await grains.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true);
+            var active = await grains.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true, cancellationToken);
             return active.Count > 0
                 ? TypedResults.Ok<object>(new { status = "ready", silos = active.Count })
                 : Problems.Problem(StatusCodes.Status503ServiceUnavailable, "Not ready", "no active silo in the cluster");

@@ -3,7 +3,6 @@ using Microsoft.Extensions.Logging;
 using Nightshift.Batches;
 using Nightshift.Pools;
 using Nightshift.Storage;
-using Orleans.Runtime;
 
 namespace Nightshift.Api.Dashboard;
 
@@ -100,7 +99,7 @@ internal sealed partial class DashboardMonitor(IGrainFactory grains, IItemStore 
     private async Task ObserveAsync(CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
-        var hosts = await grains.GetGrain<IManagementGrain>(0).GetDetailedHosts(onlyActive: false);
+        var hosts = await grains.GetGrain<IManagementGrain>(0).GetDetailedHosts(onlyActive: false, cancellationToken);
         var poolNames = await store.ListPoolsAsync(cancellationToken);
         var pools = await Task.WhenAll(poolNames.Select(name => grains.GetGrain<IPoolGrain>(name).GetSnapshot()));
         var records = (await store.ListBatchesAsync(BatchState.Running, 0, WatchedBatches, cancellationToken))

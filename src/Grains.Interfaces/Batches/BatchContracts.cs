@@ -1,13 +1,21 @@
-using Nightshift.Pools;
-
 namespace Nightshift.Batches;
 
+/// <summary>Where a batch stands, as its grain and the catalogue record it.</summary>
 public enum BatchState
 {
+    /// <summary>No batch was submitted under this id.</summary>
     NotFound = 0,
+
+    /// <summary>Items are being dispatched, or are waiting for their next attempt.</summary>
     Running = 1,
+
+    /// <summary>No new call starts; calls running finish and are recorded.</summary>
     Paused = 2,
+
+    /// <summary>Every pending item was cancelled; calls running finish and are recorded.</summary>
     Cancelled = 3,
+
+    /// <summary>Every item reached an end: succeeded, failed or cancelled.</summary>
     Completed = 4,
 }
 
@@ -34,31 +42,57 @@ public sealed record BatchOptions
     [Id(5)] public int Priority { get; init; } = 1;
 }
 
+/// <summary>What a batch was submitted with: its pool, its item count and its options.</summary>
 [GenerateSerializer, Immutable, Alias("nightshift.BatchSpec")]
 public sealed record BatchSpec(
     [property: Id(0)] string Pool,
     [property: Id(1)] int ItemCount,
     [property: Id(2)] BatchOptions Options);
 
+/// <summary>A batch's live figures, as its grain counts them.</summary>
 [GenerateSerializer, Immutable, Alias("nightshift.BatchStatus")]
 public sealed record BatchStatus
 {
+    /// <summary>The batch's id.</summary>
     [Id(0)] public required string BatchId { get; init; }
+
+    /// <summary>Where the batch stands.</summary>
     [Id(1)] public BatchState State { get; init; }
+
+    /// <summary>The pool the batch runs in; <c>null</c> for a batch not found.</summary>
     [Id(2)] public string? Pool { get; init; }
+
+    /// <summary>The batch's items.</summary>
     [Id(3)] public long Total { get; init; }
+
+    /// <summary>Items waiting for their first or next attempt.</summary>
     [Id(4)] public long Pending { get; init; }
+
     /// <summary>
     /// Items claimed whose attempt has not reported yet. Can briefly exceed the pool's cap: a call frees
     /// its slot when it ends, before its result is written and reported.
     /// </summary>
     [Id(5)] public long Running { get; init; }
+
+    /// <summary>Items whose result is a success.</summary>
     [Id(6)] public long Succeeded { get; init; }
+
+    /// <summary>Items that failed for good (attempts spent, or an error no retry can fix).</summary>
     [Id(7)] public long Failed { get; init; }
+
+    /// <summary>Items cancelled before they ran.</summary>
     [Id(8)] public long Cancelled { get; init; }
+
+    /// <summary>Prompt tokens the provider reported for the batch's items.</summary>
     [Id(9)] public long InputTokens { get; init; }
+
+    /// <summary>Completion tokens the provider reported for the batch's items.</summary>
     [Id(10)] public long OutputTokens { get; init; }
+
+    /// <summary>When the batch was submitted.</summary>
     [Id(11)] public DateTimeOffset? CreatedAt { get; init; }
+
+    /// <summary>When the batch completed or was cancelled; <c>null</c> while it runs.</summary>
     [Id(12)] public DateTimeOffset? FinishedAt { get; init; }
 
     /// <summary>The silo the batch's activation runs on.</summary>
@@ -70,20 +104,30 @@ public sealed record BatchStatus
     /// <summary>Items that reached an end: succeeded, failed or cancelled.</summary>
     public long Done => Succeeded + Failed + Cancelled;
 
+    /// <summary>The batch ended and no call of it is still running.</summary>
     public bool IsFinished => State is BatchState.Completed or BatchState.Cancelled && Running == 0;
 }
 
 /// <summary>What became of an item's attempt.</summary>
 public enum ItemOutcome
 {
+    /// <summary>The result is a success and is stored.</summary>
     Succeeded = 0,
+
+    /// <summary>The item failed for good; its error is stored.</summary>
     Failed = 1,
+
+    /// <summary>The attempt failed and the item is pending again, due after its backoff.</summary>
     Retrying = 2,
+
+    /// <summary>The item was cancelled before its call could start.</summary>
     Cancelled = 3,
+
     /// <summary>The attempt's lease was lost before its result could be written; the result was discarded.</summary>
     Fenced = 4,
 }
 
+/// <summary>An item's report to its batch: which attempt (by its lease token) ended how, and the tokens it used.</summary>
 [GenerateSerializer, Immutable, Alias("nightshift.ItemReport")]
 public sealed record ItemReport(
     [property: Id(0)] int Index,

@@ -39,9 +39,12 @@ public interface IBatchGrain : IGrainWithStringKey
     /// <summary>An item's attempt has ended; called by the item grain.</summary>
     Task ItemFinished(ItemReport report);
 
+    /// <summary>Stops starting calls and gives the batch's slots back; calls running finish. Persisted.</summary>
     Task Pause();
 
+    /// <summary>Starts dispatching again after <see cref="Pause"/>.</summary>
     Task Resume();
 
+    /// <summary>Cancels every pending item; calls running finish and are recorded. Persisted.</summary>
     Task Cancel();
 }

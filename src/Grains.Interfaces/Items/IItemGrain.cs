@@ -46,6 +46,7 @@ public sealed record ItemAssignment(
     [property: Id(9)] ItemLease Slot,
     [property: Id(10)] DateTimeOffset RenewedAt);
 
+/// <summary>How item grains are keyed.</summary>
 public static class ItemKey
 {
     /// <summary>

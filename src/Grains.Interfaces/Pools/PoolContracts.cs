@@ -1,5 +1,3 @@
-using System.Collections.Immutable;
-
 namespace Nightshift.Pools;
 
 /// <summary>The model a pool's items are sent to.</summary>
@@ -25,6 +23,7 @@ public sealed record ModelBinding
 /// <summary>Names of the model providers Nightshift knows.</summary>
 public static class ModelProviders
 {
+    /// <summary>The built-in simulated model: no network, a configurable latency (the default).</summary>
     public const string Simulated = "simulated";
 
     /// <summary>Any endpoint that speaks OpenAI's chat completions (OpenAI, vLLM, Ollama, LM Studio, the test mock).</summary>
@@ -165,6 +164,7 @@ public sealed record ProviderRateLimits(
 [GenerateSerializer, Immutable, Alias("nightshift.QueueReservation")]
 public sealed record QueueReservation([property: Id(0)] bool Accepted, [property: Id(1)] string? Reason)
 {
+    /// <summary>The reservation was accepted.</summary>
     public static QueueReservation Granted { get; } = new(true, null);
 }
 

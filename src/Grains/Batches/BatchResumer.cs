@@ -9,10 +9,12 @@ namespace Nightshift.Batches;
 /// the crash interrupted. Runs on every silo; activating an active batch costs one call.
 /// </summary>
 internal sealed partial class BatchResumer(IItemStore store, IGrainFactory grains, ILogger<BatchResumer> logger)
-    : ILifecycleParticipant<ISiloLifecycle>
+    : ILifecycleParticipant<ISiloLifecycle>, IDisposable
 {
     private readonly CancellationTokenSource _stopping = new();
     private Task _resuming = Task.CompletedTask;
+
+    public void Dispose() => _stopping.Dispose();
 
     public void Participate(ISiloLifecycle lifecycle) =>
         lifecycle.Subscribe(nameof(BatchResumer), ServiceLifecycleStage.Active, OnActiveAsync, OnStopAsync);

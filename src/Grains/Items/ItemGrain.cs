@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
@@ -16,6 +17,7 @@ namespace Nightshift.Items;
 /// its result in the item store, then frees its slot and reports to its batch. No grain state: the item
 /// store is the record.
 /// </summary>
+[SuppressMessage("Design", "CA1001", Justification = "A grain's life ends in OnDeactivateAsync, which disposes them.")]
 internal sealed partial class ItemGrain(
     IItemStore store,
     IModelResolver models,
@@ -55,22 +57,24 @@ internal sealed partial class ItemGrain(
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
-        if (_unfinished == 0)
+        if (_unfinished > 0)
         {
-            return;
+            using var grace = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            grace.CancelAfter(StopGrace);
+            try
+            {
+                await _attempts.WaitAsync(grace.Token);
+            }
+            catch (OperationCanceledException) when (grace.IsCancellationRequested)
+            {
+                await _interrupt.CancelAsync();
+                await _attempts;
+            }
         }
 
-        using var grace = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        grace.CancelAfter(StopGrace);
-        try
-        {
-            await _attempts.WaitAsync(grace.Token);
-        }
-        catch (OperationCanceledException) when (grace.IsCancellationRequested)
-        {
-            await _interrupt.CancelAsync();
-            await _attempts;
-        }
+        // No attempt runs any more, and a deactivating activation receives no further call.
+        _abort.Dispose();
+        _interrupt.Dispose();
     }
 
     private async Task RunAfterAsync(Task previous, ItemAssignment assignment)

@@ -13,7 +13,7 @@ namespace Nightshift.Items;
 /// under its token was lost; its item's result will be fenced.
 /// </summary>
 internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grains, TimeProvider time, ILogger<LeaseRenewer> logger)
-    : ILifecycleParticipant<ISiloLifecycle>
+    : ILifecycleParticipant<ISiloLifecycle>, IDisposable
 {
     /// <summary>How often the renewer looks for leases due for renewal.</summary>
     public static readonly TimeSpan CheckPeriod = TimeSpan.FromSeconds(1);
@@ -75,6 +75,12 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
 
         await Task.WhenAll(renewals.GroupBy(r => r.Pool, StringComparer.Ordinal)
             .Select(pool => grains.GetGrain<IPoolGrain>(pool.Key).Renew([.. pool.Select(r => r.Renewal)])));
+    }
+
+    public void Dispose()
+    {
+        _stopping.Dispose();
+        _abandoned.Dispose();
     }
 
     private Task StartAsync(CancellationToken cancellationToken)

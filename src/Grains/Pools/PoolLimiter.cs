@@ -68,9 +68,9 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
                 $"pool '{name}' has {queued} items queued; {itemCount} more would pass its maxQueued of {Config.MaxQueued}");
         }
 
-        if (!_batches.ContainsKey(batchId))
+        // Room is held, but nothing is granted until the batch itself registers (it has started).
+        if (!_batches.TryGetValue(batchId, out _))
         {
-            // Room is held, but nothing is granted until the batch itself registers (it has started).
             _batches[batchId] = new BatchShare { Pass = _virtualPass, Started = false, TokensPerCall = _rate.TokensPerCall };
         }
 

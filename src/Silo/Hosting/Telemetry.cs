@@ -2,7 +2,6 @@ using Nightshift.Diagnostics;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
-using OpenTelemetry.Trace;
 
 namespace Nightshift.Silo.Hosting;
 

@@ -1,6 +1,5 @@
 using Microsoft.Data.Sqlite;
 using Nightshift.Batches;
-using Nightshift.Pools;
 using Nightshift.Tests.EndToEnd;
 using Nightshift.Tests.Fixtures;
 
