@@ -220,10 +220,8 @@ public sealed class ApiTests(SmallLimitsApiHost host) : IClassFixture<SmallLimit
         await CreatePoolAsync("slow", maxRunning: 1);
         var created = await Http.PostAsync("/v1/batches?pool=slow", Ndjson(Jsonl.Lines(400, "slow")), Ct);
         var id = (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
-        while ((await BatchAsync(id)).GetProperty("counts").GetProperty("succeeded").GetInt64() < 20)
-        {
-            await Task.Delay(20, Ct);
-        }
+        await Eventually.MatchesAsync(() => BatchAsync(id), batch => batch.GetProperty("counts").GetProperty("succeeded").GetInt64() >= 20,
+            batch => $"fewer than 20 items succeeded: {batch}");
 
         var partial = (await Http.GetStringAsync($"/v1/batches/{id}/results", Ct)).Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.InRange(partial.Length, 20, 399);

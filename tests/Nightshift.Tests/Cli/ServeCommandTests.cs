@@ -57,12 +57,8 @@ public sealed class ServeCommandTests : IDisposable
         var created = await client.PostAsync("/v1/batches?pool=p", new StringContent(Jsonl.Lines(40, "api"), System.Text.Encoding.UTF8, "application/x-ndjson"), Ct);
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         var location = created.Headers.Location!.OriginalString;
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (!(await client.GetStringAsync(location, Ct)).Contains("\"state\":\"completed\"", StringComparison.Ordinal))
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"the batch did not complete. API output:\n{api.Output}\nSilo output:\n{silo.Output}");
-            await Task.Delay(100, Ct);
-        }
+        await Eventually.MatchesAsync(() => client.GetStringAsync(location, Ct), batch => batch.Contains("\"state\":\"completed\"", StringComparison.Ordinal),
+            batch => $"the batch did not complete: {batch}. API output:\n{api.Output}\nSilo output:\n{silo.Output}", period: TimeSpan.FromMilliseconds(100));
 
         Assert.Equal(40, (await client.GetStringAsync($"{location}/results", Ct)).Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
     }

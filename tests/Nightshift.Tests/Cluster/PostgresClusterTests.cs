@@ -155,38 +155,24 @@ public sealed class PostgresClusterTests : IAsyncLifetime
     private async Task<string?> PoolSiloAsync() =>
         (await _cluster.Any.Client.GetFromJsonAsync<JsonElement>("/v1/pools/p", Ct)).GetProperty("silo").GetString();
 
-    private async Task WaitForCallsAsync(long calls)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while ((await StatsAsync()).Total < calls)
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"fewer than {calls} calls within a minute. Output:\n{_cluster.Output}");
-            await Task.Delay(50, Ct);
-        }
-    }
+    private Task WaitForCallsAsync(long calls) =>
+        Eventually.MatchesAsync(StatsAsync, stats => stats.Total >= calls,
+            stats => $"{stats.Total} calls, fewer than {calls}. Output:\n{_cluster.Output}", period: TimeSpan.FromMilliseconds(50));
 
-    private async Task WaitUntilCompletedAsync(string batch)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(120);
-        while (true)
+    private Task WaitUntilCompletedAsync(string batch) =>
+        Eventually.MatchesAsync(async () =>
         {
             try
             {
                 var status = await _cluster.Any.Client.GetFromJsonAsync<JsonElement>($"/v1/batches/{batch}", Ct);
-                if (status.GetProperty("state").GetString() == "completed" && status.GetProperty("counts").GetProperty("running").GetInt64() == 0)
-                {
-                    return;
-                }
+                return status.GetProperty("state").GetString() == "completed" && status.GetProperty("counts").GetProperty("running").GetInt64() == 0;
             }
-            catch (HttpRequestException) when (DateTime.UtcNow < deadline)
+            catch (HttpRequestException)
             {
                 // The member answering may be between a lost connection and its retry.
+                return false;
             }
-
-            Assert.True(DateTime.UtcNow < deadline, $"batch {batch} did not complete within 2 minutes. Mock calls: {(await StatsAsync()).Total}. Output:\n{_cluster.Output}");
-            await Task.Delay(200, Ct);
-        }
-    }
+        }, completed => completed, _ => $"batch {batch} did not complete. Output:\n{_cluster.Output}", TimeSpan.FromSeconds(120), TimeSpan.FromMilliseconds(200));
 
     private async Task<MockModelStats> StatsAsync() =>
         (await _mockClient.GetFromJsonAsync<MockModelStats>("/stats", StatsJson, Ct))!;

@@ -137,21 +137,12 @@ public sealed class DashboardBrowserTests(DashboardHost host) : IClassFixture<Da
         return (await response.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
     }
 
-    private async Task<string?> WaitForStateAsync(string batchId, string wanted)
-    {
-        string? state = null;
-        for (var i = 0; i < 30 && state != wanted; i++)
+    private Task<string?> WaitForStateAsync(string batchId, string wanted) =>
+        Eventually.MatchesAsync(async () =>
         {
             var batch = await (await SendAsync(HttpMethod.Get, $"/v1/batches/{batchId}")).Content.ReadFromJsonAsync<JsonElement>(Ct);
-            state = batch.GetProperty("state").GetString();
-            if (state != wanted)
-            {
-                await Task.Delay(100, Ct);
-            }
-        }
-
-        return state;
-    }
+            return batch.GetProperty("state").GetString();
+        }, state => state == wanted, state => $"batch {batchId} is {state}, not {wanted}", TimeSpan.FromSeconds(3), TimeSpan.FromMilliseconds(100));
 
     private async Task<HttpResponseMessage> SendAsync(HttpMethod method, string path, HttpContent? content = null)
     {

@@ -142,14 +142,8 @@ public sealed class TelemetryTests(FaultyModelHost host) : IClassFixture<FaultyM
     {
         using var content = new StringContent(Jsonl.Lines(5, "scrape"), Encoding.UTF8, "application/x-ndjson");
         (await host.Http.PostAsync($"/v1/batches?pool={Pool}&maxAttempts=1", content, Ct)).EnsureSuccessStatusCode();
-        string text;
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        do
-        {
-            await Task.Delay(200, Ct);
-            text = await host.Http.GetStringAsync("/metrics", Ct);
-        }
-        while (!text.Contains("nightshift_pool_running", StringComparison.Ordinal) && DateTime.UtcNow < deadline);
+        var text = await Eventually.MatchesAsync(() => host.Http.GetStringAsync("/metrics", Ct), text => text.Contains("nightshift_pool_running", StringComparison.Ordinal),
+            text => $"no pool gauge in the scrape:\n{text}", TimeSpan.FromSeconds(20), TimeSpan.FromMilliseconds(200));
 
         Assert.Contains("nightshift_pool_running{", text, StringComparison.Ordinal);
         Assert.Contains("nightshift_pool=\"traced\"", text, StringComparison.Ordinal);

@@ -39,7 +39,7 @@ public sealed class ClusterFailoverTests : IAsyncLifetime
         await using var slow = await MockModelServer.StartAsync(new MockModelOptions { LatencyMin = TimeSpan.FromSeconds(2.5), LatencyMax = TimeSpan.FromSeconds(3.5) }, Ct);
         var (pool, poolSilo) = await PoolAwayFromThePrimaryAsync(slow, maxRunning);
         var batch = await SubmitAsync("pool-failover", pool, items);
-        await WaitUntilSucceededAsync(batch, maxRunning);
+        await batch.WaitUntilSucceededAsync(maxRunning);
 
         await Cluster.Cluster.KillSiloAsync(poolSilo, Ct);
         var status = await batch.WaitUntilFinishedAsync(TimeSpan.FromMinutes(3), Cluster.Store);
@@ -73,7 +73,7 @@ public sealed class ClusterFailoverTests : IAsyncLifetime
             Assert.True(attempt < 20, "every batch landed on the primary silo");
         }
 
-        await WaitUntilSucceededAsync(batch, Items * 3 / 10);
+        await batch.WaitUntilSucceededAsync(Items * 3 / 10);
         await Cluster.Cluster.KillSiloAsync(batchSilo, Ct);
         var status = await batch.WaitUntilFinishedAsync(TimeSpan.FromMinutes(2), Cluster.Store);
 
@@ -86,7 +86,7 @@ public sealed class ClusterFailoverTests : IAsyncLifetime
     {
         var (pool, _) = await PoolAwayFromThePrimaryAsync(Mock, MaxRunning);
         var batch = await SubmitAsync("graceful", pool, Items);
-        await WaitUntilSucceededAsync(batch, Items * 3 / 10);
+        await batch.WaitUntilSucceededAsync(Items * 3 / 10);
 
         var secondary = Cluster.Cluster.SecondarySilos[0];
         await Cluster.Cluster.StopSiloAsync(secondary, Ct);
@@ -138,14 +138,6 @@ public sealed class ClusterFailoverTests : IAsyncLifetime
         var result = await Cluster.Submitter.SubmitAsync(batchId, pool, new BatchOptions(), Jsonl.Stream(Jsonl.Lines(items, batchId)), Ct);
         Assert.True(result.Accepted, result.Reason);
         return Cluster.Grains.GetGrain<IBatchGrain>(batchId);
-    }
-
-    private static async Task WaitUntilSucceededAsync(IBatchGrain batch, long succeeded)
-    {
-        while ((await batch.GetStatus()).Succeeded < succeeded)
-        {
-            await Task.Delay(20, Ct);
-        }
     }
 
     private Task AssertEveryItemSucceededOnceAsync(BatchStatus status, string batchId) =>

@@ -1,5 +1,4 @@
 using Nightshift.Batches;
-using Nightshift.Storage;
 using Nightshift.Tests.Fixtures;
 
 namespace Nightshift.Tests.Durability;
@@ -28,10 +27,7 @@ public sealed class RestartTests : IDisposable
             await first.CreatePoolAsync("restart", maxRunning: 4);
             Assert.True((await first.Submitter.SubmitAsync("restarted", "restart", new BatchOptions(), Jsonl.Stream(Jsonl.Lines(items)), Ct)).Accepted);
             var batch = first.Grains.GetGrain<IBatchGrain>("restarted");
-            while ((await batch.GetStatus()).Succeeded < items / 5)
-            {
-                await Task.Delay(20, Ct);
-            }
+            await batch.WaitUntilSucceededAsync(items / 5);
 
             var store = first.Store;
             await first.Cluster.KillSiloAsync(first.Cluster.Primary!, Ct);
@@ -43,13 +39,8 @@ public sealed class RestartTests : IDisposable
 
         // Only the store is watched: no call to the batch grain wakes it up. Its reminder would
         // take up to a minute; the start-up task must bring it back in seconds.
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        ItemCounts counts;
-        while ((counts = await second.Store.CountAsync("restarted", Ct)).Succeeded < items)
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"the batch did not finish within 30 s of the restart: {counts}");
-            await Task.Delay(50, Ct);
-        }
+        var counts = await Eventually.MatchesAsync(() => second.Store.CountAsync("restarted", Ct), counts => counts.Succeeded >= items,
+            counts => $"the batch did not finish after the restart: {counts}", TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(50));
 
         Assert.Equal((0L, 0L, 0L), (counts.Pending, counts.Leased, counts.Failed));
         var status = await second.Grains.GetGrain<IBatchGrain>("restarted").WaitUntilFinishedAsync(TimeSpan.FromSeconds(10));

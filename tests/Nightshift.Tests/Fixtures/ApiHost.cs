@@ -79,20 +79,9 @@ public class ApiHost : IAsyncLifetime
     }
 
     /// <summary>Polls <c>GET /v1/batches/{id}</c> until the batch is completed or cancelled.</summary>
-    public async Task<JsonElement> WaitUntilFinishedAsync(string batchId, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (true)
-        {
-            var batch = await Http.GetFromJsonAsync<JsonElement>($"/v1/batches/{batchId}", TestContext.Current.CancellationToken);
-            var state = batch.GetProperty("state").GetString();
-            if (state is "completed" || (state is "cancelled" && batch.GetProperty("counts").GetProperty("running").GetInt64() == 0))
-            {
-                return batch;
-            }
-
-            Assert.True(DateTime.UtcNow < deadline, $"batch {batchId} did not finish within {timeout}: {batch}");
-            await Task.Delay(50, TestContext.Current.CancellationToken);
-        }
-    }
+    public Task<JsonElement> WaitUntilFinishedAsync(string batchId, TimeSpan timeout) =>
+        Eventually.MatchesAsync(() => Http.GetFromJsonAsync<JsonElement>($"/v1/batches/{batchId}", TestContext.Current.CancellationToken),
+            batch => batch.GetProperty("state").GetString() is "completed"
+                || (batch.GetProperty("state").GetString() is "cancelled" && batch.GetProperty("counts").GetProperty("running").GetInt64() == 0),
+            batch => $"batch {batchId} not finished: {batch}", timeout, TimeSpan.FromMilliseconds(50));
 }

@@ -33,15 +33,9 @@ public sealed class RunWorkspace : IDisposable
     }
 
     /// <summary>Waits until the store holds <paramref name="succeeded"/> succeeded items; fails after a minute.</summary>
-    public async Task WaitUntilSucceededAsync(SiloProcess silo, long succeeded)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(1);
-        while ((await CountsAsync()).GetValueOrDefault(ItemState.Succeeded) < succeeded)
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"fewer than {succeeded} items succeeded within a minute. Output:\n{silo.Output}");
-            await Task.Delay(20, TestContext.Current.CancellationToken);
-        }
-    }
+    public Task WaitUntilSucceededAsync(SiloProcess silo, long succeeded) =>
+        Eventually.MatchesAsync(CountsAsync, counts => counts.GetValueOrDefault(ItemState.Succeeded) >= succeeded,
+            counts => $"fewer than {succeeded} items succeeded ({counts.GetValueOrDefault(ItemState.Succeeded)}). Output:\n{silo.Output}");
 
     public async Task<Dictionary<ItemState, long>> CountsAsync()
     {

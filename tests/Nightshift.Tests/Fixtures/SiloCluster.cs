@@ -42,19 +42,11 @@ public sealed class SiloCluster : IDisposable
     /// <summary>Waits until the membership table lists <paramref name="count"/> active silos.</summary>
     public async Task WaitForActiveSilosAsync(int count)
     {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (true)
+        await Eventually.MatchesAsync(async () =>
         {
             using var silos = JsonDocument.Parse(await Any.Client.GetStringAsync("/v1/silos", Ct));
-            var active = silos.RootElement.EnumerateArray().Count(silo => silo.GetProperty("status").GetString() == "active");
-            if (active == count)
-            {
-                return;
-            }
-
-            Assert.True(DateTime.UtcNow < deadline, $"{active} active silos instead of {count}. Output:\n{Output}");
-            await Task.Delay(200, Ct);
-        }
+            return silos.RootElement.EnumerateArray().Count(silo => silo.GetProperty("status").GetString() == "active");
+        }, active => active == count, active => $"{active} active silos instead of {count}. Output:\n{Output}", period: TimeSpan.FromMilliseconds(200));
     }
 
     /// <summary>Everything every member printed, for failure messages.</summary>

@@ -36,7 +36,7 @@ public sealed class MockModelFaultTests
         using var client = new HttpClient { BaseAddress = server.BaseAddress };
 
         var call = MockModelHttp.PostAsync(client, "faulty", MockModelHttp.Body, Ct);
-        await clock.WaitForTimersAsync(1, Ct);
+        await clock.WaitForTimersAsync(1);
         Assert.False(call.IsCompleted);
         clock.Advance(TimeSpan.FromMilliseconds(100));
         using var response = await call;
@@ -68,7 +68,7 @@ public sealed class MockModelFaultTests
         });
 
         Assert.True(failure is HttpRequestException or IOException, $"expected a transport failure, not {failure?.ToString() ?? "a whole answer"}");
-        await MockModelHttp.WaitUntilAsync(server, stats => stats.Current == 0, "the truncated request finished", Ct);
+        await MockModelHttp.WaitUntilAsync(server, stats => stats.Current == 0, "the truncated request finished");
         var stats = server.Stats;
         Assert.Equal(1, stats.Injected["truncate"]);
         Assert.Equal(0, stats.Succeeded);
@@ -84,7 +84,7 @@ public sealed class MockModelFaultTests
         using var client = new HttpClient { BaseAddress = server.BaseAddress };
 
         var call = MockModelHttp.PostAsync(client, "hung", MockModelHttp.Body, Ct);
-        await clock.WaitForTimersAsync(1, Ct);
+        await clock.WaitForTimersAsync(1);
         clock.Advance(TimeSpan.FromMilliseconds(2999));
         Assert.False(call.IsCompleted);
         clock.Advance(TimeSpan.FromMilliseconds(1));
@@ -92,7 +92,7 @@ public sealed class MockModelFaultTests
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal(MockModelServer.ExpectedContent(MockModelHttp.Body), MockModelHttp.Content(await response.Content.ReadFromJsonAsync<JsonElement>(Ct)));
-        await MockModelHttp.WaitUntilAsync(server, stats => stats.Current == 0, "the hung request finished", Ct);
+        await MockModelHttp.WaitUntilAsync(server, stats => stats.Current == 0, "the hung request finished");
         var stats = server.Stats;
         Assert.Equal(1, stats.Injected["hang"]);
         Assert.Equal(1, stats.Succeeded);

@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using Nightshift.MockModel;
+using Nightshift.Tests.Fixtures;
 
 namespace Nightshift.Tests.MockModel;
 
@@ -42,25 +43,7 @@ internal static class MockModelHttp
     public static string? Header(HttpResponseMessage response, string name) =>
         response.Headers.TryGetValues(name, out var values) ? values.Single() : null;
 
-    /// <summary>Polls the server's own counters; the deadline is generous because it only bounds a failure.</summary>
-    public static Task WaitUntilAsync(MockModelServer server, Func<MockModelStats, bool> condition, string expectation, CancellationToken cancellationToken) =>
-        WaitUntilAsync(() => condition(server.Stats), () => server.Stats.ToString(), expectation, cancellationToken);
-
-    /// <summary>Polls until <paramref name="condition"/> holds; <paramref name="state"/> describes a failure.</summary>
-    public static async Task WaitUntilAsync(Func<bool> condition, Func<string> state, string expectation, CancellationToken cancellationToken)
-    {
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        deadline.CancelAfter(TimeSpan.FromSeconds(30));
-        try
-        {
-            while (!condition())
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(5), deadline.Token);
-            }
-        }
-        catch (OperationCanceledException) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
-        {
-            throw new TimeoutException($"not {expectation} after 30 s: {state()}");
-        }
-    }
+    /// <summary>Polls the server's own counters until <paramref name="condition"/> holds; the deadline only bounds a failure.</summary>
+    public static Task WaitUntilAsync(MockModelServer server, Func<MockModelStats, bool> condition, string expectation) =>
+        Eventually.MatchesAsync(() => server.Stats, condition, stats => $"{expectation}: {stats}", TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(5));
 }

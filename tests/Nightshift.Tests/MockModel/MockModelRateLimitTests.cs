@@ -75,7 +75,7 @@ public sealed class MockModelRateLimitTests
         using var abort = CancellationTokenSource.CreateLinkedTokenSource(Ct);
 
         var held = MockModelHttp.PostAsync(client, "held", MockModelHttp.Body, abort.Token);
-        await clock.WaitForTimersAsync(1, Ct);
+        await clock.WaitForTimersAsync(1);
         using var refused = await MockModelHttp.PostAsync(client, "refused", MockModelHttp.Body, Ct);
 
         Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);

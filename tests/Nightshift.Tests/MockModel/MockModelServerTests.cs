@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
@@ -70,12 +69,12 @@ public sealed class MockModelServerTests
         using var release = CancellationTokenSource.CreateLinkedTokenSource(Ct);
 
         var held = Enumerable.Range(0, 40).Select(i => MockModelHttp.PostAsync(client, $"held-{i}", Body, release.Token)).ToList();
-        await WaitUntilAsync(server, stats => stats.Current == 40, "all 40 held requests in flight");
+        await MockModelHttp.WaitUntilAsync(server, stats => stats.Current == 40, "all 40 held requests in flight");
         Assert.Equal(40, server.Stats.Peak);
 
         await release.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Task.WhenAll(held));
-        await WaitUntilAsync(server, stats => stats.Current == 0, "every aborted request's slot freed");
+        await MockModelHttp.WaitUntilAsync(server, stats => stats.Current == 0, "every aborted request's slot freed");
 
         for (var i = 0; i < 3; i++)
         {
@@ -161,11 +160,11 @@ public sealed class MockModelServerTests
         using var abort = CancellationTokenSource.CreateLinkedTokenSource(Ct);
 
         var call = MockModelHttp.PostAsync(client, "gone", Body, abort.Token);
-        await WaitUntilAsync(server, stats => stats.Current == 1, "the request in flight");
+        await MockModelHttp.WaitUntilAsync(server, stats => stats.Current == 1, "the request in flight");
         await abort.CancelAsync();
 
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => call);
-        await WaitUntilAsync(server, stats => stats.Current == 0, "the aborted request's slot freed");
+        await MockModelHttp.WaitUntilAsync(server, stats => stats.Current == 0, "the aborted request's slot freed");
         var stats = server.Stats;
         Assert.Equal(1, stats.Total);
         Assert.Equal(1, stats.Peak);
@@ -199,14 +198,11 @@ public sealed class MockModelServerTests
     [Fact]
     public async Task Executable_RejectsBadArguments_WithExitTwo()
     {
-        using var process = Process.Start(MockModelProcess.StartInfo(["--latency-ms", "50", "10"]))
-            ?? throw new InvalidOperationException("dotnet did not start");
-        var errors = process.StandardError.ReadToEndAsync(Ct);
-        await process.WaitForExitAsync(Ct);
+        using var process = MockModelProcess.Start(["--latency-ms", "50", "10"]);
 
-        Assert.Equal(2, process.ExitCode);
-        Assert.Contains("--latency-ms MAX", await errors);
-        Assert.Empty(await process.StandardOutput.ReadToEndAsync(Ct));
+        Assert.Equal(2, await process.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("--latency-ms MAX", process.StandardError);
+        Assert.Empty(process.StandardOutput);
     }
 
     [Fact]
@@ -241,19 +237,14 @@ public sealed class MockModelServerTests
     [InlineData("--rps 0.5 --burst-seconds 1", "must be at least 1 request")]
     public async Task Executable_RejectsBadRateAndFaultOptions_WithExitTwo(string arguments, string message)
     {
-        using var process = Process.Start(MockModelProcess.StartInfo(arguments.Split(' ')))
-            ?? throw new InvalidOperationException("dotnet did not start");
-        var errors = process.StandardError.ReadToEndAsync(Ct);
-        await process.WaitForExitAsync(Ct);
+        using var process = MockModelProcess.Start(arguments.Split(' '));
 
-        Assert.Equal(2, process.ExitCode);
-        Assert.Contains(message, await errors);
-        Assert.Empty(await process.StandardOutput.ReadToEndAsync(Ct));
+        Assert.Equal(2, await process.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains(message, process.StandardError);
+        Assert.Empty(process.StandardOutput);
     }
 
     private static Task<JsonElement> CompleteAsync(HttpClient client, string customId, string body) =>
         MockModelHttp.CompleteAsync(client, customId, body, Ct);
 
-    private static Task WaitUntilAsync(MockModelServer server, Func<MockModelStats, bool> condition, string expectation) =>
-        MockModelHttp.WaitUntilAsync(server, condition, expectation, Ct);
 }

@@ -25,16 +25,16 @@ public sealed class MockModelStatsTests
 
         // a runs over [0, 1 s], b over [0.5 s, 1.5 s]: 2 request-seconds in 1.5 s.
         var a = MockModelHttp.PostAsync(client, "a", MockModelHttp.Body, Ct);
-        await clock.WaitForTimersAsync(1, Ct);
+        await clock.WaitForTimersAsync(1);
         clock.Advance(TimeSpan.FromMilliseconds(500));
         var b = MockModelHttp.PostAsync(client, "b", MockModelHttp.Body, Ct);
-        await clock.WaitForTimersAsync(2, Ct);
+        await clock.WaitForTimersAsync(2);
         clock.Advance(TimeSpan.FromMilliseconds(500));
         (await a).Dispose();
-        await MockModelHttp.WaitUntilAsync(server, stats => stats.Current == 1, "a finished", Ct);
+        await MockModelHttp.WaitUntilAsync(server, stats => stats.Current == 1, "a finished");
         clock.Advance(TimeSpan.FromMilliseconds(500));
         (await b).Dispose();
-        await MockModelHttp.WaitUntilAsync(server, stats => stats.Current == 0, "b finished", Ct);
+        await MockModelHttp.WaitUntilAsync(server, stats => stats.Current == 0, "b finished");
 
         var stats = server.Stats;
         Assert.Equal(TimerCountingClock.StartUnixMs, stats.FirstArrival);
@@ -64,7 +64,7 @@ public sealed class MockModelStatsTests
         clock.Advance(TimeSpan.FromMilliseconds(50));
         using var refused = await MockModelHttp.PostAsync(client, "refused", MockModelHttp.Body, Ct);
         Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
-        await MockModelHttp.WaitUntilAsync(server, stats => stats.Current == 0, "every request finished", Ct);
+        await MockModelHttp.WaitUntilAsync(server, stats => stats.Current == 0, "every request finished");
 
         var stats = await client.GetFromJsonAsync<JsonElement>("stats", Ct);
         Assert.Equal(4, stats.GetProperty("total").GetInt64());

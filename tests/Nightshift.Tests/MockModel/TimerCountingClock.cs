@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Time.Testing;
+using Nightshift.Tests.Fixtures;
 
 namespace Nightshift.Tests.MockModel;
 
@@ -23,6 +24,6 @@ internal sealed class TimerCountingClock() : FakeTimeProvider(DateTimeOffset.Fro
     }
 
     /// <summary>Waits until <paramref name="count"/> timers have been created.</summary>
-    public Task WaitForTimersAsync(int count, CancellationToken cancellationToken) =>
-        MockModelHttp.WaitUntilAsync(() => Timers >= count, () => $"{Timers} timers", $"{count} timers created", cancellationToken);
+    public Task WaitForTimersAsync(int count) =>
+        Eventually.HoldsAsync(() => Timers >= count, () => $"{Timers} timers created, not {count}", TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(5));
 }

@@ -275,20 +275,9 @@ public sealed class ProviderTests(ProviderFixture fixture) : IClassFixture<Provi
 
     private int Calls(string prefix) => fixture.Mock.Stats.Calls.Where(c => c.Key.StartsWith(prefix, StringComparison.Ordinal)).Sum(c => c.Value);
 
-    private static async Task<string> WaitForPauseAsync(IPoolGrain pool)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (true)
-        {
-            if ((await pool.GetSnapshot()).PausedReason is { } reason)
-            {
-                return reason;
-            }
-
-            Assert.True(DateTime.UtcNow < deadline, "the pool did not pause");
-            await Task.Delay(20, Ct);
-        }
-    }
+    private static async Task<string> WaitForPauseAsync(IPoolGrain pool) =>
+        (await Eventually.MatchesAsync(pool.GetSnapshot, snapshot => snapshot.PausedReason is not null,
+            snapshot => $"the pool did not pause: {snapshot}", TimeSpan.FromSeconds(20))).PausedReason!;
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 }

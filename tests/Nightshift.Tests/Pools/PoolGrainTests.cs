@@ -49,10 +49,7 @@ public sealed class PoolGrainTests(SlowModelCluster fixture) : IClassFixture<Slo
         var big = Cluster.Grains.GetGrain<IBatchGrain>("fair-big");
         var small = Cluster.Grains.GetGrain<IBatchGrain>("fair-small");
         Assert.True((await Cluster.Submitter.SubmitAsync("fair-big", "fair", new BatchOptions(), Jsonl.Stream(Jsonl.Lines(600, "big")), Ct)).Accepted);
-        while ((await big.GetStatus()).Succeeded < 40)
-        {
-            await Task.Delay(10, Ct);
-        }
+        await big.WaitUntilSucceededAsync(40);
 
         var bigBefore = (await big.GetStatus()).Succeeded;
         Assert.True((await Cluster.Submitter.SubmitAsync("fair-small", "fair", new BatchOptions(), Jsonl.Stream(Jsonl.Lines(100, "small")), Ct)).Accepted);
@@ -93,10 +90,7 @@ public sealed class PoolGrainTests(SlowModelCluster fixture) : IClassFixture<Slo
         await Cluster.CreatePoolAsync("cancel", maxRunning: 2);
         var batch = Cluster.Grains.GetGrain<IBatchGrain>("cancel-me");
         Assert.True((await Cluster.Submitter.SubmitAsync("cancel-me", "cancel", new BatchOptions(), Jsonl.Stream(Jsonl.Lines(500)), Ct)).Accepted);
-        while ((await batch.GetStatus()).Succeeded < 10)
-        {
-            await Task.Delay(10, Ct);
-        }
+        await batch.WaitUntilSucceededAsync(10);
 
         await batch.Cancel();
         var status = await batch.WaitUntilFinishedAsync(TimeSpan.FromSeconds(10));
@@ -116,10 +110,7 @@ public sealed class PoolGrainTests(SlowModelCluster fixture) : IClassFixture<Slo
         await Cluster.CreatePoolAsync("pause", maxRunning: 2);
         var batch = Cluster.Grains.GetGrain<IBatchGrain>("pause-me");
         Assert.True((await Cluster.Submitter.SubmitAsync("pause-me", "pause", new BatchOptions(), Jsonl.Stream(Jsonl.Lines(300)), Ct)).Accepted);
-        while ((await batch.GetStatus()).Succeeded < 10)
-        {
-            await Task.Delay(10, Ct);
-        }
+        await batch.WaitUntilSucceededAsync(10);
 
         await batch.Pause();
         await Task.Delay(300, Ct);
