@@ -4,6 +4,7 @@ using Nightshift.Hosting;
 using Nightshift.Items;
 using Nightshift.Models;
 using Nightshift.Pools;
+using Nightshift.Recovery;
 using Nightshift.Storage;
 
 namespace Nightshift.Batches;
@@ -67,6 +68,7 @@ internal sealed partial class BatchGrain(
     /// <summary>The grains of the items claimed ahead, made when they were prepared and used when they start.</summary>
     private readonly Dictionary<int, IItemGrain> _prepared = [];
     private IPoolGrain? _pool;
+    private BatchRecovery? _recovery;
     private SlotDispatcher? _dispatcher;
     private Task _claiming = Task.CompletedTask;
     private Task _reportingKept = Task.CompletedTask;
@@ -87,6 +89,8 @@ internal sealed partial class BatchGrain(
 
     private IPoolGrain Pool => _pool ??= GrainFactory.GetGrain<IPoolGrain>(Spec.Pool);
 
+    private BatchRecovery Recovery => _recovery ??= new BatchRecovery(store, Id, time, logger);
+
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
         if (!state.RecordExists || state.State.Spec is null)
@@ -94,8 +98,7 @@ internal sealed partial class BatchGrain(
             return;
         }
 
-        await store.RequeueExpiredLeasesAsync(Id, time.GetUtcNow(), cancellationToken);
-        var (counts, running) = await store.ReadProgressAsync(Id, cancellationToken);
+        var (counts, running) = await Recovery.RecoverAsync(cancellationToken);
 
         // Calls still running on live silos report to this activation: expect them under their tokens.
         foreach (var leased in running)
@@ -286,6 +289,9 @@ internal sealed partial class BatchGrain(
             DispatchPlan plan;
             try
             {
+                // Checkpoint 3: the claimed items are leased under this activation's claim tokens, renewed
+                // while it lives. A crash from here to checkpoint 7 leaves them leased until their
+                // claim expires, and lease expiry (Recovery/BatchRecovery) puts them back to pending.
                 var claimed = await store.ClaimAsync(Id, next, time.GetUtcNow(), CancellationToken.None);
                 CountClaimed(claimed);
                 var nextDue = claimed.Count < next.Count ? await store.NextDueAsync(Id, CancellationToken.None) : null;
@@ -540,57 +546,24 @@ internal sealed partial class BatchGrain(
             return;
         }
 
-        foreach (var item in await store.RequeueExpiredLeasesAsync(Id, time.GetUtcNow(), cancellationToken))
+        foreach (var item in await Recovery.RequeueExpiredAsync(_inFlight, cancellationToken))
         {
-            // Its holder stopped renewing: it died with its silo. A late report from it is stale.
-            if (_inFlight.Remove(item.Index))
-            {
-                _dispatcher?.Forget(item.Index);
-                _prepared.Remove(item.Index);
-                LogLeaseDied(logger, Id, item.Index, item.Failed);
-                Count(item.Failed ? ItemOutcome.Failed : ItemOutcome.Retrying, default);
-            }
+            _dispatcher?.Forget(item.Index);
+            _prepared.Remove(item.Index);
+            Count(item.Failed ? ItemOutcome.Failed : ItemOutcome.Retrying, default);
         }
 
-        await ReconcileAsync(cancellationToken);
+        foreach (var (item, outcome) in await Recovery.ReconcileAsync(_inFlight, cancellationToken))
+        {
+            Count(outcome, new TokenUsage(item.InputTokens, item.OutputTokens, item.CachedTokens));
+        }
+
         if (state.State.State is BatchState.Running or BatchState.Paused)
         {
             await RegisterWithPoolAsync();
         }
 
         await FinishIfDoneAsync();
-    }
-
-    /// <summary>
-    /// Counts the items the store shows past the attempt this batch is waiting on, in case the item's
-    /// report was lost (its call failed when a silo died). A report that still arrives is then stale.
-    /// </summary>
-    private async Task ReconcileAsync(CancellationToken cancellationToken)
-    {
-        if (_inFlight.Count == 0)
-        {
-            return;
-        }
-
-        foreach (var item in await store.GetItemsAsync(Id, [.. _inFlight.Keys], cancellationToken))
-        {
-            if (item.State == ItemState.Leased && item.LeaseToken == _inFlight.GetValueOrDefault(item.Index))
-            {
-                continue;
-            }
-
-            if (_inFlight.Remove(item.Index))
-            {
-                LogReconciled(logger, Id, item.Index, item.State);
-                Count(item.State switch
-                {
-                    ItemState.Succeeded => ItemOutcome.Succeeded,
-                    ItemState.Failed => ItemOutcome.Failed,
-                    ItemState.Cancelled => ItemOutcome.Cancelled,
-                    _ => ItemOutcome.Retrying,
-                }, new TokenUsage(item.InputTokens, item.OutputTokens, item.CachedTokens));
-            }
-        }
     }
 
     /// <summary>Counts an item's outcome; a terminal item's tokens count as the store sums them (a refused completion is billed too).</summary>
@@ -659,12 +632,6 @@ internal sealed partial class BatchGrain(
     [LoggerMessage(EventId = 2002, Level = LogLevel.Information, Message = "Batch {BatchId} {State}: {Succeeded} succeeded, {Failed} failed, {Cancelled} cancelled")]
     private static partial void LogFinished(ILogger logger, string batchId, BatchState state, long succeeded, long failed, long cancelled);
 
-    [LoggerMessage(EventId = 2005, Level = LogLevel.Warning, Message = "Batch {BatchId} item {Index} lost its lease holder; failed as a poison item: {Failed}")]
-    private static partial void LogLeaseDied(ILogger logger, string batchId, int index, bool failed);
-
-    [LoggerMessage(EventId = 2006, Level = LogLevel.Warning, Message = "Batch {BatchId} item {Index} never reported its attempt; the store shows it {State}")]
-    private static partial void LogReconciled(ILogger logger, string batchId, int index, ItemState state);
-
     [LoggerMessage(EventId = 2004, Level = LogLevel.Debug, Message = "Batch {BatchId} woken by its resume reminder while {State}")]
     private static partial void LogReminder(ILogger logger, string batchId, BatchState state);
 
@@ -680,6 +647,6 @@ internal sealed partial class BatchGrain(
     [LoggerMessage(EventId = 2008, Level = LogLevel.Warning, Message = "Batch {BatchId} deactivated with {Count} items claimed ahead not given back; their leases will expire")]
     private static partial void LogDispatchAbandoned(ILogger logger, string batchId, int count);
 
-    [LoggerMessage(EventId = 2003, Level = LogLevel.Warning, Message = "Batch {BatchId} ignored a report for item {Index} under lease {Token}: not the item's current lease")]
+    [LoggerMessage(EventId = 2003, Level = LogLevel.Debug, Message = "Batch {BatchId} ignored a report for item {Index} under lease {Token}: not the item's current lease")]
     private static partial void LogStaleReport(ILogger logger, string batchId, int index, long token);
 }

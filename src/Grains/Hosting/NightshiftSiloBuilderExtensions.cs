@@ -1,9 +1,9 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
-using Nightshift.Batches;
 using Nightshift.Items;
 using Nightshift.Models;
+using Nightshift.Recovery;
 using Nightshift.Storage;
 using Nightshift.Storage.Postgres;
 using Nightshift.Storage.Sqlite;

@@ -116,12 +116,13 @@ internal sealed partial class ItemGrain(
             var record = Decide(assignment, result, stop == CallStop.Cancelled, out var outcome, out var rateLimitedFor);
             CountOutcome(assignment.Slot.Pool, outcome, rateLimitedFor is not null);
 
-            // Checkpoint 2: the call has happened and may be billed. Its result must be recorded now;
+            // Checkpoint 6: the call has happened and may be billed. Its result must be recorded now;
             // a crash before the write below costs this one call again, never more.
             var recorded = await store.RecordAttemptAsync(record, CancellationToken.None);
 
-            // Checkpoint 3: the result is durable (or was fenced off because our lease was lost).
-            // From here a crash costs nothing: the item is never called again for this attempt.
+            // Checkpoint 7: the result is durable (or was fenced off because our lease was lost).
+            // From here a crash costs nothing: the item is never called again for this attempt. Its
+            // report may still be lost with this silo; the batch then reconciles it (Recovery/BatchRecovery).
             if (!recorded)
             {
                 LogFenced(logger, assignment.BatchId, assignment.Index, assignment.Lease.Token);
@@ -154,7 +155,7 @@ internal sealed partial class ItemGrain(
     /// <summary>The call was stopped before it ended (the silo is stopping): the item goes back to pending, interrupted.</summary>
     private async Task GiveBackAsync(ItemAssignment assignment, long estimate)
     {
-        // Checkpoint 2b: the request may have reached the model, but no answer reached us. Nothing is
+        // Checkpoint 5: the request may have reached the model, but no answer reached us. Nothing is
         // recorded but the interruption, so the item will be called again; an interruption does not
         // count as a failed attempt.
         await store.ReleaseLeaseAsync(assignment.BatchId, assignment.Index, assignment.Lease.Token, interrupted: true, CancellationToken.None);
@@ -201,8 +202,8 @@ internal sealed partial class ItemGrain(
         using var timeout = new CancellationTokenSource(attemptTimeout, time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(abort, _interrupt.Token, renewer.Abandoned, timeout.Token);
 
-        // Checkpoint 1: nothing has been sent. A crash before the call leaves the item leased and
-        // unbilled; recovery puts it back to pending.
+        // Checkpoint 4: nothing has been sent. A crash before the call leaves the item leased and
+        // unbilled; its lease expires and recovery puts it back to pending.
         try
         {
             return (await model.CompleteAsync(request, linked.Token), CallStop.None);

@@ -103,7 +103,13 @@ public sealed class BatchSubmitter(IItemStore store, IGrainFactory grains, IOpti
             throw;
         }
 
+        // Checkpoint 1: every item and the batch's catalogue row are durable, all at once; before the
+        // commit nothing of the batch exists. A crash from here to checkpoint 2 leaves the items
+        // without a started batch grain.
         await batch.Start(new BatchSpec(pool, count, batchOptions));
+
+        // Checkpoint 2: the batch grain holds its spec; from here it resumes on its own after any crash
+        // (Recovery/BatchResumer at start-up, its reminder otherwise).
         return new SubmissionResult(batchId, count, SubmissionRejection.None, [], null);
     }
 

@@ -1,10 +1,11 @@
 using Microsoft.Extensions.Logging;
+using Nightshift.Batches;
 using Nightshift.Storage;
 
-namespace Nightshift.Batches;
+namespace Nightshift.Recovery;
 
 /// <summary>
-/// The start-up task that resumes every unfinished batch as soon as the silo is active, instead of
+/// Recovery step 2, batch resume: the start-up task that resumes every unfinished batch as soon as the silo is active, instead of
 /// waiting for its reminder's next tick: activating a batch grain rejoins its pool and requeues what
 /// the crash interrupted. Runs on every silo; activating an active batch costs one call.
 /// </summary>
