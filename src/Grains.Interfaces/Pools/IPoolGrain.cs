@@ -25,9 +25,11 @@ public interface IPoolGrain : IGrainWithStringKey
 
     /// <summary>
     /// Declares a known batch and how many of its items are not yet terminal, replacing what the pool
-    /// believed. Called when a batch activation (re)joins the pool.
+    /// believed. Called when a batch activation (re)joins the pool. <paramref name="attemptTimeout"/> is
+    /// how long one of its calls may run: a slot whose holder stops reporting stays counted that long
+    /// past its lease, since its call may still be running at the provider.
     /// </summary>
-    Task Register(string batchId, long outstanding, int priority);
+    Task Register(string batchId, long outstanding, int priority, TimeSpan attemptTimeout);
 
     /// <summary>Stops granting slots to any batch until <see cref="Resume"/>; calls running finish. Persisted.</summary>
     Task Pause(string reason);

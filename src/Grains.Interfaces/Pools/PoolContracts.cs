@@ -53,9 +53,11 @@ public sealed record PoolConfig
     [Id(3)] public TimeSpan SlowStart { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>
-    /// How long a granted slot stays held without word from its holder. Items renew their leases
-    /// (every third of this) while their call runs, so this bounds how long a dead silo's slots and
-    /// items stay stuck, not how long a call may take. Default: 30 s.
+    /// How long a granted slot and a claimed item stay held without word from their holder. Items renew
+    /// their leases (every third of this) while their call runs, so this bounds how long a dead silo's
+    /// items stay stuck, not how long a call may take. A dead (or paused) holder's slot stays counted
+    /// this long plus its batch's attempt timeout, since its call may still be running at the provider.
+    /// Default: 30 s.
     /// </summary>
     [Id(4)] public TimeSpan LeaseDuration { get; init; } = TimeSpan.FromSeconds(30);
 

@@ -95,7 +95,7 @@ internal sealed partial class ItemGrain(
 
     private async Task RunAttemptAsync(ItemAssignment assignment, CancellationToken abort)
     {
-        renewer.Hold(assignment.BatchId, assignment.Index, assignment.Lease, assignment.Slot, assignment.RenewedAt);
+        var lost = renewer.Hold(assignment.BatchId, assignment.Index, assignment.Lease, assignment.Slot, assignment.RenewedAt);
         using var execution = StartExecution(assignment);
         try
         {
@@ -104,7 +104,7 @@ internal sealed partial class ItemGrain(
             var estimate = assignment.Slot.EstimateWithMaxTokens is { } defaultMaxTokens
                 ? TokenEstimate.For(assignment.Body, assignment.Model.Model, defaultMaxTokens)
                 : 0;
-            var (result, stop) = await CallModelAsync(assignment, abort);
+            var (result, stop) = await CallModelAsync(assignment, abort, lost);
             var pausePool = stop == CallStop.None ? RetryPolicy.PoolPauseReason(result) : null;
             if (stop == CallStop.Interrupted)
             {
@@ -177,7 +177,7 @@ internal sealed partial class ItemGrain(
         Batch(assignment)
             .ItemFinished(new ItemReport(assignment.Index, assignment.Lease.Token, outcome, usage.InputTokens, usage.OutputTokens, usage.CachedTokens));
 
-    private async Task<(ModelCallResult Result, CallStop Stop)> CallModelAsync(ItemAssignment assignment, CancellationToken abort)
+    private async Task<(ModelCallResult Result, CallStop Stop)> CallModelAsync(ItemAssignment assignment, CancellationToken abort, CancellationToken lost)
     {
         IChatModel model;
         try
@@ -192,15 +192,16 @@ internal sealed partial class ItemGrain(
 
         var request = new ModelRequest(assignment.CustomId, assignment.Body, assignment.Model.Model, assignment.Attempts + assignment.RateLimitedAttempts + 1);
         using var call = ModelCallTelemetry.Start(assignment.Slot.Pool, assignment.Model, time);
-        var (result, stop) = await InvokeAsync(model, request, assignment.Options.AttemptTimeout, abort);
+        var (result, stop) = await InvokeAsync(model, request, assignment.Options.AttemptTimeout, abort, lost);
         call.End(result, stop switch { CallStop.Cancelled => "cancelled", CallStop.Interrupted => "interrupted", _ => null });
         return (result, stop);
     }
 
-    private async Task<(ModelCallResult Result, CallStop Stop)> InvokeAsync(IChatModel model, ModelRequest request, TimeSpan attemptTimeout, CancellationToken abort)
+    private async Task<(ModelCallResult Result, CallStop Stop)> InvokeAsync(IChatModel model, ModelRequest request, TimeSpan attemptTimeout,
+        CancellationToken abort, CancellationToken lost)
     {
         using var timeout = new CancellationTokenSource(attemptTimeout, time);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(abort, _interrupt.Token, renewer.Abandoned, timeout.Token);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource([abort, _interrupt.Token, renewer.Abandoned, lost, timeout.Token]);
 
         // Checkpoint 4: nothing has been sent. A crash before the call leaves the item leased and
         // unbilled; its lease expires and recovery puts it back to pending.
@@ -212,7 +213,7 @@ internal sealed partial class ItemGrain(
         {
             return (ModelCallResult.Network("cancelled"), CallStop.Cancelled);
         }
-        catch (OperationCanceledException) when (_interrupt.IsCancellationRequested || renewer.Abandoned.IsCancellationRequested)
+        catch (OperationCanceledException) when (_interrupt.IsCancellationRequested || renewer.Abandoned.IsCancellationRequested || lost.IsCancellationRequested)
         {
             return (ModelCallResult.Network("interrupted"), CallStop.Interrupted);
         }

@@ -32,9 +32,17 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
     /// <summary>
     /// Renews an item's claim <paramref name="lease"/> in the store from now on, and the pool
     /// <paramref name="slot"/> its call runs on, if any; the claim was last extended at <paramref name="renewedAt"/>.
+    /// Returns a token cancelled when the claim is lost: the store no longer holds it, or it went a whole
+    /// lease without renewal by this silo's clock (renewals failing, or the process paused). The call on
+    /// it must stop then: its result would be fenced, and its slot may be granted again.
     /// </summary>
-    public void Hold(string batchId, int index, ItemLease lease, ItemLease? slot, DateTimeOffset renewedAt) =>
-        _held[lease.Token] = new HeldLease(batchId, index, lease, slot, renewedAt);
+    public CancellationToken Hold(string batchId, int index, ItemLease lease, ItemLease? slot, DateTimeOffset renewedAt)
+    {
+        // No timer and no wait handle: a token source left to the collector holds nothing to free.
+        var held = new HeldLease(batchId, index, lease, slot, renewedAt, new CancellationTokenSource());
+        _held[lease.Token] = held;
+        return held.Lost.Token;
+    }
 
     /// <summary>Stops renewing a claim; returns when it was last extended, or <c>null</c> when it was not held.</summary>
     public DateTimeOffset? Drop(long token) => _held.TryRemove(token, out var held) ? held.RenewedAt : null;
@@ -48,6 +56,12 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
     private async Task RenewDueAsync(CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
+        foreach (var held in _held.Values.Where(held => now - held.RenewedAt > held.Lease.Duration).ToList())
+        {
+            // Its claim may have expired and been requeued: stop the call before it runs beside its successor.
+            await LoseAsync(held, LogLapsed);
+        }
+
         var due = _held.Values.Where(held => now - held.RenewedAt >= held.Lease.Duration / 3).ToList();
         if (due.Count == 0)
         {
@@ -61,8 +75,7 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
         {
             if (!extended.Contains(held.Lease.Token))
             {
-                LogLost(logger, held.BatchId, held.Index, held.Lease.Token);
-                _held.TryRemove(held.Lease.Token, out _);
+                await LoseAsync(held, LogLost);
                 continue;
             }
 
@@ -75,6 +88,15 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
 
         await Task.WhenAll(renewals.GroupBy(r => r.Pool, StringComparer.Ordinal)
             .Select(pool => grains.GetGrain<IPoolGrain>(pool.Key).Renew([.. pool.Select(r => r.Renewal)])));
+    }
+
+    private async Task LoseAsync(HeldLease held, Action<ILogger, string, int, long> log)
+    {
+        if (_held.TryRemove(new KeyValuePair<long, HeldLease>(held.Lease.Token, held)))
+        {
+            log(logger, held.BatchId, held.Index, held.Lease.Token);
+            await held.Lost.CancelAsync();
+        }
     }
 
     public void Dispose()
@@ -122,10 +144,13 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
         }
     }
 
-    private sealed record HeldLease(string BatchId, int Index, ItemLease Lease, ItemLease? Slot, DateTimeOffset RenewedAt);
+    private sealed record HeldLease(string BatchId, int Index, ItemLease Lease, ItemLease? Slot, DateTimeOffset RenewedAt, CancellationTokenSource Lost);
 
-    [LoggerMessage(EventId = 3101, Level = LogLevel.Warning, Message = "Item {BatchId}/{Index} lost lease {Token}: its result will be discarded")]
+    [LoggerMessage(EventId = 3101, Level = LogLevel.Warning, Message = "Item {BatchId}/{Index} lost lease {Token}: its call is stopped and no result of it is kept")]
     private static partial void LogLost(ILogger logger, string batchId, int index, long token);
+
+    [LoggerMessage(EventId = 3104, Level = LogLevel.Warning, Message = "Item {BatchId}/{Index} went a whole lease without renewal (lease {Token}): its call is stopped, as its claim may have passed to another silo")]
+    private static partial void LogLapsed(ILogger logger, string batchId, int index, long token);
 
     [LoggerMessage(EventId = 3103, Level = LogLevel.Warning, Message = "The silo stopped without grace; abandoning {Count} call(s) still running")]
     private static partial void LogAbandoned(ILogger logger, int count);

@@ -139,9 +139,9 @@ internal sealed partial class PoolGrain(
         return Task.FromResult(reservation);
     }
 
-    public async Task Register(string batchId, long outstanding, int priority)
+    public async Task Register(string batchId, long outstanding, int priority, TimeSpan attemptTimeout)
     {
-        Limiter.Register(batchId, outstanding, priority);
+        Limiter.Register(batchId, outstanding, priority, attemptTimeout);
         EnsureTicking();
         await GrantAsync();
     }

@@ -1,3 +1,5 @@
+using Nightshift.Batches;
+
 namespace Nightshift.Pools;
 
 /// <summary>
@@ -79,7 +81,11 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         return QueueReservation.Granted;
     }
 
-    public void Register(string batchId, long outstanding, int priority)
+    /// <summary>
+    /// Declares a batch that has started, with its items not yet terminal and how long one of its calls
+    /// may run (<see cref="BatchOptions.AttemptTimeout"/> when not given).
+    /// </summary>
+    public void Register(string batchId, long outstanding, int priority, TimeSpan? attemptTimeout = null)
     {
         if (!_batches.TryGetValue(batchId, out var share))
         {
@@ -90,6 +96,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 
         share.Outstanding = outstanding;
         share.Priority = Math.Clamp(priority, 1, 10);
+        share.AttemptTimeout = attemptTimeout ?? DefaultAttemptTimeout;
         share.NotBefore = null;
         share.Started = true;
     }
@@ -178,7 +185,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         }
 
         _rate.TryStart(0);
-        _leases[release.Token] = holder with { ExpiresAt = now + Config.LeaseDuration, ChargedTokens = 0 };
+        _leases[release.Token] = holder with { ExpiresAt = CountedUntil(holder.BatchId, now + Config.LeaseDuration), ChargedTokens = 0 };
         return true;
     }
 
@@ -353,13 +360,13 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     {
         if (_leases.TryGetValue(renewal.Token, out var holder))
         {
-            _leases[renewal.Token] = holder with { ExpiresAt = renewal.ExpiresAt };
+            _leases[renewal.Token] = holder with { ExpiresAt = CountedUntil(holder.BatchId, renewal.ExpiresAt) };
             return false;
         }
 
         // What it was charged died with the activation that granted it; nothing is given back for it. It
         // may be a hot slot (nothing says otherwise), so it can be revoked.
-        _leases[renewal.Token] = new Holder(renewal.BatchId, renewal.ExpiresAt, ChargedTokens: 0, Hot: true);
+        _leases[renewal.Token] = new Holder(renewal.BatchId, CountedUntil(renewal.BatchId, renewal.ExpiresAt), ChargedTokens: 0, Hot: true);
         if (_batches.TryGetValue(renewal.BatchId, out var share))
         {
             share.Running++;
@@ -369,7 +376,9 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     }
 
 
-    /// <summary>Frees slots whose holders stopped reporting; returns how many.</summary>
+    /// <summary>
+    /// Frees slots whose holders stopped reporting, once their calls cannot be running any more; returns how many.
+    /// </summary>
     public int ExpireLeases()
     {
         var now = time.GetUtcNow();
@@ -413,7 +422,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 
             var lease = new ItemLease(name, (epoch << 32) | ++_sequence, now + Config.LeaseDuration, Config.LeaseDuration, share.WaitingSince, estimateTokens, hot);
             share.WaitingSince = null;
-            _leases[lease.Token] = new Holder(batchId, lease.ExpiresAt, charge, hot);
+            _leases[lease.Token] = new Holder(batchId, CountedUntil(batchId, lease.ExpiresAt), charge, hot);
             share.Running++;
             _virtualPass = share.Pass;
             share.Pass += 1.0 / share.Priority;
@@ -498,6 +507,9 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 
         public DateTimeOffset? NotBefore { get; set; }
 
+        /// <summary>How long one of the batch's calls may run (<see cref="BatchOptions.AttemptTimeout"/>).</summary>
+        public TimeSpan AttemptTimeout { get; set; } = DefaultAttemptTimeout;
+
         /// <summary>Since when the batch has had items ready and no slot for them; <c>null</c> when it is not waiting.</summary>
         public DateTimeOffset? WaitingSince { get; set; }
 
@@ -509,5 +521,22 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         public long Waiting => Math.Max(0, Outstanding - Running);
     }
 
+    /// <summary>
+    /// Until when a slot whose lease runs to <paramref name="leaseExpiresAt"/> is counted if its holder stops
+    /// reporting: a lease only says the holder is alive, and a holder that stops (dead, or paused by a GC,
+    /// a frozen VM, SIGSTOP) may have a call running at the provider until that call's attempt timeout. A
+    /// live holder that cannot renew aborts its calls by its own clock (<c>LeaseRenewer</c>); a paused one
+    /// cannot, so the cap holds, as the provider sees it, only if the slot stays counted that long.
+    /// </summary>
+    private DateTimeOffset CountedUntil(string batchId, DateTimeOffset leaseExpiresAt) =>
+        leaseExpiresAt + (_batches.TryGetValue(batchId, out var share) ? share.AttemptTimeout : LongestAttemptTimeout);
+
+    /// <summary>For a slot of a batch not registered (yet): the longest any batch of the pool may take.</summary>
+    private TimeSpan LongestAttemptTimeout =>
+        _batches.Values.Select(share => share.AttemptTimeout).DefaultIfEmpty(DefaultAttemptTimeout).Max();
+
+    private static readonly TimeSpan DefaultAttemptTimeout = new BatchOptions().AttemptTimeout;
+
+    /// <summary>A granted slot; <see cref="ExpiresAt"/> is when it is freed if its holder stops reporting (see <see cref="CountedUntil"/>).</summary>
     private readonly record struct Holder(string BatchId, DateTimeOffset ExpiresAt, double ChargedTokens, bool Hot = false, bool Revoked = false);
 }

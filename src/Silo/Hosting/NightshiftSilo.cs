@@ -55,6 +55,10 @@ internal static class NightshiftSilo
                 clustering.ConnectionString = PostgresItemStore.ConnectionStringFor(postgres);
             });
             silo.ConfigureEndpoints(AdvertisedAddress(endpoints), endpoints.SiloPort, endpoints.GatewayPort, listenOnAnyHostAddress: endpoints.AdvertisedAddress is null);
+
+            // How soon a silo that stopped answering (dead, paused, cut off) is declared dead and its
+            // grains move on: Orleans' own ProbeTimeout, NumMissedProbesLimit and the rest, by their names.
+            silo.Configure<ClusterMembershipOptions>(builder.Configuration.GetSection("Orleans:Membership"));
             silo.AddNightshiftOnPostgres(postgres);
         });
     }

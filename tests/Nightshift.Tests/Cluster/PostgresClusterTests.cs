@@ -147,7 +147,8 @@ public sealed class PostgresClusterTests : IAsyncLifetime
         var client = _cluster.Any.Client;
         var pool = JsonSerializer.Serialize(new { provider = "openai", endpoint = new Uri(_mock.BaseAddress, "v1").ToString(), model = "mock", maxRunning = MaxRunning });
         Assert.Equal(HttpStatusCode.OK, (await client.PutAsync("/v1/pools/p", new StringContent(pool, Encoding.UTF8, "application/json"), Ct)).StatusCode);
-        var created = await client.PostAsync("/v1/batches?pool=p", new StringContent(Jsonl.Lines(Items, prefix), Encoding.UTF8, "application/x-ndjson"), Ct);
+        // A killed silo's slots stay counted for the lease (30 s) and the attempt timeout: the calls take 40 ms.
+        var created = await client.PostAsync("/v1/batches?pool=p&attemptTimeoutSeconds=5", new StringContent(Jsonl.Lines(Items, prefix), Encoding.UTF8, "application/x-ndjson"), Ct);
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         return (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
     }

@@ -135,7 +135,10 @@ public sealed class ClusterFailoverTests : IAsyncLifetime
 
     private async Task<IBatchGrain> SubmitAsync(string batchId, string pool, int items)
     {
-        var result = await Cluster.Submitter.SubmitAsync(batchId, pool, new BatchOptions(), Jsonl.Stream(Jsonl.Lines(items, batchId)), Ct);
+        // A dead silo's slots stay counted for the lease and the attempt timeout (its calls may still be
+        // running): the calls here take at most 3.5 s.
+        var options = new BatchOptions { AttemptTimeout = TimeSpan.FromSeconds(8) };
+        var result = await Cluster.Submitter.SubmitAsync(batchId, pool, options, Jsonl.Stream(Jsonl.Lines(items, batchId)), Ct);
         Assert.True(result.Accepted, result.Reason);
         return Cluster.Grains.GetGrain<IBatchGrain>(batchId);
     }

@@ -18,9 +18,11 @@ public sealed class SiloCluster : IDisposable
     /// <summary>A member still running, to send API calls to.</summary>
     public Member Any => _members.First(member => !member.Killed);
 
-    public static async Task<SiloCluster> StartAsync(string connectionString, int silos, string workingDirectory)
+    /// <summary>Starts <paramref name="silos"/> members, each with <paramref name="environment"/> added to its own.</summary>
+    public static async Task<SiloCluster> StartAsync(string connectionString, int silos, string workingDirectory,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
-        var members = Enumerable.Range(0, silos).Select(_ => Member.Start(connectionString, workingDirectory)).ToList();
+        var members = Enumerable.Range(0, silos).Select(_ => Member.Start(connectionString, workingDirectory, environment)).ToList();
         var cluster = new SiloCluster(members);
         try
         {
@@ -83,17 +85,24 @@ public sealed class SiloCluster : IDisposable
         public bool Is(string? siloAddress) =>
             siloAddress is not null && siloAddress.Contains($"127.0.0.1:{SiloPort.ToString(CultureInfo.InvariantCulture)}:", StringComparison.Ordinal);
 
-        public static Member Start(string connectionString, string workingDirectory)
+        public static Member Start(string connectionString, string workingDirectory, IReadOnlyDictionary<string, string>? environment = null)
         {
             var http = ApiHost.FreePort();
             var siloPort = ApiHost.FreePort();
-            var process = SiloProcess.Start(workingDirectory, new Dictionary<string, string>
+            var variables = new Dictionary<string, string>(environment ?? new Dictionary<string, string>())
             {
                 ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{http}",
                 ["Nightshift__Silo__AdvertisedAddress"] = "127.0.0.1",
-            }, "serve", "--store", connectionString, "--silo-port", $"{siloPort}", "--gateway-port", $"{ApiHost.FreePort()}");
+            };
+            var process = SiloProcess.Start(workingDirectory, variables, "serve", "--store", connectionString, "--silo-port", $"{siloPort}", "--gateway-port", $"{ApiHost.FreePort()}");
             return new Member(process, siloPort, new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{http}") });
         }
+
+        /// <summary>SIGSTOP: the process freezes as in a long GC pause or a frozen VM; its sockets stay open.</summary>
+        public void Pause() => Process.Signal("STOP");
+
+        /// <summary>SIGCONT after <see cref="Pause"/>.</summary>
+        public void Continue() => Process.Signal("CONT");
 
         /// <summary>kill -9.</summary>
         public void Kill()

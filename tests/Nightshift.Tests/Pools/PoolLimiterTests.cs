@@ -310,29 +310,46 @@ public sealed class PoolLimiterTests
     }
 
     [Fact]
-    public void ExpiredLeases_AreFreed()
+    public void ExpiredLeases_AreFreed_OnlyOnceTheirCallsCannotBeRunningAnyMore()
     {
+        // A holder that stops reporting may be paused, its calls still running at the provider until
+        // their attempt timeout: its slots count for the lease (30 s) and that timeout (90 s) together.
         var limiter = Limiter(maxRunning: 2);
-        limiter.Register("a", 10, 1);
+        limiter.Register("a", 10, 1, TimeSpan.FromSeconds(90));
         Leases(limiter.Grant());
 
-        _time.Advance(TimeSpan.FromSeconds(29));
+        _time.Advance(TimeSpan.FromSeconds(119));
         Assert.Equal(0, limiter.ExpireLeases());
+        Assert.Empty(limiter.Grant());
         _time.Advance(TimeSpan.FromSeconds(2));
         Assert.Equal(2, limiter.ExpireLeases());
         Assert.Equal(0, limiter.Running);
     }
 
     [Fact]
+    public void AnAdoptedSlotOfABatchNotRegistered_CountsForTheLongestAttemptTimeoutOfThePool()
+    {
+        var limiter = Limiter(maxRunning: 2);
+        limiter.Register("short", 10, 1, TimeSpan.FromSeconds(5));
+        limiter.Register("long", 10, 1, TimeSpan.FromSeconds(60));
+        Assert.True(limiter.Renew(new LeaseRenewal("elsewhere", 77, _time.GetUtcNow() + TimeSpan.FromSeconds(30))));
+
+        _time.Advance(TimeSpan.FromSeconds(89));
+        Assert.Equal(0, limiter.ExpireLeases());
+        _time.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal(1, limiter.ExpireLeases());
+    }
+
+    [Fact]
     public void RenewedLeases_DoNotExpire()
     {
         var limiter = Limiter(maxRunning: 2);
-        limiter.Register("a", 10, 1);
+        limiter.Register("a", 10, 1, TimeSpan.FromSeconds(10));
         var leases = Leases(limiter.Grant());
 
         _time.Advance(TimeSpan.FromSeconds(20));
         Assert.False(limiter.Renew(new LeaseRenewal("a", leases[0].Token, _time.GetUtcNow() + TimeSpan.FromSeconds(30))));
-        _time.Advance(TimeSpan.FromSeconds(11));
+        _time.Advance(TimeSpan.FromSeconds(21));
 
         Assert.Equal(1, limiter.ExpireLeases());
         Assert.Equal(1, limiter.Running);
@@ -392,14 +409,14 @@ public sealed class PoolLimiterTests
     public void Kept_HoldsTheSlot_ExtendsItsLease_AndCountsTheCall()
     {
         var limiter = Limiter(maxRunning: 2);
-        limiter.Register("a", 10, 1);
+        limiter.Register("a", 10, 1, TimeSpan.FromSeconds(10));
         var held = Leases(limiter.Grant());
 
         _time.Advance(TimeSpan.FromSeconds(25));
         Assert.True(limiter.Kept(new SlotRelease("a", held[0].Token, ItemTerminal: true, RateLimitedFor: null, Succeeded: true)));
-        _time.Advance(TimeSpan.FromSeconds(10));
+        _time.Advance(TimeSpan.FromSeconds(16));
 
-        // The kept slot's lease runs 30 s from the report; the other one, never renewed, expired.
+        // The kept slot counts 30 s + 10 s from the report; the other one, never renewed, was freed.
         Assert.Equal(1, limiter.ExpireLeases());
         Assert.Equal(1, limiter.Running);
         Assert.Equal(3, limiter.RequestsLastMinute);
