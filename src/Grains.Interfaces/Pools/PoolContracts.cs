@@ -6,8 +6,11 @@ namespace Nightshift.Pools;
 [GenerateSerializer, Immutable, Alias("nightshift.ModelBinding")]
 public sealed record ModelBinding
 {
-    /// <summary>The provider's name: <c>simulated</c> is built in.</summary>
-    [Id(0)] public string Provider { get; init; } = ModelProviders.Simulated;
+    /// <summary>
+    /// The provider's name, one of <see cref="IModelProviderCatalog.Names"/>: <c>simulated</c> (built in),
+    /// <c>openai</c> (any OpenAI-compatible endpoint) or <c>azure</c> (Azure OpenAI). Default: <c>simulated</c>.
+    /// </summary>
+    [Id(0)] public string Provider { get; init; } = "simulated";
 
     /// <summary>The model or deployment name; for an endpoint, it replaces each request body's <c>model</c>.</summary>
     [Id(1)] public string Model { get; init; } = "nightshift-sim";
@@ -20,21 +23,6 @@ public sealed record ModelBinding
 
     /// <summary>The name of the environment variable holding the API key (never the key itself); none sends no key.</summary>
     [Id(3)] public string? ApiKeyEnvironmentVariable { get; init; }
-}
-
-/// <summary>Names of the model providers Nightshift knows.</summary>
-public static class ModelProviders
-{
-    public const string Simulated = "simulated";
-
-    /// <summary>Any endpoint that speaks OpenAI's chat completions (OpenAI, vLLM, Ollama, LM Studio, the test mock).</summary>
-    public const string OpenAiCompatible = "openai";
-
-    /// <summary>
-    /// Azure OpenAI: <see cref="ModelBinding.Endpoint"/> is the resource (<c>https://&lt;resource&gt;.openai.azure.com</c>),
-    /// <see cref="ModelBinding.Model"/> the deployment; without a key variable it signs in with Entra ID.
-    /// </summary>
-    public const string AzureOpenAi = "azure";
 }
 
 /// <summary>A pool's limits and the model behind it.</summary>
