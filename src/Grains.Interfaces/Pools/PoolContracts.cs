@@ -8,7 +8,7 @@ public sealed record ModelBinding
 {
     /// <summary>
     /// The provider's name, one of <see cref="IModelProviderCatalog.Names"/>: <c>simulated</c> (built in),
-    /// <c>openai</c> (any OpenAI-compatible endpoint) or <c>azure</c> (Azure OpenAI). Default: <c>simulated</c>.
+    /// <c>openai</c> (any OpenAI-compatible endpoint), <c>azure</c> (Azure OpenAI) or <c>anthropic</c>. Default: <c>simulated</c>.
     /// </summary>
     [Id(0)] public string Provider { get; init; } = "simulated";
 
@@ -17,7 +17,8 @@ public sealed record ModelBinding
 
     /// <summary>
     /// The endpoint's base URL, up to and including its version segment (e.g. <c>https://api.openai.com/v1</c>);
-    /// for Azure OpenAI, the resource's URL (<c>https://&lt;resource&gt;.openai.azure.com</c>).
+    /// for Azure OpenAI, the resource's URL (<c>https://&lt;resource&gt;.openai.azure.com</c>); for Anthropic, the
+    /// API's base URL without a version segment (none: <c>https://api.anthropic.com</c>).
     /// </summary>
     [Id(2)] public string? Endpoint { get; init; }
 

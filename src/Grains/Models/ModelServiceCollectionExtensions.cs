@@ -18,6 +18,8 @@ public static class ModelServiceCollectionExtensions
         services.AddChatModelProvider<SimulatedProvider>();
         services.AddChatModelProvider<OpenAiCompatibleProvider>();
         services.AddChatModelProvider<AzureOpenAiProvider>();
+        services.AddChatModelProvider<AnthropicProvider>();
+        services.AddOptions<AnthropicOptions>().BindConfiguration(AnthropicOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.TryAddSingleton<ModelProviderRegistry>();
         services.TryAddSingleton<IModelResolver>(sp => sp.GetRequiredService<ModelProviderRegistry>());
         services.TryAddSingleton<IModelProviderCatalog>(sp => sp.GetRequiredService<ModelProviderRegistry>());

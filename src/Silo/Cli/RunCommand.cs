@@ -73,12 +73,12 @@ internal static class RunCommand
     };
     private static readonly Option<string?> Endpoint = new("--endpoint")
     {
-        Description = "Base URL of the provider's endpoint: for openai including its version segment (e.g. http://localhost:11434/v1), for azure the resource's URL. Default: the simulated model.",
+        Description = "Base URL of the provider's endpoint: for openai including its version segment (e.g. http://localhost:11434/v1), for anthropic without it (default: https://api.anthropic.com), for azure the resource's URL. Default: the simulated model.",
     };
     private static readonly Option<string?> Model = new("--model") { Description = "The model to ask at --endpoint (or the provider's default endpoint); it replaces each line's body.model." };
     private static readonly Option<string?> AzureEndpoint = new("--azure-endpoint") { Description = "An Azure OpenAI resource's URL (https://<resource>.openai.azure.com). Default: the simulated model." };
     private static readonly Option<string?> Deployment = new("--deployment") { Description = "The Azure OpenAI deployment to call at --azure-endpoint." };
-    private static readonly Option<string?> ApiKeyEnv = new("--api-key-env") { Description = "The environment variable holding the endpoint's API key (the key itself is never passed on the command line); with --azure-endpoint and no key, Entra ID signs in." };
+    private static readonly Option<string?> ApiKeyEnv = new("--api-key-env") { Description = "The environment variable holding the endpoint's API key (the key itself is never passed on the command line; anthropic sends it as x-api-key); with --azure-endpoint and no key, Entra ID signs in." };
     private static readonly Option<int?> Rpm = new("--rpm") { Description = "Requests the model may be sent per minute, paced smoothly (default: learned from the provider's x-ratelimit-* headers, if it sends them)." };
     private static readonly Option<long?> Tpm = new("--tpm") { Description = "Tokens (prompt + completion) the model may be sent per minute, each call estimated before it starts (default: learned from the provider's headers, if it sends them)." };
     private static readonly Option<bool> Verbose = new("--verbose") { Description = "Show Nightshift's and Orleans' informational logs." };
