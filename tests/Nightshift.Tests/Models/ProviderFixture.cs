@@ -59,9 +59,12 @@ public sealed class ProviderFixture : IAsyncLifetime
         provider == AzureOpenAiProvider.ProviderName ? "/openai/deployments/dep-test/chat/completions" : "/v1/chat/completions";
 
     /// <summary>Each item's recorded attempts (model errors and 429s), by custom_id, read from the store file.</summary>
-    public async Task<Dictionary<string, int>> RecordedAttemptsAsync(string batchId)
+    public Task<Dictionary<string, int>> RecordedAttemptsAsync(string batchId) => RecordedAttemptsAsync(Cluster.StorePath, batchId);
+
+    /// <summary>Each item's recorded attempts (model errors and 429s), by custom_id, read from the store file at <paramref name="storePath"/>.</summary>
+    public static async Task<Dictionary<string, int>> RecordedAttemptsAsync(string storePath, string batchId)
     {
-        await using var connection = new SqliteConnection($"Data Source={Cluster.StorePath}");
+        await using var connection = new SqliteConnection($"Data Source={storePath}");
         await connection.OpenAsync(TestContext.Current.CancellationToken);
         await using var command = connection.CreateCommand();
         command.CommandText = "SELECT custom_id, attempts + rate_limited_attempts FROM ns_items WHERE batch_id = @batch";
