@@ -48,7 +48,7 @@ internal sealed record CompletionRequest(bool IsJson, string? Model, int PromptT
 
             var model = root.TryGetProperty("model", out var named) && named.ValueKind == JsonValueKind.String ? named.GetString() : null;
             var prompt = root.TryGetProperty("messages", out var messages) && messages.ValueKind == JsonValueKind.Array
-                ? MessageTokens(messages)
+                ? MessageTokens(messages) + SystemTokens(root)
                 : EstimatedTokens(body);
             var maximum = Maximum(root, "max_completion_tokens") ?? Maximum(root, "max_tokens");
             return new CompletionRequest(true, model, prompt, maximum is { } cap ? (int)Math.Min(completionTokens, cap) : completionTokens);
@@ -98,7 +98,7 @@ internal sealed record CompletionRequest(bool IsJson, string? Model, int PromptT
             {
                 tokens += TextTokens(part, "text");
             }
-            else if (type.ValueEquals("image_url"))
+            else if (type.ValueEquals("image_url") || type.ValueEquals("image"))
             {
                 tokens += TokensPerImage;
             }
@@ -106,6 +106,11 @@ internal sealed record CompletionRequest(bool IsJson, string? Model, int PromptT
 
         return tokens;
     }
+
+    /// <summary>A Messages API body's top-level <c>system</c> (none in an OpenAI body, which keeps it among the messages).</summary>
+    private static int SystemTokens(JsonElement root) => root.TryGetProperty("system", out var system) && system.ValueKind == JsonValueKind.Array
+        ? system.EnumerateArray().Sum(block => block.ValueKind == JsonValueKind.Object ? TextTokens(block, "text") : 0)
+        : TextTokens(root, "system");
 
     private static int TextTokens(JsonElement element, string property) =>
         element.TryGetProperty(property, out var value) && value.ValueKind == JsonValueKind.String

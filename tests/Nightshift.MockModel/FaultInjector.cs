@@ -7,6 +7,9 @@ internal enum InjectedFault
     TooManyRequests,
     InternalServerError,
     ServiceUnavailable,
+
+    /// <summary>Anthropic's 529 "overloaded".</summary>
+    Overloaded,
     Truncate,
     Hang,
 }
@@ -29,6 +32,7 @@ internal sealed class FaultInjector
             (options.Fault429, InjectedFault.TooManyRequests),
             (options.Fault500, InjectedFault.InternalServerError),
             (options.Fault503, InjectedFault.ServiceUnavailable),
+            (options.Fault529, InjectedFault.Overloaded),
             (options.FaultTruncate, InjectedFault.Truncate),
             (options.FaultHang, InjectedFault.Hang),
         ];
@@ -42,6 +46,7 @@ internal sealed class FaultInjector
         InjectedFault.TooManyRequests => "429",
         InjectedFault.InternalServerError => "500",
         InjectedFault.ServiceUnavailable => "503",
+        InjectedFault.Overloaded => "529",
         InjectedFault.Truncate => "truncate",
         InjectedFault.Hang => "hang",
         _ => throw new ArgumentOutOfRangeException(nameof(fault), fault, "no fault has no name"),

@@ -42,6 +42,9 @@ public sealed class MockModelOptions
     /// <summary>Probability (0 to 1) that an admitted request gets a 503. Default: 0.</summary>
     public double Fault503 { get; init; }
 
+    /// <summary>Probability (0 to 1) that an admitted request gets a 529 "overloaded" (Anthropic's) with <c>Retry-After: </c><see cref="RetryAfterSeconds"/>. Default: 0.</summary>
+    public double Fault529 { get; init; }
+
     /// <summary>Probability (0 to 1) that an admitted request gets a 200 whose body is cut after half its bytes, the connection reset. Default: 0.</summary>
     public double FaultTruncate { get; init; }
 
@@ -112,13 +115,14 @@ public sealed class MockModelOptions
         ValidateProbability(Fault429, nameof(Fault429));
         ValidateProbability(Fault500, nameof(Fault500));
         ValidateProbability(Fault503, nameof(Fault503));
+        ValidateProbability(Fault529, nameof(Fault529));
         ValidateProbability(FaultTruncate, nameof(FaultTruncate));
         ValidateProbability(FaultHang, nameof(FaultHang));
-        var faults = Fault429 + Fault500 + Fault503 + FaultTruncate + FaultHang;
+        var faults = Fault429 + Fault500 + Fault503 + Fault529 + FaultTruncate + FaultHang;
         if (faults > 1)
         {
             throw new ArgumentOutOfRangeException(nameof(Fault429), faults,
-                $"{nameof(MockModelOptions)}.{nameof(Fault429)} + {nameof(Fault500)} + {nameof(Fault503)} + {nameof(FaultTruncate)} + {nameof(FaultHang)} must not exceed 1: one draw picks at most one fault.");
+                $"{nameof(MockModelOptions)}.{nameof(Fault429)} + {nameof(Fault500)} + {nameof(Fault503)} + {nameof(Fault529)} + {nameof(FaultTruncate)} + {nameof(FaultHang)} must not exceed 1: one draw picks at most one fault.");
         }
 
         if (HangMs < 0)

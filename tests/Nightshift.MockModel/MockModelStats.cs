@@ -14,7 +14,7 @@ public sealed record MockModelStats(long Total, int Current, int Peak, IReadOnly
     /// <summary>429s the rate-limit buckets answered at arrival (injected 429s are in <see cref="Injected"/>).</summary>
     public long RateLimited { get; init; }
 
-    /// <summary>Injected faults by name (<c>429</c>, <c>500</c>, <c>503</c>, <c>truncate</c>, <c>hang</c>), every name present.</summary>
+    /// <summary>Injected faults by name (<c>429</c>, <c>500</c>, <c>503</c>, <c>529</c>, <c>truncate</c>, <c>hang</c>), every name present.</summary>
     public IReadOnlyDictionary<string, long> Injected { get; init; } = new Dictionary<string, long>(StringComparer.Ordinal);
 
     /// <summary>Answers by HTTP status, truncated ones included; requests whose client left before the answer are not.</summary>

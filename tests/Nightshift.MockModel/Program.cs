@@ -12,7 +12,7 @@ internal static class Program
     private const string Usage = """
         usage: Nightshift.MockModel [--port N] [--latency-ms MIN [MAX]]
                                     [--rps N] [--tps N] [--burst-seconds S] [--completion-tokens N]
-                                    [--fault-429 P] [--fault-500 P] [--fault-503 P] [--fault-truncate P] [--fault-hang P]
+                                    [--fault-429 P] [--fault-500 P] [--fault-503 P] [--fault-529 P] [--fault-truncate P] [--fault-hang P]
                                     [--hang-ms N] [--retry-after-s N] [--seed N]
         """;
 
@@ -64,6 +64,7 @@ internal static class Program
         var fault429 = 0.0;
         var fault500 = 0.0;
         var fault503 = 0.0;
+        var fault529 = 0.0;
         var faultTruncate = 0.0;
         var faultHang = 0.0;
         var hangMs = defaults.HangMs;
@@ -121,6 +122,9 @@ internal static class Program
                 case "--fault-503":
                     error = ReadProbability(args, ++i, name, out fault503);
                     break;
+                case "--fault-529":
+                    error = ReadProbability(args, ++i, name, out fault529);
+                    break;
                 case "--fault-truncate":
                     error = ReadProbability(args, ++i, name, out faultTruncate);
                     break;
@@ -160,6 +164,7 @@ internal static class Program
             Fault429 = fault429,
             Fault500 = fault500,
             Fault503 = fault503,
+            Fault529 = fault529,
             FaultTruncate = faultTruncate,
             FaultHang = faultHang,
             HangMs = hangMs,

@@ -137,6 +137,11 @@ public sealed record PoolView(
 
 public static class PoolsApi
 {
+    // The pool API's shorthand of old: an endpoint set on a simulated pool without a provider means an
+    // OpenAI-compatible one.
+    private const string Simulated = "simulated";
+    private const string OpenAiCompatible = "openai";
+
     public static RouteGroupBuilder MapPoolsApi(this IEndpointRouteBuilder endpoints)
     {
         var pools = endpoints.MapGroup("/v1/pools").WithTags("Pools");
@@ -189,9 +194,9 @@ public static class PoolsApi
         PoolView.From(await pool.GetSnapshot(), await store.GetPoolUsageAsync(pool.GetPrimaryKeyString(), cancellationToken), prices);
 
     private static async Task<Results<Ok<PoolView>, ProblemHttpResult>> PutAsync(string name, PoolRequest request, IGrainFactory grains, IItemStore store,
-        IOptions<PriceTable> prices, CancellationToken cancellationToken)
+        IOptions<PriceTable> prices, IModelProviderCatalog providers, CancellationToken cancellationToken)
     {
-        if (Validate(name, request) is { } problem)
+        if (Validate(name, request, providers) is { } problem)
         {
             return Problems.BadRequest(problem);
         }
@@ -207,7 +212,7 @@ public static class PoolsApi
         var config = current ?? new PoolConfig();
         var model = config.Model with
         {
-            Provider = request.Provider ?? (request.Endpoint is not null && config.Model.Provider == ModelProviders.Simulated ? ModelProviders.OpenAiCompatible : config.Model.Provider),
+            Provider = request.Provider ?? (request.Endpoint is not null && config.Model.Provider == Simulated ? OpenAiCompatible : config.Model.Provider),
             Endpoint = request.Endpoint ?? config.Model.Endpoint,
             Model = request.Model ?? config.Model.Model,
             ApiKeyEnvironmentVariable = request.ApiKeyEnv ?? config.Model.ApiKeyEnvironmentVariable,
@@ -233,18 +238,24 @@ public static class PoolsApi
         };
     }
 
-    /// <summary>The first problem with the request, naming its field; <c>null</c> when it is valid.</summary>
-    public static string? Validate(string name, PoolRequest request) => 0 switch
+    /// <summary>
+    /// The first problem with the request, naming its field; <c>null</c> when it is valid. A request that names
+    /// its provider is judged by that provider's rules on the fields it sets (see <see cref="IModelProviderCatalog"/>).
+    /// </summary>
+    public static string? Validate(string name, PoolRequest request, IModelProviderCatalog providers) => 0 switch
     {
         _ when name.Length is 0 or > 128 || name.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')) =>
             "pool name: 1 to 128 letters, digits, '-', '_' or '.'",
-        _ when request.Provider is { } provider && provider is not (ModelProviders.Simulated or ModelProviders.OpenAiCompatible or ModelProviders.AzureOpenAi) =>
-            $"provider: '{provider}' is not known; use '{ModelProviders.Simulated}', '{ModelProviders.OpenAiCompatible}' or '{ModelProviders.AzureOpenAi}'",
+        _ when request.Provider is { } provider && !providers.Names.Contains(provider) => providers.Validate(new ModelBinding { Provider = provider }),
         _ when request.Endpoint is { } endpoint && !(Uri.TryCreate(endpoint, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https") =>
             "endpoint: must be an absolute http(s) URL",
-        _ when request.Provider is ModelProviders.OpenAiCompatible or ModelProviders.AzureOpenAi && request.Endpoint is null =>
-            $"endpoint: required for the '{request.Provider}' provider",
-        _ when request.Provider == ModelProviders.AzureOpenAi && request.Model is null => "model: the deployment name, required for the 'azure' provider",
+        _ when request.Provider is { } provider && providers.Validate(new ModelBinding
+        {
+            Provider = provider,
+            Endpoint = request.Endpoint,
+            Model = request.Model ?? "",
+            ApiKeyEnvironmentVariable = request.ApiKeyEnv,
+        }) is { } problem => problem,
         _ when request.ApiKeyEnv is { } variable && (variable.Length == 0 || variable.Any(char.IsWhiteSpace)) =>
             "apiKeyEnv: the name of an environment variable (not the key itself)",
         _ when request.MaxRunning is < 1 or > 100_000 => "maxRunning: from 1 to 100000",

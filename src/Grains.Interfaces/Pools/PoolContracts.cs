@@ -4,36 +4,24 @@ namespace Nightshift.Pools;
 [GenerateSerializer, Immutable, Alias("nightshift.ModelBinding")]
 public sealed record ModelBinding
 {
-    /// <summary>The provider's name: <c>simulated</c> is built in.</summary>
-    [Id(0)] public string Provider { get; init; } = ModelProviders.Simulated;
+    /// <summary>
+    /// The provider's name, one of <see cref="IModelProviderCatalog.Names"/>: <c>simulated</c> (built in),
+    /// <c>openai</c> (any OpenAI-compatible endpoint), <c>azure</c> (Azure OpenAI) or <c>anthropic</c>. Default: <c>simulated</c>.
+    /// </summary>
+    [Id(0)] public string Provider { get; init; } = "simulated";
 
     /// <summary>The model or deployment name; for an endpoint, it replaces each request body's <c>model</c>.</summary>
     [Id(1)] public string Model { get; init; } = "nightshift-sim";
 
     /// <summary>
     /// The endpoint's base URL, up to and including its version segment (e.g. <c>https://api.openai.com/v1</c>);
-    /// for Azure OpenAI, the resource's URL (<c>https://&lt;resource&gt;.openai.azure.com</c>).
+    /// for Azure OpenAI, the resource's URL (<c>https://&lt;resource&gt;.openai.azure.com</c>); for Anthropic, the
+    /// API's base URL without a version segment (none: <c>https://api.anthropic.com</c>).
     /// </summary>
     [Id(2)] public string? Endpoint { get; init; }
 
     /// <summary>The name of the environment variable holding the API key (never the key itself); none sends no key.</summary>
     [Id(3)] public string? ApiKeyEnvironmentVariable { get; init; }
-}
-
-/// <summary>Names of the model providers Nightshift knows.</summary>
-public static class ModelProviders
-{
-    /// <summary>The built-in simulated model: no network, a configurable latency (the default).</summary>
-    public const string Simulated = "simulated";
-
-    /// <summary>Any endpoint that speaks OpenAI's chat completions (OpenAI, vLLM, Ollama, LM Studio, the test mock).</summary>
-    public const string OpenAiCompatible = "openai";
-
-    /// <summary>
-    /// Azure OpenAI: <see cref="ModelBinding.Endpoint"/> is the resource (<c>https://&lt;resource&gt;.openai.azure.com</c>),
-    /// <see cref="ModelBinding.Model"/> the deployment; without a key variable it signs in with Entra ID.
-    /// </summary>
-    public const string AzureOpenAi = "azure";
 }
 
 /// <summary>A pool's limits and the model behind it.</summary>

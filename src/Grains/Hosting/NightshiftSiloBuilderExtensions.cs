@@ -90,7 +90,7 @@ public static class NightshiftSiloBuilderExtensions
         var services = builder.Services;
         services.AddOptions<SimulatedModelOptions>().BindConfiguration(SimulatedModelOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<SimulatedModel>();
-        services.AddSingleton<IModelResolver, ModelResolver>();
+        services.AddNightshiftModels();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, ItemStoreInitializer>();
         services.AddSingleton<LeaseRenewer>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<LeaseRenewer>());

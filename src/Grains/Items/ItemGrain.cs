@@ -236,7 +236,7 @@ internal sealed partial class ItemGrain(
         var now = time.GetUtcNow();
         var attempts = assignment.Attempts;
         var rateLimited = assignment.RateLimitedAttempts;
-        rateLimitedFor = result is { Status: ModelCallStatus.HttpError, StatusCode: 429 } ? result.RetryAfter ?? TimeSpan.Zero : null;
+        rateLimitedFor = result.RateLimited ? result.RetryAfter ?? TimeSpan.Zero : null;
         if (cancelled)
         {
             outcome = ItemOutcome.Cancelled;
@@ -263,7 +263,7 @@ internal sealed partial class ItemGrain(
                 return Record(ItemState.Pending, retry.NotBefore, RetryState(result, retry.Delay), result.Error);
             case RetryDecision.Fail fail:
                 outcome = ItemOutcome.Failed;
-                if (result is { Status: ModelCallStatus.HttpError, StatusCode: 429 })
+                if (result.RateLimited)
                 {
                     rateLimited++;
                 }

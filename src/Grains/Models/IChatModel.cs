@@ -49,6 +49,12 @@ public sealed record ModelCallResult(
     /// <summary>What the provider's answer said about its rate limits; <c>null</c> when there was no answer.</summary>
     public ProviderRateLimits? Limits { get; init; }
 
+    /// <summary>A non-429 answer the provider documents as meaning the same, "too many calls, back off" (Anthropic's 529 overloaded).</summary>
+    public bool Overloaded { get; init; }
+
+    /// <summary>The provider asked for fewer calls: a 429 or an <see cref="Overloaded"/> answer. It shrinks the pool's cap and spends the 429 budget.</summary>
+    public bool RateLimited => Status == ModelCallStatus.HttpError && (StatusCode == 429 || Overloaded);
+
     public static ModelCallResult Success(string body, TokenUsage usage) =>
         new(ModelCallStatus.Succeeded, 200, body, usage, null, null);
 

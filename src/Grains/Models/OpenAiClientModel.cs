@@ -54,6 +54,16 @@ public sealed class OpenAiClientModel(ChatClient client, string model) : IChatMo
         return result with { Limits = RateLimitHeaders.Read(response.Headers) };
     }
 
+    /// <summary>No retries, no pipeline timeout, and the endpoint host's shared pooled client as transport.</summary>
+    internal static T WithoutRetries<T>(T options, HttpClient client)
+        where T : ClientPipelineOptions
+    {
+        options.RetryPolicy = new ClientRetryPolicy(maxRetries: 0);
+        options.NetworkTimeout = Timeout.InfiniteTimeSpan;
+        options.Transport = new HttpClientPipelineTransport(client);
+        return options;
+    }
+
     private static string WithModel(string body, string model)
     {
         var json = JsonNode.Parse(body)!.AsObject();
@@ -109,7 +119,7 @@ public sealed class OpenAiClientModel(ChatClient client, string model) : IChatMo
             counts.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var count) ? count : 0;
     }
 
-    private static string? ErrorMessage(string body)
+    internal static string? ErrorMessage(string body)
     {
         try
         {

@@ -25,7 +25,7 @@ public abstract record RetryDecision
 public sealed class RetryPolicy(BatchOptions options, TimeProvider time, Func<double> random)
 {
     /// <param name="attempts">Attempts that ended in a model error before this one.</param>
-    /// <param name="rateLimitedAttempts">Attempts that ended in a 429 before this one.</param>
+    /// <param name="rateLimitedAttempts">Attempts that ended in a 429 (or an overloaded answer) before this one.</param>
     /// <param name="result">This attempt's result.</param>
     public RetryDecision Decide(int attempts, int rateLimitedAttempts, ModelCallResult result)
     {
@@ -34,12 +34,12 @@ public sealed class RetryPolicy(BatchOptions options, TimeProvider time, Func<do
             return new RetryDecision.Succeed();
         }
 
-        if (result is { Status: ModelCallStatus.HttpError, StatusCode: 429 })
+        if (result.RateLimited)
         {
             var rateLimited = rateLimitedAttempts + 1;
             if (rateLimited >= options.MaxRateLimitedAttempts)
             {
-                return new RetryDecision.Fail($"rate limited (429) on {rateLimited} attempts; the limit is {options.MaxRateLimitedAttempts}");
+                return new RetryDecision.Fail($"rate limited ({result.StatusCode}) on {rateLimited} attempts; the limit is {options.MaxRateLimitedAttempts}");
             }
 
             return Schedule(rateLimited, result.RetryAfter, rateLimited: true);

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
 using Nightshift.Batches;
+using Nightshift.Models;
 using Nightshift.Pools;
 using Nightshift.Results;
 using Nightshift.Silo.Hosting;
@@ -52,11 +53,32 @@ internal static class RunCommand
     };
     private static readonly Option<int> MaxRunning = new("--max-running") { Description = "Calls that may run at once.", DefaultValueFactory = _ => 16 };
     private static readonly Option<int> MaxAttempts = new("--max-attempts") { Description = "Attempts per item that may end in a model error (429s have their own budget).", DefaultValueFactory = _ => 5 };
-    private static readonly Option<string?> Endpoint = new("--endpoint") { Description = "Base URL of an OpenAI-compatible endpoint, including its version segment (e.g. http://localhost:11434/v1). Default: the simulated model." };
-    private static readonly Option<string?> Model = new("--model") { Description = "The model to ask at --endpoint; it replaces each line's body.model." };
+    // The forms that came before --provider: --endpoint alone is an OpenAI-compatible endpoint, --azure-endpoint
+    // Azure OpenAI, neither the simulated model.
+    private const string OpenAiCompatible = "openai";
+    private const string AzureOpenAi = "azure";
+    private const string Simulated = "simulated";
+
+    // The providers' names and rules, known before a host is built, so bad arguments stop the run before it starts
+    // (with an empty configuration: judging a binding reads none).
+    private static readonly IModelProviderCatalog Providers = new ServiceCollection()
+        .AddSingleton<IConfiguration>(new ConfigurationBuilder().Build())
+        .AddNightshiftModels()
+        .BuildServiceProvider()
+        .GetRequiredService<IModelProviderCatalog>();
+
+    private static readonly Option<string?> Provider = new("--provider")
+    {
+        Description = $"The model provider: {string.Join(", ", Providers.Names)} (openai is any OpenAI-compatible endpoint). Default: openai with --endpoint, azure with --azure-endpoint, else simulated.",
+    };
+    private static readonly Option<string?> Endpoint = new("--endpoint")
+    {
+        Description = "Base URL of the provider's endpoint: for openai including its version segment (e.g. http://localhost:11434/v1), for anthropic without it (default: https://api.anthropic.com), for azure the resource's URL. Default: the simulated model.",
+    };
+    private static readonly Option<string?> Model = new("--model") { Description = "The model to ask at --endpoint (or the provider's default endpoint); it replaces each line's body.model." };
     private static readonly Option<string?> AzureEndpoint = new("--azure-endpoint") { Description = "An Azure OpenAI resource's URL (https://<resource>.openai.azure.com). Default: the simulated model." };
     private static readonly Option<string?> Deployment = new("--deployment") { Description = "The Azure OpenAI deployment to call at --azure-endpoint." };
-    private static readonly Option<string?> ApiKeyEnv = new("--api-key-env") { Description = "The environment variable holding the endpoint's API key (the key itself is never passed on the command line); with --azure-endpoint and no key, Entra ID signs in." };
+    private static readonly Option<string?> ApiKeyEnv = new("--api-key-env") { Description = "The environment variable holding the endpoint's API key (the key itself is never passed on the command line; anthropic sends it as x-api-key); with --azure-endpoint and no key, Entra ID signs in." };
     private static readonly Option<int?> Rpm = new("--rpm") { Description = "Requests the model may be sent per minute, paced smoothly (default: learned from the provider's x-ratelimit-* headers, if it sends them)." };
     private static readonly Option<long?> Tpm = new("--tpm") { Description = "Tokens (prompt + completion) the model may be sent per minute, each call estimated before it starts (default: learned from the provider's headers, if it sends them)." };
     private static readonly Option<bool> Verbose = new("--verbose") { Description = "Show Nightshift's and Orleans' informational logs." };
@@ -101,42 +123,62 @@ internal static class RunCommand
                 result.AddError($"--api-key-env names '{result.GetValue(ApiKeyEnv)}', which is not set in the environment.");
             }
         });
+        Provider.CompletionSources.Add([.. Providers.Names]);
         var command = new Command("run", "Run a JSONL file to completion in an embedded silo and write the results; run again to resume.")
         {
-            Input, Out, Store, MaxRunning, MaxAttempts, Endpoint, Model, AzureEndpoint, Deployment, ApiKeyEnv, Rpm, Tpm, Verbose,
+            Input, Out, Store, MaxRunning, MaxAttempts, Provider, Endpoint, Model, AzureEndpoint, Deployment, ApiKeyEnv, Rpm, Tpm, Verbose,
         };
         command.Validators.Add(result =>
         {
+            var named = result.GetValue(Provider);
             var endpoint = result.GetValue(Endpoint) is not null;
             var azure = result.GetValue(AzureEndpoint) is not null;
+            var provider = ProviderOf(named, endpoint, azure);
             if (endpoint && azure)
             {
                 result.AddError("--endpoint and --azure-endpoint exclude each other: one model per run.");
             }
 
-            if (endpoint && result.GetValue(Model) is null)
+            if (azure && provider != AzureOpenAi)
+            {
+                result.AddError($"--azure-endpoint is the '{AzureOpenAi}' provider's; for '{provider}', give --endpoint.");
+            }
+
+            if (endpoint && provider != AzureOpenAi && result.GetValue(Model) is null)
             {
                 result.AddError("--endpoint needs --model: the model to ask there.");
             }
 
-            if (azure && result.GetValue(Deployment) is null)
+            if (provider == AzureOpenAi && (endpoint || azure) && result.GetValue(Deployment) is null)
             {
                 result.AddError("--azure-endpoint needs --deployment: the deployment to call there.");
             }
 
-            if (!endpoint && result.GetValue(Model) is not null)
+            if (named is null && !endpoint && result.GetValue(Model) is not null)
             {
                 result.AddError("--model goes with --endpoint (with --azure-endpoint, name the --deployment).");
             }
 
-            if (!azure && result.GetValue(Deployment) is not null)
+            if (provider != AzureOpenAi && result.GetValue(Deployment) is not null)
             {
                 result.AddError("--deployment goes with --azure-endpoint.");
             }
 
-            if (!endpoint && !azure && result.GetValue(ApiKeyEnv) is not null)
+            if (named is null && !endpoint && !azure && result.GetValue(ApiKeyEnv) is not null)
             {
                 result.AddError("--api-key-env goes with --endpoint or --azure-endpoint.");
+            }
+
+            if (result.Errors.Any())
+            {
+                return;
+            }
+
+            var binding = ModelBinding(provider, result.GetValue(Endpoint) ?? result.GetValue(AzureEndpoint), result.GetValue(Model) ?? result.GetValue(Deployment), result.GetValue(ApiKeyEnv));
+            if (Providers.Validate(binding) is { } problem)
+            {
+                // The catalog names the binding's fields; here they are options.
+                result.AddError(problem.StartsWith("provider: ", StringComparison.Ordinal) ? $"--{problem}." : $"--provider {provider}: {problem}.");
             }
         });
         command.SetAction(RunAsync);
@@ -192,7 +234,11 @@ internal static class RunCommand
                 MaxRunning = parseResult.GetValue(MaxRunning),
                 Rpm = parseResult.GetValue(Rpm),
                 Tpm = parseResult.GetValue(Tpm),
-                Model = ModelBinding(parseResult),
+                Model = ModelBinding(
+                    ProviderOf(parseResult.GetValue(Provider), parseResult.GetValue(Endpoint) is not null, parseResult.GetValue(AzureEndpoint) is not null),
+                    parseResult.GetValue(Endpoint) ?? parseResult.GetValue(AzureEndpoint),
+                    parseResult.GetValue(Model) ?? parseResult.GetValue(Deployment),
+                    parseResult.GetValue(ApiKeyEnv)),
             });
             var batch = grains.GetGrain<IBatchGrain>(batchId);
             var status = await batch.GetStatus();
@@ -246,24 +292,14 @@ internal static class RunCommand
         }
     }
 
-    private static ModelBinding ModelBinding(ParseResult parseResult) => (parseResult.GetValue(Endpoint), parseResult.GetValue(AzureEndpoint)) switch
-    {
-        ({ } endpoint, _) => new ModelBinding
-        {
-            Provider = ModelProviders.OpenAiCompatible,
-            Endpoint = endpoint,
-            Model = parseResult.GetRequiredValue(Model)!,
-            ApiKeyEnvironmentVariable = parseResult.GetValue(ApiKeyEnv),
-        },
-        (_, { } azure) => new ModelBinding
-        {
-            Provider = ModelProviders.AzureOpenAi,
-            Endpoint = azure,
-            Model = parseResult.GetRequiredValue(Deployment)!,
-            ApiKeyEnvironmentVariable = parseResult.GetValue(ApiKeyEnv),
-        },
-        _ => new ModelBinding(),
-    };
+    private static string ProviderOf(string? named, bool endpoint, bool azure) =>
+        named ?? (azure ? AzureOpenAi : endpoint ? OpenAiCompatible : Simulated);
+
+    /// <summary>The pool's model; an empty model name means none was given (the provider says whether it needs one).</summary>
+    private static ModelBinding ModelBinding(string provider, string? endpoint, string? model, string? apiKeyEnv) =>
+        provider == Simulated && endpoint is null && model is null
+            ? new ModelBinding()
+            : new ModelBinding { Provider = provider, Endpoint = endpoint, Model = model ?? "", ApiKeyEnvironmentVariable = apiKeyEnv };
 
     /// <summary>
     /// Pauses the batch so nothing more is dispatched, and waits (bounded) for the calls in flight to

@@ -4,6 +4,7 @@ using Orleans.Dashboard;
 using Nightshift.Api;
 using Nightshift.Api.Pools;
 using Nightshift.Hosting;
+using Nightshift.Models;
 using Nightshift.Pools;
 using Nightshift.Storage.Postgres;
 using Orleans.Configuration;
@@ -89,7 +90,7 @@ internal static class ServeHost
         foreach (var section in app.Configuration.GetSection("Nightshift:Pools").GetChildren())
         {
             var request = section.Get<PoolRequest>() ?? new PoolRequest();
-            if (PoolsApi.Validate(section.Key, request) is { } problem)
+            if (PoolsApi.Validate(section.Key, request, app.Services.GetRequiredService<IModelProviderCatalog>()) is { } problem)
             {
                 throw new OptionsValidationException($"Nightshift:Pools:{section.Key}", typeof(PoolRequest), [$"Nightshift:Pools:{section.Key}: {problem}"]);
             }
@@ -108,6 +109,8 @@ internal static class ServeHost
 
     private static WebApplication BuildApi(WebApplicationBuilder builder)
     {
+        // The pool API judges model bindings by the providers' own rules, in the API-only process too.
+        builder.Services.AddNightshiftModels();
         builder.Services.AddNightshiftApi();
         builder.Services.AddNightshiftDashboard();
         builder.AddNightshiftTelemetry(scrapeEndpoint: true);

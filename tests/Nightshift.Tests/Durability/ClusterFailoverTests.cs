@@ -1,5 +1,6 @@
 using Nightshift.Batches;
 using Nightshift.MockModel;
+using Nightshift.Models;
 using Nightshift.Pools;
 using Nightshift.Storage;
 using Nightshift.Tests.Fixtures;
@@ -120,7 +121,7 @@ public sealed class ClusterFailoverTests : IAsyncLifetime
             {
                 MaxRunning = maxRunning,
                 LeaseDuration = TimeSpan.FromSeconds(3),
-                Model = new ModelBinding { Provider = ModelProviders.OpenAiCompatible, Endpoint = new Uri(mock.BaseAddress, "v1").ToString(), Model = "mock" },
+                Model = new ModelBinding { Provider = OpenAiCompatibleProvider.ProviderName, Endpoint = new Uri(mock.BaseAddress, "v1").ToString(), Model = "mock" },
             });
             var silo = (await pool.GetSnapshot()).Silo;
             var handle = Cluster.Cluster.Silos.Single(s => s.SiloAddress.ToString() == silo);

@@ -1,5 +1,6 @@
 using Microsoft.Data.Sqlite;
 using Nightshift.Batches;
+using Nightshift.Models;
 using Nightshift.Pools;
 using Nightshift.Storage;
 using Nightshift.Tests.Fixtures;
@@ -86,7 +87,7 @@ public sealed class RetryTests(FlakyModelCluster fixture) : IClassFixture<FlakyM
         await Cluster.Grains.GetGrain<IPoolGrain>("keyless").Configure(new PoolConfig
         {
             MaxRunning = 4,
-            Model = new ModelBinding { Provider = ModelProviders.OpenAiCompatible, Endpoint = "http://127.0.0.1:9/v1", Model = "m", ApiKeyEnvironmentVariable = "NIGHTSHIFT_TEST_UNSET_KEY" },
+            Model = new ModelBinding { Provider = OpenAiCompatibleProvider.ProviderName, Endpoint = "http://127.0.0.1:9/v1", Model = "m", ApiKeyEnvironmentVariable = "NIGHTSHIFT_TEST_UNSET_KEY" },
         });
 
         var result = await Cluster.Submitter.SubmitAsync("keyless-20", "keyless", FastRetries, Jsonl.Stream(Jsonl.Lines(20, "keyless")), Ct);

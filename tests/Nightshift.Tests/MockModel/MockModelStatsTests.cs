@@ -71,7 +71,7 @@ public sealed class MockModelStatsTests
         Assert.Equal(2, stats.GetProperty("succeeded").GetInt64());
         Assert.Equal(1, stats.GetProperty("rate_limited").GetInt64());
         Assert.Equal(
-            ["429:0", "500:0", "503:0", "hang:0", "truncate:0"],
+            ["429:0", "500:0", "503:0", "529:0", "hang:0", "truncate:0"],
             stats.GetProperty("injected").EnumerateObject().Select(fault => $"{fault.Name}:{fault.Value.GetInt64()}").Order(StringComparer.Ordinal));
         Assert.Equal(
             ["200:2", "429:1", "500:1"],

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Microsoft.Data.Sqlite;
 using Nightshift.MockModel;
+using Nightshift.Models;
 using Nightshift.Pools;
 using Nightshift.Tests.Fixtures;
 
@@ -48,19 +49,22 @@ public sealed class ProviderFixture : IAsyncLifetime
     /// <summary>A binding to the mock in the URL shape of <paramref name="provider"/> (<c>openai</c> or <c>azure</c>).</summary>
     public ModelBinding Binding(string provider) => provider switch
     {
-        ModelProviders.OpenAiCompatible => new ModelBinding { Provider = provider, Endpoint = new Uri(Mock.BaseAddress, "v1").ToString(), Model = "gpt-test" },
-        ModelProviders.AzureOpenAi => new ModelBinding { Provider = provider, Endpoint = Mock.BaseAddress.ToString(), Model = "dep-test", ApiKeyEnvironmentVariable = AzureKeyVariable },
+        OpenAiCompatibleProvider.ProviderName => new ModelBinding { Provider = provider, Endpoint = new Uri(Mock.BaseAddress, "v1").ToString(), Model = "gpt-test" },
+        AzureOpenAiProvider.ProviderName => new ModelBinding { Provider = provider, Endpoint = Mock.BaseAddress.ToString(), Model = "dep-test", ApiKeyEnvironmentVariable = AzureKeyVariable },
         _ => throw new ArgumentOutOfRangeException(nameof(provider), provider, "openai or azure"),
     };
 
     /// <summary>The path each provider's requests must arrive on.</summary>
     public static string PathOf(string provider) =>
-        provider == ModelProviders.AzureOpenAi ? "/openai/deployments/dep-test/chat/completions" : "/v1/chat/completions";
+        provider == AzureOpenAiProvider.ProviderName ? "/openai/deployments/dep-test/chat/completions" : "/v1/chat/completions";
 
     /// <summary>Each item's recorded attempts (model errors and 429s), by custom_id, read from the store file.</summary>
-    public async Task<Dictionary<string, int>> RecordedAttemptsAsync(string batchId)
+    public Task<Dictionary<string, int>> RecordedAttemptsAsync(string batchId) => RecordedAttemptsAsync(Cluster.StorePath, batchId);
+
+    /// <summary>Each item's recorded attempts (model errors and 429s), by custom_id, read from the store file at <paramref name="storePath"/>.</summary>
+    public static async Task<Dictionary<string, int>> RecordedAttemptsAsync(string storePath, string batchId)
     {
-        await using var connection = new SqliteConnection($"Data Source={Cluster.StorePath}");
+        await using var connection = new SqliteConnection($"Data Source={storePath}");
         await connection.OpenAsync(TestContext.Current.CancellationToken);
         await using var command = connection.CreateCommand();
         command.CommandText = "SELECT custom_id, attempts + rate_limited_attempts FROM ns_items WHERE batch_id = @batch";

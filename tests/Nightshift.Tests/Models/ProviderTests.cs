@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Nightshift.Batches;
 using Nightshift.MockModel;
+using Nightshift.Models;
 using Nightshift.Pools;
 using Nightshift.Storage;
 using Nightshift.Tests.Fixtures;
@@ -25,8 +26,8 @@ public sealed class ProviderTests(ProviderFixture fixture) : IClassFixture<Provi
     private NightshiftCluster Cluster => fixture.Cluster;
 
     [Theory]
-    [InlineData(ModelProviders.OpenAiCompatible)]
-    [InlineData(ModelProviders.AzureOpenAi)]
+    [InlineData(OpenAiCompatibleProvider.ProviderName)]
+    [InlineData(AzureOpenAiProvider.ProviderName)]
     public async Task Success_PassesTheBodyThrough_AndStoresTheResponseAndUsage_AsTheProviderSentThem(string provider)
     {
         var prefix = $"ok-{provider}";
@@ -70,7 +71,7 @@ public sealed class ProviderTests(ProviderFixture fixture) : IClassFixture<Provi
                 : null;
         var lines = Jsonl.Lines(24, prefix);
 
-        var status = await RunAsync(ModelProviders.OpenAiCompatible, prefix, lines, FastRetries, maxRunning: 4,
+        var status = await RunAsync(OpenAiCompatibleProvider.ProviderName, prefix, lines, FastRetries, maxRunning: 4,
             pool => pool with { DefaultCooldown = TimeSpan.FromMilliseconds(20), SlowStart = TimeSpan.FromMilliseconds(100) });
 
         Assert.Equal((BatchState.Completed, 24L), (status.State, status.Succeeded));
@@ -88,8 +89,8 @@ public sealed class ProviderTests(ProviderFixture fixture) : IClassFixture<Provi
     }
 
     [Theory]
-    [InlineData(ModelProviders.OpenAiCompatible)]
-    [InlineData(ModelProviders.AzureOpenAi)]
+    [InlineData(OpenAiCompatibleProvider.ProviderName)]
+    [InlineData(AzureOpenAiProvider.ProviderName)]
     public async Task ServerError_ThenSuccess_IsRetriedOnce(string provider)
     {
         var prefix = $"flaky-{provider}";
@@ -114,7 +115,7 @@ public sealed class ProviderTests(ProviderFixture fixture) : IClassFixture<Provi
         var options = FastRetries with { AttemptTimeout = TimeSpan.FromMilliseconds(500) };
 
         var started = DateTime.UtcNow;
-        var status = await RunAsync(ModelProviders.AzureOpenAi, Prefix, Jsonl.Lines(6, Prefix), options, maxRunning: 6);
+        var status = await RunAsync(AzureOpenAiProvider.ProviderName, Prefix, Jsonl.Lines(6, Prefix), options, maxRunning: 6);
 
         Assert.Equal((BatchState.Completed, 6L), (status.State, status.Succeeded));
         Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(20), "the hung requests were not cut at 500 ms");
@@ -140,7 +141,7 @@ public sealed class ProviderTests(ProviderFixture fixture) : IClassFixture<Provi
             _ => new MockResponse(200, Completion) { ResetAfterBytes = 0 },
         };
 
-        var status = await RunAsync(ModelProviders.OpenAiCompatible, prefix, Jsonl.Lines(6, prefix), FastRetries, maxRunning: 3);
+        var status = await RunAsync(OpenAiCompatibleProvider.ProviderName, prefix, Jsonl.Lines(6, prefix), FastRetries, maxRunning: 3);
 
         Assert.Equal((BatchState.Completed, 6L, 0L), (status.State, status.Succeeded, status.Failed));
         Assert.All(fixture.Mock.Stats.Calls.Where(c => c.Key.StartsWith(prefix, StringComparison.Ordinal)), c => Assert.Equal(2, c.Value));
@@ -158,7 +159,7 @@ public sealed class ProviderTests(ProviderFixture fixture) : IClassFixture<Provi
         var prefix = $"permanent-{statusCode}-{message.Length}";
         fixture.Respond = request => request.CustomId.StartsWith(prefix, StringComparison.Ordinal) ? new MockResponse(statusCode, answer) : null;
 
-        var status = await RunAsync(ModelProviders.OpenAiCompatible, prefix, Jsonl.Lines(5, prefix), FastRetries, maxRunning: 2);
+        var status = await RunAsync(OpenAiCompatibleProvider.ProviderName, prefix, Jsonl.Lines(5, prefix), FastRetries, maxRunning: 2);
 
         Assert.Equal((BatchState.Completed, 0L, 5L), (status.State, status.Succeeded, status.Failed));
         await foreach (var item in Cluster.Store.ReadResultsAsync(prefix, Ct))
@@ -174,8 +175,8 @@ public sealed class ProviderTests(ProviderFixture fixture) : IClassFixture<Provi
     }
 
     [Theory]
-    [InlineData(ModelProviders.OpenAiCompatible, 401, "Incorrect API key provided")]
-    [InlineData(ModelProviders.AzureOpenAi, 404, "The API deployment for this resource does not exist")]
+    [InlineData(OpenAiCompatibleProvider.ProviderName, 401, "Incorrect API key provided")]
+    [InlineData(AzureOpenAiProvider.ProviderName, 404, "The API deployment for this resource does not exist")]
     public async Task RefusedPool_PausesThePool_SayingWhy_InsteadOfBurningThroughTheItems(string provider, int statusCode, string message)
     {
         var prefix = $"refused-{statusCode}";
@@ -224,7 +225,7 @@ public sealed class ProviderTests(ProviderFixture fixture) : IClassFixture<Provi
                 }
                 : null;
 
-        var status = await RunAsync(ModelProviders.OpenAiCompatible, Prefix, Jsonl.Lines(60, Prefix), FastRetries, maxRunning: 4);
+        var status = await RunAsync(OpenAiCompatibleProvider.ProviderName, Prefix, Jsonl.Lines(60, Prefix), FastRetries, maxRunning: 4);
 
         Assert.Equal((BatchState.Completed, 60L), (status.State, status.Succeeded));
         var arrivals = fixture.Arrivals.Where(a => a.Request.CustomId.StartsWith(Prefix, StringComparison.Ordinal)).ToList();
@@ -251,7 +252,7 @@ public sealed class ProviderTests(ProviderFixture fixture) : IClassFixture<Provi
         };
         fixture.Respond = request => request.CustomId.StartsWith(Prefix, StringComparison.Ordinal) ? new MockResponse(200, Answer) { Headers = headers } : null;
 
-        var status = await RunAsync(ModelProviders.OpenAiCompatible, Prefix, Jsonl.Lines(20, Prefix), FastRetries, maxRunning: 4,
+        var status = await RunAsync(OpenAiCompatibleProvider.ProviderName, Prefix, Jsonl.Lines(20, Prefix), FastRetries, maxRunning: 4,
             pool => pool with { DefaultMaxTokens = 100 });
 
         Assert.Equal((BatchState.Completed, 20L), (status.State, status.Succeeded));

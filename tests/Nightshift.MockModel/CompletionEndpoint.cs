@@ -1,15 +1,15 @@
 using System.Globalization;
 using System.Text;
-using System.Text.Json;
 
 namespace Nightshift.MockModel;
 
 /// <summary>
-/// Answers a chat completion request as a rate-limited, faulty provider would: the buckets refuse it at
-/// arrival or admit it; an admitted one waits its latency and then gets the <see cref="MockModelOptions.Respond"/>
-/// hook's answer, an injected fault, or its completion.
+/// Answers a completion request as a rate-limited, faulty provider would, in its <see cref="IProviderDialect"/>:
+/// a request of the wrong shape is refused first; then the buckets refuse it at arrival or admit it; an admitted
+/// one waits its latency and then gets the <see cref="MockModelOptions.Respond"/> hook's answer, an injected
+/// fault, or its completion.
 /// </summary>
-internal sealed class ChatCompletionsEndpoint(MockModelOptions options, CallCounter counter)
+internal sealed class CompletionEndpoint(MockModelOptions options, CallCounter counter, IProviderDialect dialect)
 {
     private readonly RateLimits _limits = new(options);
     private readonly FaultInjector _faults = new(options);
@@ -24,12 +24,19 @@ internal sealed class ChatCompletionsEndpoint(MockModelOptions options, CallCoun
         {
             using var reader = new StreamReader(context.Request.Body, Encoding.UTF8);
             var body = await reader.ReadToEndAsync(aborted);
+            if (dialect.Reject(context.Request, body) is { } rejected)
+            {
+                await WriteAsync(context.Response, rejected, aborted);
+                counter.Answered(rejected.StatusCode, whole: true, tokens: 0);
+                return;
+            }
+
             var completion = CompletionRequest.Read(body, options.CompletionTokens);
             var model = completion.Model ?? deployment ?? "mock";
 
             // As a provider's gateway does: checked at arrival, refused at once, before any latency.
             var admission = _limits.Admit(completion.Tokens);
-            RateLimitHeaders.Write(context.Response.Headers, admission);
+            dialect.WriteRateLimitHeaders(context.Response.Headers, admission, options.TimeProvider.GetUtcNow());
             if (!admission.Admitted)
             {
                 counter.RateLimited();
@@ -87,16 +94,17 @@ internal sealed class ChatCompletionsEndpoint(MockModelOptions options, CallCoun
     {
         var injected = fault switch
         {
-            InjectedFault.TooManyRequests => Error(StatusCodes.Status429TooManyRequests,
+            InjectedFault.TooManyRequests => dialect.Error(StatusCodes.Status429TooManyRequests,
                 $"Rate limit reached: the server is busy with other requests. Please try again in {options.RetryAfterSeconds}s.", "rate_limit_error", "rate_limit_exceeded")
                 with
                 {
-                    Headers = new Dictionary<string, string> { ["Retry-After"] = options.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture) },
+                    Headers = RetryAfter(),
                 },
-            InjectedFault.InternalServerError => Error(StatusCodes.Status500InternalServerError,
+            InjectedFault.InternalServerError => dialect.Error(StatusCodes.Status500InternalServerError,
                 "The server had an error while processing your request. Sorry about that!", "server_error"),
-            InjectedFault.ServiceUnavailable => Error(StatusCodes.Status503ServiceUnavailable,
+            InjectedFault.ServiceUnavailable => dialect.Error(StatusCodes.Status503ServiceUnavailable,
                 "The server is overloaded or not ready yet.", "server_error", "service_unavailable"),
+            InjectedFault.Overloaded => dialect.Error(MockModelApi.Overloaded, "Overloaded", "overloaded_error") with { Headers = RetryAfter() },
             _ => null,
         };
         if (injected is not null)
@@ -107,10 +115,10 @@ internal sealed class ChatCompletionsEndpoint(MockModelOptions options, CallCoun
 
         if (!completion.IsJson)
         {
-            return (Error(StatusCodes.Status400BadRequest, "the request body is not JSON", "invalid_request_error"), 0);
+            return (dialect.Error(StatusCodes.Status400BadRequest, "the request body is not JSON", "invalid_request_error"), 0);
         }
 
-        var answer = new MockResponse(StatusCodes.Status200OK, JsonSerializer.Serialize(Completion(body, completion, model), MockModelApi.Json));
+        var answer = new MockResponse(StatusCodes.Status200OK, dialect.Answer(body, completion, model, options.TimeProvider.GetUtcNow()));
         if (fault == InjectedFault.Truncate)
         {
             counter.Injected(fault);
@@ -120,26 +128,18 @@ internal sealed class ChatCompletionsEndpoint(MockModelOptions options, CallCoun
         return (answer, completion.Tokens);
     }
 
-    private static MockResponse Error(int status, string message, string type, string? code = null) =>
-        new(status, JsonSerializer.Serialize(new ApiError(new ApiErrorDetail(message, type, code)), MockModelApi.Json));
-
-    private ChatCompletion Completion(string body, CompletionRequest completion, string model) => new(
-        "chatcmpl-" + Guid.NewGuid().ToString("n"),
-        "chat.completion",
-        options.TimeProvider.GetUtcNow().ToUnixTimeSeconds(),
-        model,
-        [new ChatChoice(0, new ChatMessage("assistant", MockModelServer.ExpectedContent(body)), "stop")],
-        new ChatUsage(completion.PromptTokens, completion.CompletionTokens, completion.Tokens));
+    /// <summary>The <c>Retry-After</c> of an injected 429 or 529 (OpenAI and Anthropic send the same header).</summary>
+    private Dictionary<string, string> RetryAfter() => new() { ["Retry-After"] = options.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture) };
 
     private async Task RefuseAsync(HttpResponse response, Admission admission, CompletionRequest completion, string model, CancellationToken cancellationToken)
     {
-        RateLimitHeaders.WriteRetryAfter(response.Headers, admission.RetryAfter);
+        dialect.WriteRetryAfter(response.Headers, admission.RetryAfter);
         var (limit, unit, requested) = admission.RequestsExhausted
             ? (admission.Requests!.LimitPerMinute, "requests per min (RPM)", 1)
             : (admission.Tokens!.LimitPerMinute, "tokens per min (TPM)", completion.Tokens);
         var message = string.Create(CultureInfo.InvariantCulture,
             $"Rate limit reached for {model} on {unit}: Limit {limit}, Requested {requested}. Please try again in {RateLimitHeaders.GoDuration(admission.RetryAfter)}.");
-        var answer = Error(StatusCodes.Status429TooManyRequests, message, "rate_limit_error", "rate_limit_exceeded");
+        var answer = dialect.Error(StatusCodes.Status429TooManyRequests, message, "rate_limit_error", "rate_limit_exceeded");
         await WriteAsync(response, answer, cancellationToken);
         counter.Answered(answer.StatusCode, whole: true, tokens: 0);
     }
