@@ -26,7 +26,7 @@ internal sealed class ModelProviderRegistry : IModelResolver, IModelProviderCata
             names.Add(provider.Name);
         }
 
-        Names = names;
+        Names = [.. names.Order(StringComparer.Ordinal)];
     }
 
     public IReadOnlyList<string> Names { get; }

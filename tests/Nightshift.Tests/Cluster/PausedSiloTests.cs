@@ -17,39 +17,22 @@ public sealed class PausedSiloTests : IAsyncLifetime
     private const int MaxRunning = 8;
     private const int ItemsPerBatch = 8;
 
-    private static readonly JsonSerializerOptions StatsJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+    private ServeCluster _serve = null!;
 
-    private readonly TempDirectory _directory = new();
-    private PostgresServer _postgres = null!;
-    private MockModelProcess _mock = null!;
-    private SiloCluster _cluster = null!;
-    private HttpClient _mockClient = null!;
-
-    public async ValueTask InitializeAsync()
+    // A silo that stops answering is declared dead within seconds, so the frozen silo's batch moves
+    // to the live one (as a pause of minutes would do with the default probes) and runs there.
+    public async ValueTask InitializeAsync() => _serve = await ServeCluster.StartAsync(["--latency-ms", "15000"], 2, new Dictionary<string, string>
     {
-        _postgres = await PostgresServer.StartPrivateAsync();
-        _mock = await MockModelProcess.StartAsync(["--port", "0", "--latency-ms", "15000"], Ct);
-        _mockClient = new HttpClient { BaseAddress = _mock.BaseAddress };
-        // A silo that stops answering is declared dead within seconds, so the frozen silo's batch moves
-        // to the live one (as a pause of minutes would do with the default probes) and runs there.
-        _cluster = await SiloCluster.StartAsync(await _postgres.CreateDatabaseAsync(), 2, _directory.Path, new Dictionary<string, string>
-        {
-            ["Orleans__Membership__ProbeTimeout"] = "00:00:01",
-            ["Orleans__Membership__NumMissedProbesLimit"] = "2",
-        });
-    }
+        ["Orleans__Membership__ProbeTimeout"] = "00:00:01",
+        ["Orleans__Membership__NumMissedProbesLimit"] = "2",
+    });
 
     public async ValueTask DisposeAsync()
     {
-        _cluster?.Dispose();
-        _mockClient?.Dispose();
-        _mock?.Dispose();
-        if (_postgres is not null)
+        if (_serve is not null)
         {
-            await _postgres.DisposeAsync();
+            await _serve.DisposeAsync();
         }
-
-        _directory.Dispose();
     }
 
     [Fact]
@@ -60,8 +43,8 @@ public sealed class PausedSiloTests : IAsyncLifetime
         // attempt timeout of 20 s. Two batches share the pool: one beside the pool, one on the silo frozen.
         var (live, paused, batches) = await SubmitOnBothSilosAsync();
         await Eventually.MatchesAsync(StatsAsync,
-            stats => stats.Current == MaxRunning && TcpConnections.LocalPortsTo(paused.Process.Id, _mock.BaseAddress.Port).Count > 0,
-            stats => $"{stats.Current} calls in flight, {TcpConnections.LocalPortsTo(paused.Process.Id, _mock.BaseAddress.Port).Count} of them from the silo to pause");
+            stats => stats.Current == MaxRunning && TcpConnections.LocalPortsTo(paused.Process.Id, _serve.Mock.BaseAddress.Port).Count > 0,
+            stats => $"{stats.Current} calls in flight, {TcpConnections.LocalPortsTo(paused.Process.Id, _serve.Mock.BaseAddress.Port).Count} of them from the silo to pause");
 
         paused.Pause();
         await Task.Delay(TimeSpan.FromSeconds(12), Ct);
@@ -95,12 +78,12 @@ public sealed class PausedSiloTests : IAsyncLifetime
     /// </summary>
     private async Task<(SiloCluster.Member Live, SiloCluster.Member Other, string[] Batches)> SubmitOnBothSilosAsync()
     {
-        var (first, second) = (_cluster.Members[0], _cluster.Members[1]);
+        var (first, second) = (_serve.Silos.Members[0], _serve.Silos.Members[1]);
         for (var attempt = 0; ; attempt++)
         {
             var name = $"p{attempt}";
-            var pool = JsonSerializer.Serialize(new { provider = "openai", endpoint = new Uri(_mock.BaseAddress, "v1").ToString(), model = "mock", maxRunning = MaxRunning, leaseSeconds = 2 });
-            Assert.Equal(HttpStatusCode.OK, (await first.Client.PutAsync($"/v1/pools/{name}", new StringContent(pool, Encoding.UTF8, "application/json"), Ct)).StatusCode);
+            var pool = new StringContent(_serve.PoolJson(MaxRunning, leaseSeconds: 2), Encoding.UTF8, "application/json");
+            Assert.Equal(HttpStatusCode.OK, (await first.Client.PutAsync($"/v1/pools/{name}", pool, Ct)).StatusCode);
             string[] batches = [await SubmitAsync(first, name, $"{name}a"), await SubmitAsync(second, name, $"{name}b")];
             var poolSilo = (await first.Client.GetFromJsonAsync<JsonElement>($"/v1/pools/{name}", Ct)).GetProperty("silo").GetString();
             var silos = new List<string?>();
@@ -121,7 +104,7 @@ public sealed class PausedSiloTests : IAsyncLifetime
             }
 
             await Eventually.MatchesAsync(StatsAsync, stats => stats.Current == 0, stats => $"{stats.Current} calls of cancelled batches still in flight");
-            (await _mockClient.PostAsync("/stats/reset", null, Ct)).EnsureSuccessStatusCode();
+            await _serve.ResetStatsAsync();
         }
     }
 
@@ -133,8 +116,7 @@ public sealed class PausedSiloTests : IAsyncLifetime
         return (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
     }
 
-    private async Task<MockModelStats> StatsAsync() =>
-        (await _mockClient.GetFromJsonAsync<MockModelStats>("/stats", StatsJson, Ct))!;
+    private Task<MockModelStats> StatsAsync() => _serve.StatsAsync();
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 }

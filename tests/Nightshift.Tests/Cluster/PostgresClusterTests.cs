@@ -18,34 +18,18 @@ public sealed class PostgresClusterTests : IAsyncLifetime
     private const int MaxRunning = 20;
     private const int Items = 5_000;
 
-    private static readonly JsonSerializerOptions StatsJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+    private ServeCluster _serve = null!;
 
-    private readonly TempDirectory _directory = new();
-    private PostgresServer _postgres = null!;
-    private MockModelProcess _mock = null!;
-    private SiloCluster _cluster = null!;
-    private HttpClient _mockClient = null!;
+    private SiloCluster Cluster => _serve.Silos;
 
-    public async ValueTask InitializeAsync()
-    {
-        // A server of its own: one test restarts it.
-        _postgres = await PostgresServer.StartPrivateAsync();
-        _mock = await MockModelProcess.StartAsync(["--port", "0", "--latency-ms", "20", "40"], Ct);
-        _mockClient = new HttpClient { BaseAddress = _mock.BaseAddress };
-        _cluster = await SiloCluster.StartAsync(await _postgres.CreateDatabaseAsync(), Silos, _directory.Path);
-    }
+    public async ValueTask InitializeAsync() => _serve = await ServeCluster.StartAsync(["--latency-ms", "20", "40"], Silos);
 
     public async ValueTask DisposeAsync()
     {
-        _cluster?.Dispose();
-        _mockClient?.Dispose();
-        _mock?.Dispose();
-        if (_postgres is not null)
+        if (_serve is not null)
         {
-            await _postgres.DisposeAsync();
+            await _serve.DisposeAsync();
         }
-
-        _directory.Dispose();
     }
 
     [Fact]
@@ -60,8 +44,8 @@ public sealed class PostgresClusterTests : IAsyncLifetime
         await AssertEveryItemSucceededOnceAsync(batch, stats, allowedRepeats: 0);
 
         // Each silo's share, by the connections the mock saw and /proc says each process holds.
-        var mockPort = _mock.BaseAddress.Port;
-        var perSilo = _cluster.Members
+        var mockPort = _serve.Mock.BaseAddress.Port;
+        var perSilo = Cluster.Members
             .Select(member => TcpConnections.LocalPortsTo(member.Process.Id, mockPort).Sum(port => stats.CallsByClientPort.GetValueOrDefault(port)))
             .ToList();
         Assert.All(perSilo, calls => Assert.True(calls >= Items / 20, $"calls per silo: {string.Join(", ", perSilo)}"));
@@ -74,7 +58,7 @@ public sealed class PostgresClusterTests : IAsyncLifetime
         var pool = await PoolSiloAsync();
         await WaitForCallsAsync(Items * 3 / 10);
 
-        var victim = _cluster.Members.First(member => !member.Is(pool));
+        var victim = Cluster.Members.First(member => !member.Is(pool));
         var before = await StatsAsync();
         victim.Kill();
 
@@ -89,7 +73,7 @@ public sealed class PostgresClusterTests : IAsyncLifetime
         var pool = await PoolSiloAsync();
         await WaitForCallsAsync(Items * 3 / 10);
 
-        var victim = _cluster.Members.Single(member => member.Is(pool));
+        var victim = Cluster.Members.Single(member => member.Is(pool));
         var before = await StatsAsync();
         victim.Kill();
 
@@ -104,7 +88,7 @@ public sealed class PostgresClusterTests : IAsyncLifetime
         var batch = await SubmitAsync("pg-restart");
         await WaitForCallsAsync(Items * 3 / 10);
 
-        await _postgres.RestartAsync();
+        await _serve.Postgres.RestartAsync();
 
         await WaitUntilCompletedAsync(batch);
         var stats = await StatsAsync();
@@ -112,8 +96,8 @@ public sealed class PostgresClusterTests : IAsyncLifetime
 
         // A result whose commit was cut by the restart may be sent again; nothing is lost, no result is doubled.
         await AssertEveryItemSucceededOnceAsync(batch, stats, allowedRepeats: MaxRunning);
-        Assert.All(_cluster.Members, member => Assert.False(member.Killed));
-        Assert.Equal(HttpStatusCode.OK, (await _cluster.Any.Client.GetAsync("/health/ready", Ct)).StatusCode);
+        Assert.All(Cluster.Members, member => Assert.False(member.Killed));
+        Assert.Equal(HttpStatusCode.OK, (await Cluster.Any.Client.GetAsync("/health/ready", Ct)).StatusCode);
     }
 
     private async Task AssertAfterKillAsync(string batch, MockModelStats before)
@@ -129,7 +113,7 @@ public sealed class PostgresClusterTests : IAsyncLifetime
 
     private async Task AssertEveryItemSucceededOnceAsync(string batch, MockModelStats stats, int allowedRepeats)
     {
-        var results = (await _cluster.Any.Client.GetStringAsync($"/v1/batches/{batch}/results", Ct))
+        var results = (await Cluster.Any.Client.GetStringAsync($"/v1/batches/{batch}/results", Ct))
             .Split('\n', StringSplitOptions.RemoveEmptyEntries)
             .Select(line => JsonDocument.Parse(line).RootElement)
             .ToList();
@@ -144,9 +128,8 @@ public sealed class PostgresClusterTests : IAsyncLifetime
 
     private async Task<string> SubmitAsync(string prefix)
     {
-        var client = _cluster.Any.Client;
-        var pool = JsonSerializer.Serialize(new { provider = "openai", endpoint = new Uri(_mock.BaseAddress, "v1").ToString(), model = "mock", maxRunning = MaxRunning });
-        Assert.Equal(HttpStatusCode.OK, (await client.PutAsync("/v1/pools/p", new StringContent(pool, Encoding.UTF8, "application/json"), Ct)).StatusCode);
+        var client = Cluster.Any.Client;
+        Assert.Equal(HttpStatusCode.OK, (await client.PutAsync("/v1/pools/p", new StringContent(_serve.PoolJson(MaxRunning), Encoding.UTF8, "application/json"), Ct)).StatusCode);
         // A killed silo's slots stay counted for the lease (30 s) and the attempt timeout: the calls take 40 ms.
         var created = await client.PostAsync("/v1/batches?pool=p&attemptTimeoutSeconds=5", new StringContent(Jsonl.Lines(Items, prefix), Encoding.UTF8, "application/x-ndjson"), Ct);
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
@@ -154,18 +137,18 @@ public sealed class PostgresClusterTests : IAsyncLifetime
     }
 
     private async Task<string?> PoolSiloAsync() =>
-        (await _cluster.Any.Client.GetFromJsonAsync<JsonElement>("/v1/pools/p", Ct)).GetProperty("silo").GetString();
+        (await Cluster.Any.Client.GetFromJsonAsync<JsonElement>("/v1/pools/p", Ct)).GetProperty("silo").GetString();
 
     private Task WaitForCallsAsync(long calls) =>
         Eventually.MatchesAsync(StatsAsync, stats => stats.Total >= calls,
-            stats => $"{stats.Total} calls, fewer than {calls}. Output:\n{_cluster.Output}", period: TimeSpan.FromMilliseconds(50));
+            stats => $"{stats.Total} calls, fewer than {calls}. Output:\n{Cluster.Output}", period: TimeSpan.FromMilliseconds(50));
 
     private Task WaitUntilCompletedAsync(string batch) =>
         Eventually.MatchesAsync(async () =>
         {
             try
             {
-                var status = await _cluster.Any.Client.GetFromJsonAsync<JsonElement>($"/v1/batches/{batch}", Ct);
+                var status = await Cluster.Any.Client.GetFromJsonAsync<JsonElement>($"/v1/batches/{batch}", Ct);
                 return status.GetProperty("state").GetString() == "completed" && status.GetProperty("counts").GetProperty("running").GetInt64() == 0;
             }
             catch (HttpRequestException)
@@ -173,10 +156,9 @@ public sealed class PostgresClusterTests : IAsyncLifetime
                 // The member answering may be between a lost connection and its retry.
                 return false;
             }
-        }, completed => completed, _ => $"batch {batch} did not complete. Output:\n{_cluster.Output}", TimeSpan.FromSeconds(120), TimeSpan.FromMilliseconds(200));
+        }, completed => completed, _ => $"batch {batch} did not complete. Output:\n{Cluster.Output}", TimeSpan.FromSeconds(120), TimeSpan.FromMilliseconds(200));
 
-    private async Task<MockModelStats> StatsAsync() =>
-        (await _mockClient.GetFromJsonAsync<MockModelStats>("/stats", StatsJson, Ct))!;
+    private Task<MockModelStats> StatsAsync() => _serve.StatsAsync();
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 }

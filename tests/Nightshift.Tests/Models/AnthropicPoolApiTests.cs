@@ -44,7 +44,7 @@ public sealed class AnthropicPoolApiTests(ApiHost host) : IClassFixture<ApiHost>
     [Theory]
     [InlineData("""{"provider": "anthropic"}""", "model: the Claude model to ask")]
     [InlineData("""{"provider": "anthropic", "model": "claude-test", "endpoint": "ftp://x"}""", "endpoint: must be an absolute http(s) URL")]
-    [InlineData("""{"provider": "bedrock", "model": "claude-test"}""", "provider: 'bedrock' is not known; use 'simulated', 'openai', 'azure' or 'anthropic'")]
+    [InlineData("""{"provider": "bedrock", "model": "claude-test"}""", "provider: 'bedrock' is not known; use 'anthropic', 'azure', 'openai' or 'simulated'")]
     public async Task AnthropicPool_WithoutWhatItNeeds_OrAnUnknownProvider_Is400_SayingWhy(string body, string detail)
     {
         var response = await Http.PutAsync("/v1/pools/claude-bad", new StringContent(body, Encoding.UTF8, "application/json"), Ct);

@@ -114,7 +114,7 @@ public sealed class AnthropicProviderTests : IDisposable
     }
 
     [Theory]
-    [InlineData(new[] { "--provider", "bedrock", "--endpoint", "http://127.0.0.1:9", "--model", "m" }, "--provider: 'bedrock' is not known; use 'simulated', 'openai', 'azure' or 'anthropic'.")]
+    [InlineData(new[] { "--provider", "bedrock", "--endpoint", "http://127.0.0.1:9", "--model", "m" }, "--provider: 'bedrock' is not known; use 'anthropic', 'azure', 'openai' or 'simulated'.")]
     [InlineData(new[] { "--provider", "anthropic" }, "--provider anthropic: model: the Claude model to ask")]
     [InlineData(new[] { "--provider", "anthropic", "--azure-endpoint", "https://x.openai.azure.com", "--deployment", "d" }, "--azure-endpoint is the 'azure' provider's")]
     public async Task Run_RefusesAnUnknownProvider_OrOneMissingWhatItNeeds_BeforeStarting(string[] options, string error)

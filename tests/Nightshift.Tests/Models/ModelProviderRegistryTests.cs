@@ -18,16 +18,16 @@ public sealed class ModelProviderRegistryTests : IDisposable
 
     [Fact]
     public void Names_AreEveryRegisteredProvider_OnceEach_InOrder() =>
-        Assert.Equal(["simulated", "openai", "azure", "anthropic"], Catalog.Names);
+        Assert.Equal(["anthropic", "azure", "openai", "simulated"], Catalog.Names);
 
     [Fact]
     public void UnknownProvider_IsRefused_ListingTheKnownOnes()
     {
         var binding = new ModelBinding { Provider = "bedrock", Model = "m" };
 
-        Assert.Equal("provider: 'bedrock' is not known; use 'simulated', 'openai', 'azure' or 'anthropic'", Catalog.Validate(binding));
+        Assert.Equal("provider: 'bedrock' is not known; use 'anthropic', 'azure', 'openai' or 'simulated'", Catalog.Validate(binding));
         var refused = Assert.Throws<NotSupportedException>(() => _services.GetRequiredService<IModelResolver>().Resolve(binding));
-        Assert.Contains("'simulated', 'openai', 'azure' or 'anthropic'", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("'anthropic', 'azure', 'openai' or 'simulated'", refused.Message, StringComparison.Ordinal);
     }
 
     [Theory]
