@@ -13,6 +13,17 @@ internal static class BatchOptionsReader
 {
     private static readonly string[] Names = ["maxAttempts", "maxRateLimitedAttempts", "attemptTimeoutSeconds", "baseDelaySeconds", "maxDelaySeconds", "priority"];
 
+    /// <summary>
+    /// The problem with <paramref name="given"/> names that are neither options nor among <paramref name="alsoKnown"/>
+    /// (a typo like <c>maxAttemps</c> must not be dropped silently), naming them and what is known; <c>null</c> when none.
+    /// </summary>
+    public static string? Unknown(IEnumerable<string> given, params string[] alsoKnown)
+    {
+        var known = alsoKnown.Concat(Names).ToList();
+        var unknown = given.Where(name => !known.Contains(name, StringComparer.Ordinal)).Select(name => $"'{name}'").ToList();
+        return unknown.Count == 0 ? null : $"unknown {(unknown.Count == 1 ? "option" : "options")} {string.Join(", ", unknown)}; known: {string.Join(", ", known)}";
+    }
+
     public static bool TryRead(Func<string, string?> value, out BatchOptions options, out string? problem)
     {
         var read = new BatchOptions();

@@ -106,6 +106,11 @@ public static class BatchesApi
             return Problems.BadRequest("pool: the query parameter 'pool' is required with a JSONL upload");
         }
 
+        if (BatchOptionsReader.Unknown(query.Keys, "pool") is { } unknown)
+        {
+            return Problems.BadRequest($"query: {unknown}");
+        }
+
         if (!BatchOptionsReader.TryRead(name => query.TryGetValue(name, out var value) ? value.ToString() : null, out var batchOptions, out var problem))
         {
             return Problems.BadRequest(problem!);
@@ -155,6 +160,11 @@ public static class BatchesApi
                 return Problems.BadRequest("the body must be a JSON object: {\"pool\", \"items\", \"options\"}");
             }
 
+            if (root.EnumerateObject().Select(property => property.Name).Except(["pool", "items", "options"], StringComparer.Ordinal).ToList() is { Count: > 0 } extra)
+            {
+                return Problems.BadRequest($"unknown field(s) {string.Join(", ", extra.Select(name => $"'{name}'"))}; the body is {{\"pool\", \"items\", \"options\"}}");
+            }
+
             if (!root.TryGetProperty("pool", out var poolElement) || poolElement.ValueKind != JsonValueKind.String || poolElement.GetString() is not { Length: > 0 } pool)
             {
                 return Problems.BadRequest("pool: required, a non-empty string");
@@ -171,6 +181,11 @@ public static class BatchesApi
                 if (optionsElement.ValueKind != JsonValueKind.Object)
                 {
                     return Problems.BadRequest("options: must be an object");
+                }
+
+                if (BatchOptionsReader.Unknown(optionsElement.EnumerateObject().Select(property => property.Name)) is { } unknown)
+                {
+                    return Problems.BadRequest($"options: {unknown}");
                 }
 
                 if (!BatchOptionsReader.TryRead(BatchOptionsReader.FromJson(optionsElement), out options, out var problem))

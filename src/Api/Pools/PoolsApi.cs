@@ -1,3 +1,5 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -50,6 +52,10 @@ public sealed record PoolRequest
     public double? LearnedLimitShare { get; init; }
 
     public int? DefaultMaxTokens { get; init; }
+
+    /// <summary>Fields the request has that a pool does not: refused by name, never ignored (a typo would be).</summary>
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? UnknownFields { get; init; }
 }
 
 /// <summary>A budget in force: its rate, where it came from (<c>configured</c> or <c>learned</c>), and its bucket now.</summary>
@@ -242,10 +248,16 @@ public static class PoolsApi
     /// The first problem with the request, naming its field; <c>null</c> when it is valid. A request that names
     /// its provider is judged by that provider's rules on the fields it sets (see <see cref="IModelProviderCatalog"/>).
     /// </summary>
+    private static readonly string[] KnownFields = [.. typeof(PoolRequest).GetProperties()
+        .Where(property => property.Name != nameof(PoolRequest.UnknownFields))
+        .Select(property => JsonNamingPolicy.CamelCase.ConvertName(property.Name))];
+
     public static string? Validate(string name, PoolRequest request, IModelProviderCatalog providers) => 0 switch
     {
         _ when name.Length is 0 or > 128 || name.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')) =>
             "pool name: 1 to 128 letters, digits, '-', '_' or '.'",
+        _ when request.UnknownFields is { Count: > 0 } unknown =>
+            $"unknown field(s) {string.Join(", ", unknown.Keys.Select(field => $"'{field}'"))}; a pool has {string.Join(", ", KnownFields)}",
         _ when request.Provider is { } provider && !providers.Names.Contains(provider) => providers.Validate(new ModelBinding { Provider = provider }),
         _ when request.Endpoint is { } endpoint && !(Uri.TryCreate(endpoint, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https") =>
             "endpoint: must be an absolute http(s) URL",

@@ -68,6 +68,7 @@ public sealed class ApiTests(SmallLimitsApiHost host) : IClassFixture<SmallLimit
     [InlineData("""{"burstSeconds": 0}""", "burstSeconds")]
     [InlineData("""{"learnedLimitShare": 0}""", "learnedLimitShare")]
     [InlineData("""{"exhaustedAfterWindows": 0}""", "exhaustedAfterWindows")]
+    [InlineData("""{"maxRuning": 4}""", "unknown field(s) 'maxRuning'; a pool has provider, endpoint, model, apiKeyEnv, maxRunning")]
     public async Task Pools_BadConfiguration_Is400_NamingTheField(string body, string field)
     {
         var response = await Http.PutAsync("/v1/pools/bad-pool", new StringContent(body, Encoding.UTF8, "application/json"), Ct);
@@ -154,6 +155,10 @@ public sealed class ApiTests(SmallLimitsApiHost host) : IClassFixture<SmallLimit
             { "JSON items not an array", "", "application/json", Utf8("""{"pool": "bad", "items": {}}"""), 400, "items: required, an array" },
             { "JSON item without body", "", "application/json", Utf8("""{"pool": "bad", "items": [{"custom_id": "a", "body": {}}, {"custom_id": "b"}]}"""), 400, "items[1], field 'body': missing" },
             { "JSON wrong option type", "", "application/json", Utf8("""{"pool": "bad", "items": [], "options": {"maxAttempts": "many"}}"""), 400, "options.maxAttempts" },
+            { "typo in a query option", "pool=bad&maxAttemps=3", "application/x-ndjson", Utf8(Jsonl.Lines(2, "t")), 400, "query: unknown option 'maxAttemps'; known: pool, maxAttempts" },
+            { "unknown query options", "pool=bad&escalate=gpt-5&priority=2&x=1", "application/x-ndjson", Utf8(Jsonl.Lines(2, "t")), 400, "query: unknown options 'escalate', 'x'" },
+            { "JSON unknown field", "", "application/json", Utf8("""{"pool": "bad", "items": [], "escalate": "gpt-5"}"""), 400, "unknown field(s) 'escalate'" },
+            { "JSON typo in an option", "", "application/json", Utf8("""{"pool": "bad", "items": [], "options": {"maxAttemps": 3}}"""), 400, "options: unknown option 'maxAttemps'" },
             { "queue full", "pool=tiny-queue", "application/x-ndjson", Utf8(Jsonl.Lines(6, "q")), 429, "maxQueued of 5" },
         };
     }
