@@ -1,4 +1,10 @@
+using System.Collections.Immutable;
+
 namespace Nightshift.Pools;
+
+/// <summary>A <see cref="MinuteCounter"/> as saved: its one-second slots and the newest second they count.</summary>
+[GenerateSerializer, Immutable, Alias("nightshift.MinuteCounts")]
+public sealed record MinuteCounts([property: Id(0)] long NewestSecond, [property: Id(1)] ImmutableArray<long> Slots);
 
 /// <summary>
 /// A sum over the last minute in one-second slots: constant memory whatever the rate, unlike a queue
@@ -14,6 +20,18 @@ internal sealed class MinuteCounter
         if (amount != 0)
         {
             _slots[Advance(now)] += amount;
+        }
+    }
+
+    public MinuteCounts Save() => new(_newestSecond, [.. _slots]);
+
+    /// <summary>Takes over what an earlier counter saved; seconds that have passed since drop out as they would have.</summary>
+    public void Restore(MinuteCounts saved)
+    {
+        if (saved.Slots.Length == _slots.Length)
+        {
+            saved.Slots.CopyTo(_slots);
+            _newestSecond = saved.NewestSecond;
         }
     }
 

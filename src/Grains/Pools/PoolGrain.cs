@@ -25,6 +25,9 @@ public sealed class PoolGrainState
 
     /// <summary>The adaptive cap, waits and learned limits as of the last write (every heartbeat and every new hold).</summary>
     [Id(5)] public RateControlState? RateControl { get; set; }
+
+    /// <summary>The batches the pool knew at the last heartbeat, so their queued items count from the start after a failover.</summary>
+    [Id(6)] public List<KnownBatch>? Batches { get; set; }
 }
 
 /// <summary>
@@ -49,6 +52,9 @@ internal sealed partial class PoolGrain(
     private static readonly TimeSpan TickPeriod = TimeSpan.FromMilliseconds(200);
 
     private static readonly TimeSpan HeartbeatPeriod = TimeSpan.FromSeconds(2);
+
+    /// <summary>How long a batch taken over from an earlier activation has to register again (live ones do every 5 s).</summary>
+    private static readonly TimeSpan RejoinWithin = TimeSpan.FromSeconds(30);
 
     private PoolLimiter? _limiter;
     private IGrainTimer? _tick;
@@ -245,6 +251,12 @@ internal sealed partial class PoolGrain(
         {
             _limiter.Rate.Restore(saved);
         }
+
+        if (state.State.Batches is { } batches)
+        {
+            _limiter.RestoreBatches(batches, RejoinWithin);
+        }
+
         if (mayHaveHolders)
         {
             var window = RecoveryWindow(config);
@@ -307,6 +319,7 @@ internal sealed partial class PoolGrain(
         {
             // Fenced on the state's version: fails once a newer activation has bumped the epoch.
             state.State.RateControl = Limiter.Rate.Save();
+            state.State.Batches = Limiter.SaveBatches();
             await state.WriteStateAsync();
             _lastHeartbeat = time.GetUtcNow();
             return true;

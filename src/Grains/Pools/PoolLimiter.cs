@@ -99,6 +99,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         share.AttemptTimeout = attemptTimeout ?? DefaultAttemptTimeout;
         share.NotBefore = null;
         share.Started = true;
+        share.RejoinBy = null;
     }
 
     public void SetPaused(string batchId, bool paused)
@@ -111,6 +112,33 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 
     /// <summary>Forgets the batch. Its slots still held stay counted until released, so the cap holds.</summary>
     public void Remove(string batchId) => _batches.Remove(batchId);
+
+    /// <summary>The batches the pool knows, with what each has outstanding: what a later activation starts from.</summary>
+    public List<KnownBatch> SaveBatches() =>
+        [.. _batches.Select(batch => new KnownBatch(batch.Key, batch.Value.Outstanding, batch.Value.Priority, batch.Value.AttemptTimeout))];
+
+    /// <summary>
+    /// Takes over the batches an earlier activation knew, so their items count against
+    /// <see cref="PoolConfig.MaxQueued"/> from the start. Each gets slots only once it registers again (its
+    /// grain does every few seconds while it lives), and is forgotten if it has not within <paramref name="rejoinWithin"/>.
+    /// </summary>
+    public void RestoreBatches(IEnumerable<KnownBatch> saved, TimeSpan rejoinWithin)
+    {
+        var until = time.GetUtcNow() + rejoinWithin;
+        foreach (var batch in saved)
+        {
+            _batches.TryAdd(batch.BatchId, new BatchShare
+            {
+                Pass = _virtualPass,
+                Started = false,
+                Outstanding = batch.Outstanding,
+                Priority = batch.Priority,
+                AttemptTimeout = batch.AttemptTimeout,
+                TokensPerCall = _rate.TokensPerCall,
+                RejoinBy = until,
+            });
+        }
+    }
 
     /// <summary>Frees a slot; <c>false</c> when the token is not held (released twice, or expired).</summary>
     public bool Release(SlotRelease release) => Free(release, byHolder: true);
@@ -393,6 +421,11 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
             _ended.Remove(token, out _);
         }
 
+        foreach (var gone in _batches.Where(batch => batch.Value.RejoinBy < now && batch.Value.Running == 0).Select(batch => batch.Key).ToList())
+        {
+            _batches.Remove(gone);
+        }
+
         return expired.Count;
     }
 
@@ -510,6 +543,9 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         /// <summary>How long one of the batch's calls may run (<see cref="BatchOptions.AttemptTimeout"/>).</summary>
         public TimeSpan AttemptTimeout { get; set; } = DefaultAttemptTimeout;
 
+        /// <summary>For a batch taken over from an earlier activation: forgotten unless it registers by then.</summary>
+        public DateTimeOffset? RejoinBy { get; set; }
+
         /// <summary>Since when the batch has had items ready and no slot for them; <c>null</c> when it is not waiting.</summary>
         public DateTimeOffset? WaitingSince { get; set; }
 
@@ -540,3 +576,11 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     /// <summary>A granted slot; <see cref="ExpiresAt"/> is when it is freed if its holder stops reporting (see <see cref="CountedUntil"/>).</summary>
     private readonly record struct Holder(string BatchId, DateTimeOffset ExpiresAt, double ChargedTokens, bool Hot = false, bool Revoked = false);
 }
+
+/// <summary>A batch a pool knows, as its state saves it: what it has outstanding, its priority and how long one of its calls may run.</summary>
+[GenerateSerializer, Immutable, Alias("nightshift.KnownBatch")]
+public sealed record KnownBatch(
+    [property: Id(0)] string BatchId,
+    [property: Id(1)] long Outstanding,
+    [property: Id(2)] int Priority,
+    [property: Id(3)] TimeSpan AttemptTimeout);

@@ -11,7 +11,9 @@ public sealed record RateControlState(
     [property: Id(5)] double TokensPerCall,
     [property: Id(6)] DateTimeOffset? WindowEnd = null,
     [property: Id(7)] int RefusedWindows = 0,
-    [property: Id(8)] bool SucceededInWindow = false);
+    [property: Id(8)] bool SucceededInWindow = false,
+    [property: Id(9)] MinuteCounts? StartedLastMinute = null,
+    [property: Id(10)] MinuteCounts? UsedLastMinute = null);
 
 /// <summary>
 /// A pool's rate control, free of Orleans so it can be tested with a fake clock. Not thread-safe; the
@@ -192,11 +194,13 @@ internal sealed class RateControl
     }
 
     public RateControlState Save() =>
-        new(_cap, _heldUntil, _slowStartFrom, _requests.Advertised, _tokens.Advertised, TokensPerCall, _windowEnd, _refusedWindows, _succeededInWindow);
+        new(_cap, _heldUntil, _slowStartFrom, _requests.Advertised, _tokens.Advertised, TokensPerCall, _windowEnd, _refusedWindows, _succeededInWindow,
+            _started.Save(), _used.Save());
 
     /// <summary>
-    /// Takes over what an earlier activation saved. The buckets start empty: that activation may have
-    /// spent them just before it went, and they refill at the budget's pace from here.
+    /// Takes over what an earlier activation saved, the last minute's requests and tokens included. The
+    /// buckets start empty: that activation may have spent them just before it went, and they refill at
+    /// the budget's pace from here.
     /// </summary>
     public void Restore(RateControlState saved)
     {
@@ -209,6 +213,16 @@ internal sealed class RateControl
         _windowEnd = saved.WindowEnd;
         _refusedWindows = saved.RefusedWindows;
         _succeededInWindow = saved.SucceededInWindow;
+        if (saved.StartedLastMinute is { } started)
+        {
+            _started.Restore(started);
+        }
+
+        if (saved.UsedLastMinute is { } used)
+        {
+            _used.Restore(used);
+        }
+
         Rebuild(startEmpty: true);
     }
 

@@ -11,6 +11,27 @@ public sealed class PoolLimiterTests
         new("gpt", new PoolConfig { MaxRunning = maxRunning, MaxQueued = maxQueued, DefaultCooldown = TimeSpan.FromSeconds(5), SlowStart = TimeSpan.FromSeconds(10) }, epoch: 3, _time);
 
     [Fact]
+    public void AfterAFailover_TheQueuedItemsStillCount_TheBatchesGetSlotsOnlyOnceTheyRejoin_AndTheGoneAreForgotten()
+    {
+        var before = Limiter(maxQueued: 1_000);
+        before.Register("alive", 600, 2, TimeSpan.FromSeconds(45));
+        before.Register("gone", 300, 1);
+        var after = Limiter(maxQueued: 1_000);
+
+        after.RestoreBatches(before.SaveBatches(), TimeSpan.FromSeconds(30));
+
+        Assert.Equal(900, after.Queued);
+        Assert.False(after.Reserve("late", 200, 1).Accepted);
+        Assert.Empty(after.Grant());
+        after.Register("alive", 590, 2, TimeSpan.FromSeconds(45));
+        Assert.Equal("alive", Assert.Single(after.Grant()).BatchId);
+        _time.Advance(TimeSpan.FromSeconds(31));
+        after.ExpireLeases();
+        Assert.Equal(590 - 4, after.Queued);
+        Assert.True(after.Reserve("late", 200, 1).Accepted);
+    }
+
+    [Fact]
     public void Grant_NeverExceedsMaxRunning_AndGrantsAgainOnlyAfterRelease()
     {
         var limiter = Limiter(maxRunning: 4);

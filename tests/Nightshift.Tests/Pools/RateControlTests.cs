@@ -311,4 +311,23 @@ public sealed class RateControlTests
         _time.Advance(TimeSpan.FromSeconds(5));
         Assert.Equal(380, after.RequestsAffordable);
     }
+
+    [Fact]
+    public void AfterAFailover_TheLastMinutesRequestsAndTokens_CarryOver_AndAgeOutAsBefore()
+    {
+        var before = Control();
+        Assert.True(before.TryStart(0));
+        Assert.True(before.TryStart(0));
+        before.Ended(Success(tokens: 300), charged: 0);
+        _time.Advance(TimeSpan.FromSeconds(30));
+        Assert.True(before.TryStart(0));
+        var saved = before.Save();
+
+        var after = Control();
+        after.Restore(saved);
+
+        Assert.Equal((3, 300L), (after.RequestsLastMinute, after.TokensLastMinute));
+        _time.Advance(TimeSpan.FromSeconds(31));
+        Assert.Equal((1, 0L), (after.RequestsLastMinute, after.TokensLastMinute));
+    }
 }
