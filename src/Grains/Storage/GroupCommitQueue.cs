@@ -1,0 +1,266 @@
+using System.Data.Common;
+using System.Threading.Channels;
+
+namespace Nightshift.Storage;
+
+/// <summary>
+/// Group commit: the store's writes queue here and one loop runs whatever has queued up in one
+/// transaction on its own connection, so thousands of item grains finishing at once cost a few commits
+/// (each a disk flush), not thousands. Writes of one kind (<see cref="RunSharedAsync"/>) share one
+/// call per group, e.g. one statement for hundreds of results. A group that fails transiently (lost
+/// connection, restarting server) is run again on a new connection; a statement that fails on its own
+/// fails alone, and the rest run again.
+/// </summary>
+internal sealed class GroupCommitQueue : IAsyncDisposable
+{
+    private const int MaxOperationsPerCommit = 1024;
+
+    private readonly Channel<IQueuedWrite> _operations = Channel.CreateUnbounded<IQueuedWrite>(new() { SingleReader = true });
+    private readonly Func<CancellationToken, Task<DbConnection>> _open;
+    private readonly Func<Exception, bool> _failsAlone;
+    private readonly StoreRetry _retry;
+    private readonly Task _loop;
+    private GroupTransaction? _group;
+
+    /// <param name="open">Opens the queue's connection, set up for writing.</param>
+    /// <param name="failsAlone">Whether a failure is the statement's own, so the others may still commit.</param>
+    /// <param name="retry">Runs a group again after a transient failure.</param>
+    public GroupCommitQueue(Func<CancellationToken, Task<DbConnection>> open, Func<Exception, bool> failsAlone, StoreRetry retry)
+    {
+        _open = open;
+        _failsAlone = failsAlone;
+        _retry = retry;
+        _loop = Task.Run(RunAsync);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="work"/> inside the next group transaction; completes once that transaction is
+    /// committed. <paramref name="work"/> may run more than once (a group is run again after a lost
+    /// connection or another statement's failure), so it must only issue statements and compute its
+    /// result from their answers.
+    /// </summary>
+    public Task<T> RunAsync<T>(Func<GroupTransaction, Task<T>> work) => Enqueue(new WriteOperation<T>(work));
+
+    /// <summary>
+    /// Runs <paramref name="item"/> in the next group transaction, in one call of <paramref name="writeAll"/>
+    /// with every item queued for the same <paramref name="writeAll"/> (which answers one result per item, in order).
+    /// </summary>
+    public Task<TResult> RunSharedAsync<TItem, TResult>(Func<GroupTransaction, IReadOnlyList<TItem>, Task<IReadOnlyList<TResult>>> writeAll, TItem item) =>
+        Enqueue(new SharedItem<TItem, TResult>(writeAll, item));
+
+    public async ValueTask DisposeAsync()
+    {
+        _operations.Writer.TryComplete();
+        await _loop;
+        await DropConnectionAsync();
+    }
+
+    private Task<T> Enqueue<T>(IQueuedWrite<T> write) =>
+        _operations.Writer.TryWrite(write) ? write.Task : throw new ObjectDisposedException(nameof(GroupCommitQueue));
+
+    private async Task RunAsync()
+    {
+        var queued = new List<IQueuedWrite>(MaxOperationsPerCommit);
+        while (await _operations.Reader.WaitToReadAsync())
+        {
+            while (queued.Count < MaxOperationsPerCommit && _operations.Reader.TryRead(out var write))
+            {
+                queued.Add(write);
+            }
+
+            var shared = new Dictionary<Delegate, WriteOperation>();
+            await CommitAsync([.. queued.Select(write => write.Join(shared)).Distinct()]);
+            queued.Clear();
+        }
+    }
+
+    private async Task CommitAsync(List<WriteOperation> group)
+    {
+        while (group.Count > 0)
+        {
+            try
+            {
+                await _retry.RunAsync(_ => RunOnceAsync(group), CancellationToken.None);
+                foreach (var operation in group)
+                {
+                    operation.Complete();
+                }
+
+                return;
+            }
+            catch (StatementFailedException failed)
+            {
+                // One statement failed (and may have taken the transaction with it): fail it alone, run the rest again.
+                failed.Operation.Fail(failed.InnerException!);
+                group.Remove(failed.Operation);
+            }
+            catch (Exception failure)
+            {
+                foreach (var operation in group)
+                {
+                    operation.Fail(failure);
+                }
+
+                return;
+            }
+        }
+    }
+
+    /// <summary>Runs the group in one transaction; a failure on the way drops the connection, so a retry starts on a new one.</summary>
+    private async Task<bool> RunOnceAsync(List<WriteOperation> group)
+    {
+        try
+        {
+            _group ??= new GroupTransaction(await _open(CancellationToken.None));
+            await using var transaction = await _group.BeginAsync();
+            foreach (var operation in group)
+            {
+                try
+                {
+                    await operation.ExecuteAsync(_group);
+                }
+                catch (Exception failure) when (_failsAlone(failure))
+                {
+                    throw new StatementFailedException(operation, failure);
+                }
+            }
+
+            await transaction.CommitAsync();
+            return true;
+        }
+        catch (Exception failure) when (failure is not StatementFailedException)
+        {
+            await DropConnectionAsync();
+            throw;
+        }
+    }
+
+    private async Task DropConnectionAsync()
+    {
+        if (_group is not null)
+        {
+            await _group.DisposeAsync();
+            _group = null;
+        }
+    }
+
+    private sealed class StatementFailedException(WriteOperation operation, Exception failure) : Exception(failure.Message, failure)
+    {
+        public WriteOperation Operation { get; } = operation;
+    }
+
+    /// <summary>A write as it waits in the queue.</summary>
+    private interface IQueuedWrite
+    {
+        /// <summary>The operation that runs this write in a group: itself, or the call it shares with its kind.</summary>
+        WriteOperation Join(Dictionary<Delegate, WriteOperation> shared);
+    }
+
+    private interface IQueuedWrite<T> : IQueuedWrite
+    {
+        Task<T> Task { get; }
+    }
+
+    private abstract class WriteOperation : IQueuedWrite
+    {
+        public WriteOperation Join(Dictionary<Delegate, WriteOperation> shared) => this;
+
+        public abstract Task ExecuteAsync(GroupTransaction group);
+
+        public abstract void Complete();
+
+        public abstract void Fail(Exception exception);
+    }
+
+    private sealed class WriteOperation<T>(Func<GroupTransaction, Task<T>> work) : WriteOperation, IQueuedWrite<T>
+    {
+        private readonly TaskCompletionSource<T> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private T? _result;
+
+        public Task<T> Task => _completion.Task;
+
+        public override async Task ExecuteAsync(GroupTransaction group) => _result = await work(group);
+
+        public override void Complete() => _completion.TrySetResult(_result!);
+
+        public override void Fail(Exception exception) => _completion.TrySetException(exception);
+    }
+
+    private sealed class SharedItem<TItem, TResult>(Func<GroupTransaction, IReadOnlyList<TItem>, Task<IReadOnlyList<TResult>>> writeAll, TItem item) : IQueuedWrite<TResult>
+    {
+        public TItem Item { get; } = item;
+
+        public TaskCompletionSource<TResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task<TResult> Task => Completion.Task;
+
+        public WriteOperation Join(Dictionary<Delegate, WriteOperation> shared)
+        {
+            if (!shared.TryGetValue(writeAll, out var call))
+            {
+                shared[writeAll] = call = new SharedCall<TItem, TResult>(writeAll);
+            }
+
+            ((SharedCall<TItem, TResult>)call).Items.Add(this);
+            return call;
+        }
+    }
+
+    private sealed class SharedCall<TItem, TResult>(Func<GroupTransaction, IReadOnlyList<TItem>, Task<IReadOnlyList<TResult>>> writeAll) : WriteOperation
+    {
+        private IReadOnlyList<TResult> _results = [];
+
+        public List<SharedItem<TItem, TResult>> Items { get; } = [];
+
+        public override async Task ExecuteAsync(GroupTransaction group) => _results = await writeAll(group, [.. Items.Select(shared => shared.Item)]);
+
+        public override void Complete()
+        {
+            for (var i = 0; i < Items.Count; i++)
+            {
+                Items[i].Completion.TrySetResult(_results[i]);
+            }
+        }
+
+        public override void Fail(Exception exception) => Items.ForEach(shared => shared.Completion.TrySetException(exception));
+    }
+}
+
+/// <summary>
+/// The write connection and its open group transaction, with the commands prepared on it: the same few
+/// statements run for every group, so each is prepared once per connection.
+/// </summary>
+internal sealed class GroupTransaction(DbConnection connection) : IAsyncDisposable
+{
+    private readonly Dictionary<string, DbCommand> _commands = [];
+
+    public DbConnection Connection { get; } = connection;
+
+    public DbTransaction? Transaction { get; private set; }
+
+    public async Task<DbTransaction> BeginAsync() => Transaction = await Connection.BeginTransactionAsync();
+
+    /// <summary>The command for <paramref name="sql"/> on this connection, in the group transaction, with <paramref name="parameters"/> bound.</summary>
+    public DbCommand Command(string sql, params ReadOnlySpan<(string Name, object? Value)> parameters)
+    {
+        if (!_commands.TryGetValue(sql, out var command))
+        {
+            command = Connection.CreateCommand();
+            command.CommandText = sql;
+            _commands[sql] = command;
+        }
+
+        command.Transaction = Transaction;
+        return command.Bind(parameters);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var command in _commands.Values)
+        {
+            await command.DisposeAsync();
+        }
+
+        await Connection.DisposeAsync();
+    }
+}
