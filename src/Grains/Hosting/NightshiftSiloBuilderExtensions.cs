@@ -15,7 +15,7 @@ public static class NightshiftSiloBuilderExtensions
     private const int DirectoryCacheSize = 10_000;
 
     /// <summary>
-    /// Batch submission and the options it reads, for a silo or for an
+    /// Batch submission (<see cref="IBatchSubmitter"/>) and the options it reads, for a silo or for an
     /// API-only process (an Orleans client that writes submissions straight to the item store).
     /// </summary>
     public static IServiceCollection AddNightshiftSubmission(this IServiceCollection services)
@@ -25,6 +25,7 @@ public static class NightshiftSiloBuilderExtensions
         services.AddOptions<PriceTable>().BindConfiguration(PriceTable.Section).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<PriceTable>, PriceTableValidator>());
         services.AddSingleton<BatchSubmitter>();
+        services.AddSingleton<IBatchSubmitter>(sp => sp.GetRequiredService<BatchSubmitter>());
         return services;
     }
 
