@@ -15,7 +15,7 @@ internal sealed class GroupCommitQueue : IAsyncDisposable
 {
     private const int MaxOperationsPerCommit = 1024;
 
-    private readonly Channel<IQueuedWrite> _operations = Channel.CreateUnbounded<IQueuedWrite>(new() { SingleReader = true });
+    private readonly Channel<Write> _operations = Channel.CreateUnbounded<Write>(new() { SingleReader = true });
     private readonly Func<CancellationToken, Task<DbConnection>> _open;
     private readonly Func<Exception, bool> _failsAlone;
     private readonly StoreRetry _retry;
@@ -39,14 +39,14 @@ internal sealed class GroupCommitQueue : IAsyncDisposable
     /// connection or another statement's failure), so it must only issue statements and compute its
     /// result from their answers.
     /// </summary>
-    public Task<T> RunAsync<T>(Func<GroupTransaction, Task<T>> work) => Enqueue(new WriteOperation<T>(work));
+    public Task<T> RunAsync<T>(Func<GroupTransaction, Task<T>> work) => Enqueue(new Operation<T>(work));
 
     /// <summary>
     /// Runs <paramref name="item"/> in the next group transaction, in one call of <paramref name="writeAll"/>
     /// with every item queued for the same <paramref name="writeAll"/> (which answers one result per item, in order).
     /// </summary>
     public Task<TResult> RunSharedAsync<TItem, TResult>(Func<GroupTransaction, IReadOnlyList<TItem>, Task<IReadOnlyList<TResult>>> writeAll, TItem item) =>
-        Enqueue(new SharedItem<TItem, TResult>(writeAll, item));
+        Enqueue(new Shared<TItem, TResult>(writeAll, item));
 
     public async ValueTask DisposeAsync()
     {
@@ -55,12 +55,12 @@ internal sealed class GroupCommitQueue : IAsyncDisposable
         await DropConnectionAsync();
     }
 
-    private Task<T> Enqueue<T>(IQueuedWrite<T> write) =>
+    private Task<T> Enqueue<T>(Write<T> write) =>
         _operations.Writer.TryWrite(write) ? write.Task : throw new ObjectDisposedException(nameof(GroupCommitQueue));
 
     private async Task RunAsync()
     {
-        var queued = new List<IQueuedWrite>(MaxOperationsPerCommit);
+        var queued = new List<Write>(MaxOperationsPerCommit);
         while (await _operations.Reader.WaitToReadAsync())
         {
             while (queued.Count < MaxOperationsPerCommit && _operations.Reader.TryRead(out var write))
@@ -68,60 +68,52 @@ internal sealed class GroupCommitQueue : IAsyncDisposable
                 queued.Add(write);
             }
 
-            var shared = new Dictionary<Delegate, WriteOperation>();
-            await CommitAsync([.. queued.Select(write => write.Join(shared)).Distinct()]);
+            await CommitAsync([.. queued.GroupBy(write => write.Kind).Select(kind => kind.ToList())]);
             queued.Clear();
         }
     }
 
-    private async Task CommitAsync(List<WriteOperation> group)
+    /// <summary>Commits the group, each kind of write in one call; a kind whose statement fails on its own fails alone.</summary>
+    private async Task CommitAsync(List<List<Write>> group)
     {
         while (group.Count > 0)
         {
             try
             {
                 await _retry.RunAsync(_ => RunOnceAsync(group), CancellationToken.None);
-                foreach (var operation in group)
-                {
-                    operation.Complete();
-                }
-
+                group.ForEach(kind => kind.ForEach(write => write.Complete()));
                 return;
             }
             catch (StatementFailedException failed)
             {
                 // One statement failed (and may have taken the transaction with it): fail it alone, run the rest again.
-                failed.Operation.Fail(failed.InnerException!);
-                group.Remove(failed.Operation);
+                failed.Kind.ForEach(write => write.Fail(failed.InnerException!));
+                group.Remove(failed.Kind);
             }
             catch (Exception failure)
             {
-                foreach (var operation in group)
-                {
-                    operation.Fail(failure);
-                }
-
+                group.ForEach(kind => kind.ForEach(write => write.Fail(failure)));
                 return;
             }
         }
     }
 
     /// <summary>Runs the group in one transaction; a failure on the way drops the connection, so a retry starts on a new one.</summary>
-    private async Task<bool> RunOnceAsync(List<WriteOperation> group)
+    private async Task<bool> RunOnceAsync(List<List<Write>> group)
     {
         try
         {
             _group ??= new GroupTransaction(await _open(CancellationToken.None));
             await using var transaction = await _group.BeginAsync();
-            foreach (var operation in group)
+            foreach (var kind in group)
             {
                 try
                 {
-                    await operation.ExecuteAsync(_group);
+                    await kind[0].ExecuteAsync(_group, kind);
                 }
                 catch (Exception failure) when (_failsAlone(failure))
                 {
-                    throw new StatementFailedException(operation, failure);
+                    throw new StatementFailedException(kind, failure);
                 }
             }
 
@@ -144,85 +136,59 @@ internal sealed class GroupCommitQueue : IAsyncDisposable
         }
     }
 
-    private sealed class StatementFailedException(WriteOperation operation, Exception failure) : Exception(failure.Message, failure)
+    private sealed class StatementFailedException(List<Write> kind, Exception failure) : Exception(failure.Message, failure)
     {
-        public WriteOperation Operation { get; } = operation;
+        public List<Write> Kind { get; } = kind;
     }
 
-    /// <summary>A write as it waits in the queue.</summary>
-    private interface IQueuedWrite
+    /// <summary>A queued write. Writes of one <see cref="Kind"/> in a group run in one call of the first's <see cref="ExecuteAsync"/>.</summary>
+    private abstract class Write
     {
-        /// <summary>The operation that runs this write in a group: itself, or the call it shares with its kind.</summary>
-        WriteOperation Join(Dictionary<Delegate, WriteOperation> shared);
-    }
+        public abstract object Kind { get; }
 
-    private interface IQueuedWrite<T> : IQueuedWrite
-    {
-        Task<T> Task { get; }
-    }
-
-    private abstract class WriteOperation : IQueuedWrite
-    {
-        public WriteOperation Join(Dictionary<Delegate, WriteOperation> shared) => this;
-
-        public abstract Task ExecuteAsync(GroupTransaction group);
+        public abstract Task ExecuteAsync(GroupTransaction group, List<Write> kind);
 
         public abstract void Complete();
 
         public abstract void Fail(Exception exception);
     }
 
-    private sealed class WriteOperation<T>(Func<GroupTransaction, Task<T>> work) : WriteOperation, IQueuedWrite<T>
+    private abstract class Write<T> : Write
     {
         private readonly TaskCompletionSource<T> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        private T? _result;
 
         public Task<T> Task => _completion.Task;
 
-        public override async Task ExecuteAsync(GroupTransaction group) => _result = await work(group);
+        public T? Result { get; set; }
 
-        public override void Complete() => _completion.TrySetResult(_result!);
+        public override void Complete() => _completion.TrySetResult(Result!);
 
         public override void Fail(Exception exception) => _completion.TrySetException(exception);
     }
 
-    private sealed class SharedItem<TItem, TResult>(Func<GroupTransaction, IReadOnlyList<TItem>, Task<IReadOnlyList<TResult>>> writeAll, TItem item) : IQueuedWrite<TResult>
+    /// <summary>A write of its own kind.</summary>
+    private sealed class Operation<T>(Func<GroupTransaction, Task<T>> work) : Write<T>
     {
-        public TItem Item { get; } = item;
+        public override object Kind => this;
 
-        public TaskCompletionSource<TResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public Task<TResult> Task => Completion.Task;
-
-        public WriteOperation Join(Dictionary<Delegate, WriteOperation> shared)
-        {
-            if (!shared.TryGetValue(writeAll, out var call))
-            {
-                shared[writeAll] = call = new SharedCall<TItem, TResult>(writeAll);
-            }
-
-            ((SharedCall<TItem, TResult>)call).Items.Add(this);
-            return call;
-        }
+        public override async Task ExecuteAsync(GroupTransaction group, List<Write> kind) => Result = await work(group);
     }
 
-    private sealed class SharedCall<TItem, TResult>(Func<GroupTransaction, IReadOnlyList<TItem>, Task<IReadOnlyList<TResult>>> writeAll) : WriteOperation
+    /// <summary>A write that shares one call of <paramref name="writeAll"/> with the others queued for it.</summary>
+    private sealed class Shared<TItem, TResult>(Func<GroupTransaction, IReadOnlyList<TItem>, Task<IReadOnlyList<TResult>>> writeAll, TItem item) : Write<TResult>
     {
-        private IReadOnlyList<TResult> _results = [];
+        public override object Kind => writeAll;
 
-        public List<SharedItem<TItem, TResult>> Items { get; } = [];
-
-        public override async Task ExecuteAsync(GroupTransaction group) => _results = await writeAll(group, [.. Items.Select(shared => shared.Item)]);
-
-        public override void Complete()
+        public override async Task ExecuteAsync(GroupTransaction group, List<Write> kind)
         {
-            for (var i = 0; i < Items.Count; i++)
+            var results = await writeAll(group, [.. kind.Select(write => ((Shared<TItem, TResult>)write).Item)]);
+            for (var i = 0; i < kind.Count; i++)
             {
-                Items[i].Completion.TrySetResult(_results[i]);
+                ((Shared<TItem, TResult>)kind[i]).Result = results[i];
             }
         }
 
-        public override void Fail(Exception exception) => Items.ForEach(shared => shared.Completion.TrySetException(exception));
+        private TItem Item => item;
     }
 }
 

@@ -47,10 +47,8 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
         _recordAll = _dialect.RecordAsync;
     }
 
-    /// <inheritdoc/>
     public bool OwnedByOneProcess => _dialect.OwnedByOneProcess;
 
-    /// <inheritdoc/>
     public async Task InitializeAsync(CancellationToken cancellationToken)
     {
         await _retry.RunAsync(async token =>
@@ -66,7 +64,6 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
         }
     }
 
-    /// <inheritdoc/>
     public async Task<IItemIngestSession> BeginIngestAsync(string batchId, string pool, CancellationToken cancellationToken)
     {
         var connection = await _retry.RunAsync(_dialect.OpenAsync, cancellationToken);
@@ -81,7 +78,6 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
         }
     }
 
-    /// <inheritdoc/>
     public Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string batchId, IReadOnlyList<ItemLease> leases, DateTimeOffset now, CancellationToken cancellationToken) =>
         _claims.RunAsync(group => _dialect.ClaimAsync(group, batchId, leases, now.Millis()));
 
@@ -91,17 +87,14 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
     /// </summary>
     public Task<bool> RecordAttemptAsync(AttemptRecord record, CancellationToken cancellationToken) => _writer.RunSharedAsync(_recordAll, record);
 
-    /// <inheritdoc/>
     public Task<IReadOnlyList<RequeuedItem>> RequeueExpiredLeasesAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken) =>
         _writer.RunAsync<IReadOnlyList<RequeuedItem>>(group => group
             .Command(Requeue($"batch_id = @batch AND state = {Leased} AND lease_expires_at < @now"), ("@batch", batchId), ("@now", now.Millis()), ("@max_interruptions", _options.MaxInterruptions))
             .ReadAllAsync(reader => new RequeuedItem(reader.GetInt32(0), reader.GetInt32(1) == Failed), CancellationToken.None));
 
-    /// <inheritdoc/>
     public Task<IReadOnlySet<long>> ExtendLeasesAsync(IReadOnlyList<LeaseExtension> leases, CancellationToken cancellationToken) =>
         _writer.RunAsync(group => _dialect.ExtendAsync(group, leases));
 
-    /// <inheritdoc/>
     public Task<bool> ReleaseLeaseAsync(string batchId, int index, long leaseToken, bool interrupted, CancellationToken cancellationToken) =>
         _writer.RunAsync(async group => await group.Command($"""
             UPDATE ns_items
@@ -109,28 +102,23 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
             WHERE batch_id = @batch AND idx = @idx AND state = {Leased} AND lease_token = @token;
             """, ("@batch", batchId), ("@idx", index), ("@token", leaseToken), ("@interrupted", interrupted ? 1 : 0), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None) == 1);
 
-    /// <inheritdoc/>
     public Task<int> CancelPendingAsync(string batchId, CancellationToken cancellationToken) =>
         _writer.RunAsync(group => group.Command($"""
             UPDATE ns_items SET state = {Cancelled}, error = 'cancelled', updated_at = @now
             WHERE batch_id = @batch AND state = {Pending};
             """, ("@batch", batchId), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None));
 
-    /// <inheritdoc/>
     public Task SetBatchStateAsync(string batchId, BatchState state, DateTimeOffset? finishedAt, CancellationToken cancellationToken) =>
         _writer.RunAsync(group => group.Command("UPDATE ns_batches SET state = @state, finished_at = @finished WHERE batch_id = @batch;",
             ("@batch", batchId), ("@state", (int)state), ("@finished", finishedAt?.Millis())).ExecuteNonQueryAsync(CancellationToken.None));
 
-    /// <inheritdoc/>
     public Task RegisterPoolAsync(string name, CancellationToken cancellationToken) =>
         _writer.RunAsync(group => group.Command("INSERT INTO ns_pools (name, created_at) VALUES (@name, @now) ON CONFLICT (name) DO NOTHING;",
             ("@name", name), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None));
 
-    /// <inheritdoc/>
     public Task<ItemCounts> CountAsync(string batchId, CancellationToken cancellationToken) =>
         ReadAsync((connection, token) => CountAsync(connection, null, batchId, token), cancellationToken);
 
-    /// <inheritdoc/>
     public Task<BatchProgress> ReadProgressAsync(string batchId, CancellationToken cancellationToken) =>
         ReadAsync(async (connection, token) =>
         {
@@ -142,22 +130,17 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
             return new BatchProgress(counts, leased);
         }, cancellationToken);
 
-    /// <inheritdoc/>
     public Task<IReadOnlyList<ItemSnapshot>> GetItemsAsync(string batchId, IReadOnlyCollection<int> indices, CancellationToken cancellationToken) =>
         ReadRowsAsync<ItemSnapshot>($"{SnapshotColumns} {_dialect.IndexIn};", ReadSnapshot, cancellationToken, ("@batch", batchId), ("@indices", _dialect.Indices(indices)));
 
-    /// <inheritdoc/>
     public async Task<DateTimeOffset?> NextDueAsync(string batchId, CancellationToken cancellationToken) =>
         (await ReadRowsAsync<DateTimeOffset?>($"SELECT MIN(next_attempt_at) FROM ns_items WHERE batch_id = @batch AND state = {Pending};",
             reader => reader.IsDBNull(0) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(0)), cancellationToken, ("@batch", batchId)))[0];
 
-    /// <inheritdoc/>
     public Task<IReadOnlyList<string>> ListUnfinishedBatchesAsync(CancellationToken cancellationToken) => ReadRowsAsync(_dialect.ListUnfinished, reader => reader.GetString(0), cancellationToken);
 
-    /// <inheritdoc/>
     public Task<IReadOnlyList<string>> ListPoolsAsync(CancellationToken cancellationToken) => ReadRowsAsync("SELECT name FROM ns_pools ORDER BY name;", reader => reader.GetString(0), cancellationToken);
 
-    /// <inheritdoc/>
     public Task<IReadOnlyList<BatchRecord>> ListBatchesAsync(BatchState? state, int offset, int limit, CancellationToken cancellationToken) =>
         ReadRowsAsync($"""
             SELECT batch_id, pool, item_count, state, created_at, finished_at FROM ns_batches
@@ -167,7 +150,6 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
                 DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4)), reader.IsDBNull(5) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(5))),
             cancellationToken, ("@state", (int?)state ?? 0), ("@limit", limit), ("@offset", offset));
 
-    /// <inheritdoc/>
     /// <remarks>A read on its own snapshot: the pool's batches through the catalogue, each batch's items through the primary key.</remarks>
     public async Task<TokenTotals> GetPoolUsageAsync(string pool, CancellationToken cancellationToken) =>
         (await ReadRowsAsync("""
@@ -197,7 +179,6 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
         }
     }
 
-    /// <inheritdoc/>
     public async ValueTask DisposeAsync()
     {
         await _writer.DisposeAsync();
