@@ -204,6 +204,11 @@ internal sealed class GroupTransaction(DbConnection connection) : IAsyncDisposab
 
     public DbTransaction? Transaction { get; private set; }
 
+    /// <summary>
+    /// On SQLite this is BEGIN IMMEDIATE (Microsoft.Data.Sqlite's default): it takes the write lock up front,
+    /// so several processes sharing the file wait their turn (busy timeout) instead of failing to upgrade a
+    /// read transaction.
+    /// </summary>
     public async Task<DbTransaction> BeginAsync() => Transaction = await Connection.BeginTransactionAsync();
 
     /// <summary>The command for <paramref name="sql"/> on this connection, in the group transaction, with <paramref name="parameters"/> bound.</summary>

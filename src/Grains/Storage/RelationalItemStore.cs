@@ -19,7 +19,20 @@ namespace Nightshift.Storage;
 /// </summary>
 public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
 {
-    private static readonly string SnapshotColumns = "SELECT idx, state, lease_token, input_tokens, output_tokens, cached_tokens FROM ns_items WHERE batch_id = @batch AND";
+    private const string SnapshotColumns = "SELECT idx, state, lease_token, input_tokens, output_tokens, cached_tokens FROM ns_items WHERE batch_id = @batch AND";
+
+    private static readonly string RequeueExpired = Requeue($"batch_id = @batch AND state = {Leased} AND lease_expires_at < @now");
+
+    private static readonly string Release = $"""
+        UPDATE ns_items
+        SET state = {Pending}, lease_token = NULL, lease_expires_at = NULL, interruptions = interruptions + @interrupted, updated_at = @now
+        WHERE batch_id = @batch AND idx = @idx AND state = {Leased} AND lease_token = @token;
+        """;
+
+    private static readonly string CancelPending = $"""
+        UPDATE ns_items SET state = {Cancelled}, error = 'cancelled', updated_at = @now
+        WHERE batch_id = @batch AND state = {Pending};
+        """;
 
     private readonly ItemStoreOptions _options;
     private readonly TimeProvider _time;
@@ -34,6 +47,7 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
     private readonly GroupCommitQueue _claims;
 
     private readonly Func<GroupTransaction, IReadOnlyList<AttemptRecord>, Task<IReadOnlyList<bool>>> _recordAll;
+    private bool _initialized;
 
     /// <summary>A store on the database <paramref name="options"/> names.</summary>
     public RelationalItemStore(IOptions<ItemStoreOptions> options, TimeProvider time, ILogger<RelationalItemStore> logger)
@@ -49,8 +63,14 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
 
     public bool OwnedByOneProcess => _dialect.OwnedByOneProcess;
 
+    /// <summary>Once: a second call must not requeue the leases of calls this process is running.</summary>
     public async Task InitializeAsync(CancellationToken cancellationToken)
     {
+        if (_initialized)
+        {
+            return;
+        }
+
         await _retry.RunAsync(async token =>
         {
             await _dialect.ApplySchemaAsync(token);
@@ -62,6 +82,8 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
             await _writer.RunAsync(group => group.Command(Requeue($"state = {Leased}"), ("@now", Now()), ("@max_interruptions", _options.MaxInterruptions))
                 .ReadAllAsync(reader => reader.GetInt32(0), CancellationToken.None));
         }
+
+        _initialized = true;
     }
 
     public async Task<IItemIngestSession> BeginIngestAsync(string batchId, string pool, CancellationToken cancellationToken)
@@ -89,24 +111,17 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
 
     public Task<IReadOnlyList<RequeuedItem>> RequeueExpiredLeasesAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken) =>
         _writer.RunAsync<IReadOnlyList<RequeuedItem>>(group => group
-            .Command(Requeue($"batch_id = @batch AND state = {Leased} AND lease_expires_at < @now"), ("@batch", batchId), ("@now", now.Millis()), ("@max_interruptions", _options.MaxInterruptions))
+            .Command(RequeueExpired, ("@batch", batchId), ("@now", now.Millis()), ("@max_interruptions", _options.MaxInterruptions))
             .ReadAllAsync(reader => new RequeuedItem(reader.GetInt32(0), reader.GetInt32(1) == Failed), CancellationToken.None));
 
     public Task<IReadOnlySet<long>> ExtendLeasesAsync(IReadOnlyList<LeaseExtension> leases, CancellationToken cancellationToken) =>
         _writer.RunAsync(group => _dialect.ExtendAsync(group, leases));
 
     public Task<bool> ReleaseLeaseAsync(string batchId, int index, long leaseToken, bool interrupted, CancellationToken cancellationToken) =>
-        _writer.RunAsync(async group => await group.Command($"""
-            UPDATE ns_items
-            SET state = {Pending}, lease_token = NULL, lease_expires_at = NULL, interruptions = interruptions + @interrupted, updated_at = @now
-            WHERE batch_id = @batch AND idx = @idx AND state = {Leased} AND lease_token = @token;
-            """, ("@batch", batchId), ("@idx", index), ("@token", leaseToken), ("@interrupted", interrupted ? 1 : 0), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None) == 1);
+        _writer.RunAsync(async group => await group.Command(Release, ("@batch", batchId), ("@idx", index), ("@token", leaseToken), ("@interrupted", interrupted ? 1 : 0), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None) == 1);
 
     public Task<int> CancelPendingAsync(string batchId, CancellationToken cancellationToken) =>
-        _writer.RunAsync(group => group.Command($"""
-            UPDATE ns_items SET state = {Cancelled}, error = 'cancelled', updated_at = @now
-            WHERE batch_id = @batch AND state = {Pending};
-            """, ("@batch", batchId), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None));
+        _writer.RunAsync(group => group.Command(CancelPending, ("@batch", batchId), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None));
 
     public Task SetBatchStateAsync(string batchId, BatchState state, DateTimeOffset? finishedAt, CancellationToken cancellationToken) =>
         _writer.RunAsync(group => group.Command("UPDATE ns_batches SET state = @state, finished_at = @finished WHERE batch_id = @batch;",

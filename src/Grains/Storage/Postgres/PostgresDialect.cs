@@ -19,6 +19,21 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
     /// <summary>The advisory lock every silo takes while it migrates ("nightshift" in ASCII, as a number).</summary>
     private const long MigrationLock = 0x6E69676874736866;
 
+    private static readonly string Claim = $"""
+        WITH due AS (
+            SELECT idx, next_attempt_at FROM ns_items
+            WHERE batch_id = @batch AND state = {Pending} AND next_attempt_at <= @now
+            ORDER BY next_attempt_at, idx
+            LIMIT @count
+            FOR UPDATE SKIP LOCKED),
+        numbered AS (SELECT idx, row_number() OVER (ORDER BY next_attempt_at, idx) AS n FROM due)
+        UPDATE ns_items i
+        SET state = {Leased}, lease_token = (@tokens)[numbered.n], lease_expires_at = (@expires)[numbered.n], updated_at = @now
+        FROM numbered
+        WHERE i.batch_id = @batch AND i.idx = numbered.idx
+        RETURNING i.idx, i.custom_id, i.body, i.attempts, i.rate_limited_attempts, i.lease_token;
+        """;
+
     private readonly NpgsqlDataSource _dataSource = new NpgsqlDataSourceBuilder(ConnectionStringFor(connectionString)).Build();
 
     /// <summary>Leases in a shared database may belong to silos that are still alive: they expire, never requeued at start.</summary>
@@ -95,20 +110,7 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
         // One statement for all the leases: the first due pending items in input order, numbered,
         // each stamped with the lease of its number. SKIP LOCKED keeps a second activation of the
         // batch (a split-brain moment) from waiting on, or taking, the same items.
-        var claim = group.Command($"""
-            WITH due AS (
-                SELECT idx, next_attempt_at FROM ns_items
-                WHERE batch_id = @batch AND state = {Pending} AND next_attempt_at <= @now
-                ORDER BY next_attempt_at, idx
-                LIMIT @count
-                FOR UPDATE SKIP LOCKED),
-            numbered AS (SELECT idx, row_number() OVER (ORDER BY next_attempt_at, idx) AS n FROM due)
-            UPDATE ns_items i
-            SET state = {Leased}, lease_token = (@tokens)[numbered.n], lease_expires_at = (@expires)[numbered.n], updated_at = @now
-            FROM numbered
-            WHERE i.batch_id = @batch AND i.idx = numbered.idx
-            RETURNING i.idx, i.custom_id, i.body, i.attempts, i.rate_limited_attempts, i.lease_token;
-            """, ("@batch", batchId), ("@now", now), ("@count", leases.Count), ("@tokens", leases.Select(lease => lease.Token).ToArray()),
+        var claim = group.Command(Claim, ("@batch", batchId), ("@now", now), ("@count", leases.Count), ("@tokens", leases.Select(lease => lease.Token).ToArray()),
             ("@expires", leases.Select(lease => lease.ExpiresAt.Millis()).ToArray()));
         var byToken = leases.ToDictionary(lease => lease.Token);
         var claimed = await claim.ReadAllAsync(reader => new ClaimedItem(reader.GetInt32(0), reader.GetString(1), reader.GetString(2), reader.GetInt32(3), reader.GetInt32(4), byToken[reader.GetInt64(5)]), CancellationToken.None);

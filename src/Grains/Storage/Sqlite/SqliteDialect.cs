@@ -13,6 +13,31 @@ namespace Nightshift.Storage.Sqlite;
 /// </summary>
 internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
 {
+    private static readonly string ClaimOne = $"""
+        UPDATE ns_items
+        SET state = {Leased}, lease_token = @token, lease_expires_at = @expires, updated_at = @now
+        WHERE batch_id = @batch AND idx = (
+            SELECT idx FROM ns_items
+            WHERE batch_id = @batch AND state = {Pending} AND next_attempt_at <= @now
+            ORDER BY next_attempt_at, idx
+            LIMIT 1)
+        RETURNING idx, custom_id, body, attempts, rate_limited_attempts;
+        """;
+
+    private static readonly string RecordOne = $"""
+        UPDATE ns_items
+        SET state = @state, attempts = @attempts, rate_limited_attempts = @rate_limited,
+            next_attempt_at = @next, retry_state = @retry_state, status_code = @status_code,
+            response = @response, error = @error, input_tokens = @input_tokens, output_tokens = @output_tokens, cached_tokens = @cached_tokens,
+            lease_token = NULL, lease_expires_at = NULL, updated_at = @now
+        WHERE batch_id = @batch AND idx = @idx AND state = {Leased} AND lease_token = @token;
+        """;
+
+    private static readonly string ExtendOne = $"""
+        UPDATE ns_items SET lease_expires_at = @expires
+        WHERE batch_id = @batch AND idx = @idx AND state = {Leased} AND lease_token = @token;
+        """;
+
     private readonly string _connectionString = ConnectionStringFor(options.Path);
 
     public override bool OwnedByOneProcess => options.RecoverLeasesAtStart;
@@ -83,16 +108,7 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
         var claimed = new List<ClaimedItem>(leases.Count);
         foreach (var lease in leases)
         {
-            var claim = group.Command($"""
-                UPDATE ns_items
-                SET state = {Leased}, lease_token = @token, lease_expires_at = @expires, updated_at = @now
-                WHERE batch_id = @batch AND idx = (
-                    SELECT idx FROM ns_items
-                    WHERE batch_id = @batch AND state = {Pending} AND next_attempt_at <= @now
-                    ORDER BY next_attempt_at, idx
-                    LIMIT 1)
-                RETURNING idx, custom_id, body, attempts, rate_limited_attempts;
-                """, ("@batch", batchId), ("@token", lease.Token), ("@expires", lease.ExpiresAt.Millis()), ("@now", now));
+            var claim = group.Command(ClaimOne, ("@batch", batchId), ("@token", lease.Token), ("@expires", lease.ExpiresAt.Millis()), ("@now", now));
             var item = await claim.ReadAllAsync(reader => new ClaimedItem(reader.GetInt32(0), reader.GetString(1), reader.GetString(2), reader.GetInt32(3), reader.GetInt32(4), lease), CancellationToken.None);
             if (item.Count == 0)
             {
@@ -111,14 +127,7 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
         for (var i = 0; i < records.Count; i++)
         {
             var record = records[i];
-            written[i] = await group.Command($"""
-                UPDATE ns_items
-                SET state = @state, attempts = @attempts, rate_limited_attempts = @rate_limited,
-                    next_attempt_at = @next, retry_state = @retry_state, status_code = @status_code,
-                    response = @response, error = @error, input_tokens = @input_tokens, output_tokens = @output_tokens, cached_tokens = @cached_tokens,
-                    lease_token = NULL, lease_expires_at = NULL, updated_at = @now
-                WHERE batch_id = @batch AND idx = @idx AND state = {Leased} AND lease_token = @token;
-                """, ("@batch", record.BatchId), ("@idx", record.Index), ("@token", record.LeaseToken), ("@state", (int)record.State), ("@attempts", record.Attempts),
+            written[i] = await group.Command(RecordOne, ("@batch", record.BatchId), ("@idx", record.Index), ("@token", record.LeaseToken), ("@state", (int)record.State), ("@attempts", record.Attempts),
                 ("@rate_limited", record.RateLimitedAttempts), ("@next", record.NextAttemptAt?.Millis() ?? 0), ("@retry_state", record.RetryState),
                 ("@status_code", record.StatusCode), ("@response", record.Response), ("@error", record.Error), ("@input_tokens", record.Usage.InputTokens),
                 ("@output_tokens", record.Usage.OutputTokens), ("@cached_tokens", record.Usage.CachedTokens), ("@now", record.At.Millis())).ExecuteNonQueryAsync(CancellationToken.None) == 1;
@@ -132,10 +141,7 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
         var extended = new HashSet<long>();
         foreach (var lease in leases)
         {
-            var extend = group.Command($"""
-                UPDATE ns_items SET lease_expires_at = @expires
-                WHERE batch_id = @batch AND idx = @idx AND state = {Leased} AND lease_token = @token;
-                """, ("@batch", lease.BatchId), ("@idx", lease.Index), ("@token", lease.Token), ("@expires", lease.ExpiresAt.Millis()));
+            var extend = group.Command(ExtendOne, ("@batch", lease.BatchId), ("@idx", lease.Index), ("@token", lease.Token), ("@expires", lease.ExpiresAt.Millis()));
             if (await extend.ExecuteNonQueryAsync(CancellationToken.None) == 1)
             {
                 extended.Add(lease.Token);
