@@ -42,7 +42,7 @@ public static class BatchesApi
     /// multipart file) with <c>pool</c> and the options as query parameters. The upload is streamed into
     /// one store transaction; any problem rolls it back whole.
     /// </summary>
-    private static async Task<IResult> SubmitAsync(HttpContext context, IGrainFactory grains, BatchSubmitter submitter, IOptions<ApiOptions> options, IOptions<PriceTable> prices, TimeProvider time)
+    private static async Task<IResult> SubmitAsync(HttpContext context, IGrainFactory grains, IBatchSubmitter submitter, IOptions<ApiOptions> options, IOptions<PriceTable> prices, TimeProvider time)
     {
         var request = context.Request;
         var cancellationToken = context.RequestAborted;
@@ -98,7 +98,7 @@ public static class BatchesApi
         }
     }
 
-    private static async Task<IResult> SubmitJsonlAsync(HttpContext context, string batchId, bool multipart, BatchSubmitter submitter, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time)
+    private static async Task<IResult> SubmitJsonlAsync(HttpContext context, string batchId, bool multipart, IBatchSubmitter submitter, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time)
     {
         var query = context.Request.Query;
         if (query["pool"].ToString() is not { Length: > 0 } pool)
@@ -140,7 +140,7 @@ public static class BatchesApi
         return Problems.BadRequest("the multipart body has no file part: send the JSONL as a file");
     }
 
-    private static async Task<IResult> SubmitJsonAsync(HttpContext context, string batchId, BatchSubmitter submitter, IGrainFactory grains, ApiOptions limits, IOptions<PriceTable> prices, TimeProvider time)
+    private static async Task<IResult> SubmitJsonAsync(HttpContext context, string batchId, IBatchSubmitter submitter, IGrainFactory grains, ApiOptions limits, IOptions<PriceTable> prices, TimeProvider time)
     {
         JsonDocument document;
         try
@@ -208,7 +208,7 @@ public static class BatchesApi
     }
 
     private static async Task<IResult> SubmitStreamAsync(HttpContext context, string batchId, string pool, BatchOptions options, Stream jsonl,
-        BatchSubmitter submitter, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time, bool itemNames)
+        IBatchSubmitter submitter, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time, bool itemNames)
     {
         var result = await submitter.SubmitAsync(batchId, pool, options, jsonl, context.RequestAborted);
         switch (result.Rejection)
@@ -231,7 +231,7 @@ public static class BatchesApi
         }
     }
 
-    private static async Task<Results<Ok<BatchPage>, ProblemHttpResult>> ListAsync(IItemStore store, string? state, int? limit, int? offset, CancellationToken cancellationToken)
+    private static async Task<Results<Ok<BatchPage>, ProblemHttpResult>> ListAsync(IItemCatalogue store, string? state, int? limit, int? offset, CancellationToken cancellationToken)
     {
         BatchState? filter = null;
         if (state is not null)
@@ -264,7 +264,7 @@ public static class BatchesApi
     }
 
     /// <summary>Streams the batch's finished items as OpenAI Batch output lines, also while it runs.</summary>
-    private static async Task<IResult> ResultsAsync(HttpContext context, string id, string? status, string? filter, IGrainFactory grains, IItemStore store)
+    private static async Task<IResult> ResultsAsync(HttpContext context, string id, string? status, string? filter, IGrainFactory grains, IItemCatalogue store)
     {
         var wanted = status ?? filter;
         if (wanted is not (null or "succeeded" or "failed"))

@@ -41,7 +41,7 @@ public static class ClusterApi
     }
 
     /// <summary>Ready when the store answers and the cluster has an active silo.</summary>
-    private static async Task<Results<Ok<object>, ProblemHttpResult>> ReadyAsync(IItemStore store, IGrainFactory grains, CancellationToken cancellationToken)
+    private static async Task<Results<Ok<object>, ProblemHttpResult>> ReadyAsync(IItemCatalogue store, IGrainFactory grains, CancellationToken cancellationToken)
     {
         try
         {

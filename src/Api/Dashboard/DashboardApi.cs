@@ -63,7 +63,7 @@ public static class DashboardApi
     }
 
     /// <summary>The first failed items of a batch with their reasons, in input order.</summary>
-    private static async Task<Results<Ok<List<FailureView>>, ProblemHttpResult>> FailuresAsync(string id, int? limit, IGrainFactory grains, IItemStore store, CancellationToken cancellationToken)
+    private static async Task<Results<Ok<List<FailureView>>, ProblemHttpResult>> FailuresAsync(string id, int? limit, IGrainFactory grains, IItemCatalogue store, CancellationToken cancellationToken)
     {
         var size = limit ?? 20;
         if (size is < 1 or > MaxFailures)

@@ -21,7 +21,7 @@ public sealed record DashboardHistory(IReadOnlyDictionary<string, long> RateLimi
 /// keeps only this process's view since it started: the last <see cref="EventCapacity"/> events and
 /// an hour of throughput.
 /// </summary>
-internal sealed partial class DashboardMonitor(IGrainFactory grains, IItemStore store, TimeProvider time, ILogger<DashboardMonitor> logger) : BackgroundService
+internal sealed partial class DashboardMonitor(IGrainFactory grains, IItemCatalogue store, TimeProvider time, ILogger<DashboardMonitor> logger) : BackgroundService
 {
     public static readonly TimeSpan Period = TimeSpan.FromSeconds(1);
 

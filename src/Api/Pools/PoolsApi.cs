@@ -159,27 +159,27 @@ public static class PoolsApi
         return pools;
     }
 
-    private static async Task<Ok<List<PoolView>>> ListAsync(IGrainFactory grains, IItemStore store, IOptions<PriceTable> prices, CancellationToken cancellationToken)
+    private static async Task<Ok<List<PoolView>>> ListAsync(IGrainFactory grains, IItemCatalogue store, IOptions<PriceTable> prices, CancellationToken cancellationToken)
     {
         var names = await store.ListPoolsAsync(cancellationToken);
         var views = await Task.WhenAll(names.Select(name => ViewAsync(grains.GetGrain<IPoolGrain>(name), store, prices.Value, cancellationToken)));
         return TypedResults.Ok(views.ToList());
     }
 
-    private static Task<Results<Ok<PoolView>, ProblemHttpResult>> GetAsync(string name, IGrainFactory grains, IItemStore store, IOptions<PriceTable> prices, CancellationToken cancellationToken) =>
+    private static Task<Results<Ok<PoolView>, ProblemHttpResult>> GetAsync(string name, IGrainFactory grains, IItemCatalogue store, IOptions<PriceTable> prices, CancellationToken cancellationToken) =>
         ControlAsync(name, null, grains, store, prices, cancellationToken);
 
     /// <summary>Stops the pool granting slots (calls running finish); the reason shows in the pool's <c>pausedReason</c>.</summary>
-    private static Task<Results<Ok<PoolView>, ProblemHttpResult>> PauseAsync(string name, PoolPauseRequest? request, IGrainFactory grains, IItemStore store,
+    private static Task<Results<Ok<PoolView>, ProblemHttpResult>> PauseAsync(string name, PoolPauseRequest? request, IGrainFactory grains, IItemCatalogue store,
         IOptions<PriceTable> prices, CancellationToken cancellationToken) =>
         ControlAsync(name, pool => pool.Pause(string.IsNullOrWhiteSpace(request?.Reason) ? "paused by an operator" : request.Reason), grains, store, prices, cancellationToken);
 
-    private static Task<Results<Ok<PoolView>, ProblemHttpResult>> ResumeAsync(string name, IGrainFactory grains, IItemStore store,
+    private static Task<Results<Ok<PoolView>, ProblemHttpResult>> ResumeAsync(string name, IGrainFactory grains, IItemCatalogue store,
         IOptions<PriceTable> prices, CancellationToken cancellationToken) =>
         ControlAsync(name, pool => pool.Resume(), grains, store, prices, cancellationToken);
 
     /// <summary>Runs <paramref name="action"/> (if any) on an existing pool and answers with its view; 404 when there is no such pool.</summary>
-    private static async Task<Results<Ok<PoolView>, ProblemHttpResult>> ControlAsync(string name, Func<IPoolGrain, Task>? action, IGrainFactory grains, IItemStore store,
+    private static async Task<Results<Ok<PoolView>, ProblemHttpResult>> ControlAsync(string name, Func<IPoolGrain, Task>? action, IGrainFactory grains, IItemCatalogue store,
         IOptions<PriceTable> prices, CancellationToken cancellationToken)
     {
         var pool = grains.GetGrain<IPoolGrain>(name);
@@ -196,10 +196,10 @@ public static class PoolsApi
         return TypedResults.Ok(await ViewAsync(pool, store, prices.Value, cancellationToken));
     }
 
-    private static async Task<PoolView> ViewAsync(IPoolGrain pool, IItemStore store, PriceTable prices, CancellationToken cancellationToken) =>
+    private static async Task<PoolView> ViewAsync(IPoolGrain pool, IItemCatalogue store, PriceTable prices, CancellationToken cancellationToken) =>
         PoolView.From(await pool.GetSnapshot(), await store.GetPoolUsageAsync(pool.GetPrimaryKeyString(), cancellationToken), prices);
 
-    private static async Task<Results<Ok<PoolView>, ProblemHttpResult>> PutAsync(string name, PoolRequest request, IGrainFactory grains, IItemStore store,
+    private static async Task<Results<Ok<PoolView>, ProblemHttpResult>> PutAsync(string name, PoolRequest request, IGrainFactory grains, IItemCatalogue store,
         IOptions<PriceTable> prices, IModelProviderCatalog providers, CancellationToken cancellationToken)
     {
         if (Validate(name, request, providers) is { } problem)

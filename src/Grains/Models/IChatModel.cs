@@ -35,9 +35,6 @@ public enum ModelCallStatus
     Refused,
 }
 
-/// <summary>Tokens as the provider reports them; <see cref="CachedTokens"/> is the part of <see cref="InputTokens"/> served from its prompt cache.</summary>
-public readonly record struct TokenUsage(long InputTokens, long OutputTokens, long CachedTokens = 0);
-
 public sealed record ModelCallResult(
     ModelCallStatus Status,
     int StatusCode,

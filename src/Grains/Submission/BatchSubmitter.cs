@@ -7,27 +7,12 @@ using Nightshift.Storage;
 
 namespace Nightshift.Submission;
 
-public enum SubmissionRejection
-{
-    None = 0,
-    InvalidInput,
-    UnknownPool,
-    QueueFull,
-    BatchExists,
-}
-
-/// <summary>The outcome of a submission. A rejected submission wrote nothing.</summary>
-public sealed record SubmissionResult(string BatchId, int ItemCount, SubmissionRejection Rejection, IReadOnlyList<LineError> Errors, string? Reason)
-{
-    public bool Accepted => Rejection == SubmissionRejection.None;
-}
-
 /// <summary>
 /// Turns a JSONL stream into a running batch, all or nothing: the items are streamed into the store in
 /// one transaction, the pool reserves queue room for them, and only then is the transaction committed
 /// and the batch started.
 /// </summary>
-public sealed class BatchSubmitter(IItemStore store, IGrainFactory grains, IOptions<SubmissionOptions> options)
+public sealed class BatchSubmitter(IItemIngest store, IGrainFactory grains, IOptions<SubmissionOptions> options) : IBatchSubmitter
 {
     private readonly JsonlBatchReader _reader = new(options.Value);
 

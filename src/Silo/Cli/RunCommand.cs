@@ -252,7 +252,7 @@ internal static class RunCommand
             }
             else
             {
-                await Console.Error.WriteLineAsync($"Resuming batch {batchId} from {NightshiftSilo.StoreName(builder.Configuration, store)}: " +
+                await Console.Error.WriteLineAsync($"Resuming batch {batchId} from {NightshiftSilo.StoreName(builder.Configuration)}: " +
                     $"{status.Done} of {status.Total} items already done.");
                 if (status.State == BatchState.Paused)
                 {

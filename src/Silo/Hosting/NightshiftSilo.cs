@@ -1,8 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Nightshift.Hosting;
-using Nightshift.Storage.Postgres;
-using Nightshift.Storage.Sqlite;
+using Nightshift.Storage;
 using Orleans.Configuration;
 
 namespace Nightshift.Silo.Hosting;
@@ -21,7 +20,8 @@ internal static class NightshiftSilo
     /// </summary>
     public static void Configure(IHostApplicationBuilder builder, SiloOptions endpoints, string? store, Action<ISiloBuilder>? configureSilo = null)
     {
-        var postgres = PostgresConnectionString(builder.Configuration, store);
+        builder.Configuration.AddInMemoryCollection(NightshiftStoreExtensions.StoreSettings(store));
+        var storeOptions = builder.Services.AddNightshiftStore(builder.Configuration);
         var traced = Telemetry.ExportsOtlp(builder.Configuration);
         builder.UseOrleans(silo =>
         {
@@ -31,16 +31,10 @@ internal static class NightshiftSilo
             }
 
             configureSilo?.Invoke(silo);
-            if (postgres is null)
+            silo.AddNightshiftGrains();
+            if (!storeOptions.UsesPostgres)
             {
                 silo.UseLocalhostClustering(endpoints.SiloPort, endpoints.GatewayPort, serviceId: ServiceId, clusterId: ServiceId);
-                silo.AddNightshift(options =>
-                {
-                    if (store is not null)
-                    {
-                        options.Path = store;
-                    }
-                });
                 return;
             }
 
@@ -51,26 +45,16 @@ internal static class NightshiftSilo
             });
             silo.UseAdoNetClustering(clustering =>
             {
-                clustering.Invariant = NightshiftSiloBuilderExtensions.PostgresInvariant;
-                clustering.ConnectionString = PostgresItemStore.ConnectionStringFor(postgres);
+                clustering.Invariant = storeOptions.OrleansInvariant;
+                clustering.ConnectionString = storeOptions.OrleansConnectionString;
             });
             silo.ConfigureEndpoints(AdvertisedAddress(endpoints), endpoints.SiloPort, endpoints.GatewayPort, listenOnAnyHostAddress: endpoints.AdvertisedAddress is null);
 
             // How soon a silo that stopped answering (dead, paused, cut off) is declared dead and its
             // grains move on: Orleans' own ProbeTimeout, NumMissedProbesLimit and the rest, by their names.
             silo.Configure<ClusterMembershipOptions>(builder.Configuration.GetSection("Orleans:Membership"));
-            silo.AddNightshiftOnPostgres(postgres);
         });
     }
-
-    /// <summary>The PostgreSQL connection string to use, or <c>null</c> for the SQLite file.</summary>
-    public static string? PostgresConnectionString(IConfiguration configuration, string? store) =>
-        store is null ? NullIfEmpty(configuration["Nightshift:Store:ConnectionString"])
-        : IsConnectionString(store) ? store
-        : null;
-
-    /// <summary>A <c>--store</c> value with <c>=</c> in it (<c>Host=…;Database=…</c>) is a connection string; anything else is a file path.</summary>
-    public static bool IsConnectionString(string store) => store.Contains('=', StringComparison.Ordinal);
 
     /// <summary>Endpoints on free loopback ports, for a one-shot silo that nobody else joins.</summary>
     public static SiloOptions PrivateEndpoints() => new() { SiloPort = FreePort(), GatewayPort = FreePort(), AdvertisedAddress = IPAddress.Loopback.ToString() };
@@ -95,17 +79,16 @@ internal static class NightshiftSilo
             ?? IPAddress.Loopback;
     }
 
-    private static string? NullIfEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value;
-
     /// <summary>The store the configuration names, for messages: the SQLite file's path, or the PostgreSQL host and database.</summary>
-    public static string StoreName(IConfiguration configuration, string? store)
+    public static string StoreName(IConfiguration configuration)
     {
-        if (PostgresConnectionString(configuration, store) is { } postgres)
+        var store = configuration.GetSection(ItemStoreOptions.Section).Get<ItemStoreOptions>() ?? new ItemStoreOptions();
+        if (store.UsesPostgres)
         {
-            var builder = new Npgsql.NpgsqlConnectionStringBuilder(postgres);
+            var builder = new Npgsql.NpgsqlConnectionStringBuilder(store.ConnectionString);
             return $"PostgreSQL database '{builder.Database}' on {builder.Host}";
         }
 
-        return Path.GetFullPath(store ?? configuration["Nightshift:Store:Path"] ?? new SqliteStoreOptions().Path);
+        return Path.GetFullPath(store.Path);
     }
 }

@@ -3,10 +3,9 @@ using Nightshift.Api.Dashboard;
 using Orleans.Dashboard;
 using Nightshift.Api;
 using Nightshift.Api.Pools;
-using Nightshift.Hosting;
 using Nightshift.Models;
 using Nightshift.Pools;
-using Nightshift.Storage.Postgres;
+using Nightshift.Storage;
 using Orleans.Configuration;
 
 namespace Nightshift.Silo.Hosting;
@@ -34,7 +33,11 @@ internal static class ServeHost
     {
         var (builder, endpoints) = CreateBuilder(configure);
         var traced = Telemetry.ExportsOtlp(builder.Configuration);
-        var postgres = NightshiftSilo.PostgresConnectionString(builder.Configuration, store);
+
+        // Not the silo: leases in the store belong to the silo's process, never recovered from here.
+        builder.Configuration.AddInMemoryCollection(NightshiftStoreExtensions.StoreSettings(store));
+        builder.Configuration.AddInMemoryCollection([new($"{ItemStoreOptions.Section}:{nameof(ItemStoreOptions.RecoverLeasesAtStart)}", "false")]);
+        var storeOptions = builder.Services.AddNightshiftStore(builder.Configuration);
         builder.UseOrleansClient(client =>
         {
             client.AddDashboard();
@@ -43,7 +46,7 @@ internal static class ServeHost
                 client.AddActivityPropagation();
             }
 
-            if (postgres is null)
+            if (!storeOptions.UsesPostgres)
             {
                 client.UseLocalhostClustering(endpoints.GatewayPort, NightshiftSilo.ServiceId, NightshiftSilo.ServiceId);
                 return;
@@ -57,27 +60,10 @@ internal static class ServeHost
             });
             client.UseAdoNetClustering(clustering =>
             {
-                clustering.Invariant = NightshiftSiloBuilderExtensions.PostgresInvariant;
-                clustering.ConnectionString = PostgresItemStore.ConnectionStringFor(postgres);
+                clustering.Invariant = storeOptions.OrleansInvariant;
+                clustering.ConnectionString = storeOptions.OrleansConnectionString;
             });
         });
-
-        if (postgres is null)
-        {
-            // Not the silo: leases in the store belong to the silo's process, never recovered from here.
-            builder.Services.AddNightshiftStore(options =>
-            {
-                options.RecoverLeasesAtStart = false;
-                if (store is not null)
-                {
-                    options.Path = store;
-                }
-            });
-        }
-        else
-        {
-            builder.Services.AddNightshiftPostgresStore(postgres);
-        }
 
         builder.Services.AddHostedService<StoreInitializer>();
         return BuildApi(builder);
@@ -123,7 +109,7 @@ internal static class ServeHost
         return app;
     }
 
-    private sealed class StoreInitializer(Storage.IItemStore store) : IHostedService
+    private sealed class StoreInitializer(IItemStore store) : IHostedService
     {
         public Task StartAsync(CancellationToken cancellationToken) => store.InitializeAsync(cancellationToken);
 

@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Nightshift.Hosting;
 using Nightshift.Models;
 using Nightshift.Pools;
+using Nightshift.Silo.Hosting;
 using Nightshift.Storage;
 using Nightshift.Submission;
 using Orleans.TestingHost;
@@ -80,14 +81,8 @@ public sealed class NightshiftCluster : IAsyncDisposable
     {
         public void Configure(ISiloBuilder siloBuilder)
         {
-            if (siloBuilder.Configuration["Nightshift:Store:ConnectionString"] is { Length: > 0 } postgres)
-            {
-                siloBuilder.AddNightshiftOnPostgres(postgres);
-            }
-            else
-            {
-                siloBuilder.AddNightshift();
-            }
+            siloBuilder.Services.AddNightshiftStore(siloBuilder.Configuration);
+            siloBuilder.AddNightshiftGrains();
         }
     }
 }

@@ -21,7 +21,7 @@ public sealed class PostgresItemStoreTests : ItemStoreContractTests
         _connectionString = await (await PostgresServer.SharedAsync()).CreateDatabaseAsync();
 
     protected override IItemStore NewStore(int maxInterruptions = 5) =>
-        new PostgresItemStore(Options.Create(new PostgresStoreOptions { ConnectionString = _connectionString, MaxInterruptions = maxInterruptions }), Time, NullLogger<PostgresItemStore>.Instance);
+        new RelationalItemStore(Options.Create(new ItemStoreOptions { ConnectionString = _connectionString, MaxInterruptions = maxInterruptions }), Time, NullLogger<RelationalItemStore>.Instance);
 
     protected override async Task<(long Versions, long Newest, long Queries)> ReadSchemaAsync()
     {

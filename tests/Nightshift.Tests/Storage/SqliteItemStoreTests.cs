@@ -1,4 +1,5 @@
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Nightshift.Storage;
 using Nightshift.Storage.Sqlite;
@@ -20,7 +21,7 @@ public sealed class SqliteItemStoreTests : ItemStoreContractTests
     protected override Task CreateDatabaseAsync() => Task.CompletedTask;
 
     protected override IItemStore NewStore(int maxInterruptions = 5) =>
-        new SqliteItemStore(Options.Create(new SqliteStoreOptions { Path = DatabasePath, MaxInterruptions = maxInterruptions }), Time);
+        new RelationalItemStore(Options.Create(new ItemStoreOptions { Path = DatabasePath, MaxInterruptions = maxInterruptions }), Time, NullLogger<RelationalItemStore>.Instance);
 
     protected override async Task<(long Versions, long Newest, long Queries)> ReadSchemaAsync()
     {

@@ -1,20 +1,14 @@
-using Npgsql;
-
 namespace Nightshift.Storage.Postgres;
 
 /// <summary>
 /// Versioned schema of the PostgreSQL store: Nightshift's item table and catalogue, and the tables and
 /// queries Orleans' ADO.NET clustering, grain storage and reminders run (the query contract in
-/// shared/ORLEANS-ADONET.md, sections 3 to 5). A released migration is never edited; a change is a new one.
-/// Applied at start inside one transaction holding an advisory lock, so silos starting at once apply
-/// each step exactly once and the later ones find the work done.
+/// shared/ORLEANS-ADONET.md, sections 3 to 5), applied by <see cref="PostgresDialect.ApplySchemaAsync"/>.
+/// A released migration is never edited; a change is a new one.
 /// </summary>
 internal static class PostgresSchema
 {
-    /// <summary>The advisory lock every silo takes while it migrates ("nightshift" in ASCII, as a number).</summary>
-    private const long MigrationLock = 0x6E69676874736866;
-
-    private static readonly string[] Migrations =
+    public static readonly string[] Migrations =
     [
         """
         -- Nightshift's items. Times are Unix milliseconds. Partial indexes keep the two hot lookups
@@ -277,42 +271,4 @@ internal static class PostgresSchema
 
     /// <summary>The newest schema version this build knows.</summary>
     public static int LatestVersion => Migrations.Length;
-
-    public static async Task ApplyAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
-    {
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        await using (var prepare = new NpgsqlCommand(
-            """
-            SELECT pg_advisory_xact_lock(@lock);
-            CREATE TABLE IF NOT EXISTS ns_schema_version (version integer NOT NULL PRIMARY KEY, applied_at timestamptz NOT NULL);
-            """, connection, transaction))
-        {
-            // The lock comes first: CREATE TABLE IF NOT EXISTS itself races between sessions.
-            prepare.Parameters.AddWithValue("lock", MigrationLock);
-            await prepare.ExecuteNonQueryAsync(cancellationToken);
-        }
-
-        int current;
-        await using (var read = new NpgsqlCommand("SELECT COALESCE(MAX(version), 0) FROM ns_schema_version;", connection, transaction))
-        {
-            current = (int)(await read.ExecuteScalarAsync(cancellationToken))!;
-        }
-
-        if (current > LatestVersion)
-        {
-            throw new InvalidOperationException(
-                $"The database is at schema version {current}, newer than this build's {LatestVersion}. Run a newer Nightshift.");
-        }
-
-        for (var version = current + 1; version <= LatestVersion; version++)
-        {
-            await using var migrate = new NpgsqlCommand(Migrations[version - 1], connection, transaction);
-            await migrate.ExecuteNonQueryAsync(cancellationToken);
-            await using var record = new NpgsqlCommand("INSERT INTO ns_schema_version (version, applied_at) VALUES (@version, now());", connection, transaction);
-            record.Parameters.AddWithValue("version", version);
-            await record.ExecuteNonQueryAsync(cancellationToken);
-        }
-
-        await transaction.CommitAsync(cancellationToken);
-    }
 }

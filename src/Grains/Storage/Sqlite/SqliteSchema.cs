@@ -1,16 +1,13 @@
-using Microsoft.Data.Sqlite;
-
 namespace Nightshift.Storage.Sqlite;
 
 /// <summary>
 /// Versioned schema of the embedded store: Nightshift's item table and the tables and queries that
 /// Orleans' ADO.NET grain storage and reminders read (the query contract in shared/ORLEANS-ADONET.md,
-/// sections 3 and 5). A released migration is never edited; a change is a new one.
-/// Applied at start under SQLite's write lock, so processes starting at once apply each step once.
+/// sections 3 and 5), applied by <see cref="SqliteDialect.ApplySchemaAsync"/>. A released migration is never edited; a change is a new one.
 /// </summary>
 internal static class SqliteSchema
 {
-    private static readonly string[] Migrations =
+    public static readonly string[] Migrations =
     [
         """
         CREATE TABLE ns_items (
@@ -162,48 +159,4 @@ internal static class SqliteSchema
 
     /// <summary>The newest schema version this build knows.</summary>
     public static int LatestVersion => Migrations.Length;
-
-    public static async Task ApplyAsync(SqliteConnection connection, CancellationToken cancellationToken)
-    {
-        await using (var wal = connection.CreateCommand())
-        {
-            wal.CommandText = "PRAGMA journal_mode = WAL;";
-            await wal.ExecuteNonQueryAsync(cancellationToken);
-        }
-
-        // BEGIN IMMEDIATE takes the database's write lock before reading the version, so a second
-        // process starting at the same moment waits here and then finds the work done.
-        await using var transaction = connection.BeginTransaction(deferred: false);
-        await using (var create = connection.CreateCommand())
-        {
-            create.Transaction = transaction;
-            create.CommandText = "CREATE TABLE IF NOT EXISTS ns_schema_version (version INTEGER NOT NULL PRIMARY KEY, applied_at TEXT NOT NULL);";
-            await create.ExecuteNonQueryAsync(cancellationToken);
-        }
-
-        long current;
-        await using (var read = connection.CreateCommand())
-        {
-            read.Transaction = transaction;
-            read.CommandText = "SELECT COALESCE(MAX(version), 0) FROM ns_schema_version;";
-            current = (long)(await read.ExecuteScalarAsync(cancellationToken))!;
-        }
-
-        if (current > LatestVersion)
-        {
-            throw new InvalidOperationException(
-                $"The database is at schema version {current}, newer than this build's {LatestVersion}. Run a newer Nightshift.");
-        }
-
-        for (var version = (int)current + 1; version <= LatestVersion; version++)
-        {
-            await using var migrate = connection.CreateCommand();
-            migrate.Transaction = transaction;
-            migrate.CommandText = Migrations[version - 1] + "\nINSERT INTO ns_schema_version (version, applied_at) VALUES (@version, datetime('now'));";
-            migrate.Parameters.AddWithValue("@version", version);
-            await migrate.ExecuteNonQueryAsync(cancellationToken);
-        }
-
-        await transaction.CommitAsync(cancellationToken);
-    }
 }

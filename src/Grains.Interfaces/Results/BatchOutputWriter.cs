@@ -15,6 +15,11 @@ public static class BatchOutputWriter
     /// <summary>Bytes gathered before they are written out; the output never holds more than this plus one line.</summary>
     private const int FlushThreshold = 64 * 1024;
 
+    /// <summary>Writes every result as one line, streaming; returns how many succeeded and how many did not.</summary>
+    /// <param name="results">The batch's terminal items, in input order.</param>
+    /// <param name="batchId">The batch, for the lines' ids.</param>
+    /// <param name="output">Where the lines go; written asynchronously only.</param>
+    /// <param name="cancellationToken">Stops the writing.</param>
     public static async Task<(long Succeeded, long Failed)> WriteAsync(IAsyncEnumerable<ItemResult> results, string batchId, Stream output, CancellationToken cancellationToken)
     {
         long succeeded = 0, failed = 0;

@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Options;
-
 namespace Nightshift.Models;
 
 /// <summary>What a model's tokens cost, per million, in whatever currency the table is kept in.</summary>
@@ -21,6 +19,7 @@ public sealed class ModelPrice
 /// </summary>
 public sealed class PriceTable
 {
+    /// <summary>The configuration section the table binds to (its prices are under <c>Prices</c>).</summary>
     public const string Section = "Nightshift";
 
     /// <summary>The prices by model name (case-insensitive). Default: none.</summary>
@@ -39,18 +38,5 @@ public sealed class PriceTable
             + (cached * (price.CachedInputPerMillion ?? price.InputPerMillion))
             + (usage.OutputTokens * price.OutputPerMillion);
         return Math.Round(total / 1_000_000m, 6);
-    }
-}
-
-/// <summary>Stops the host at start when a price is negative, naming the key.</summary>
-internal sealed class PriceTableValidator : IValidateOptions<PriceTable>
-{
-    public ValidateOptionsResult Validate(string? name, PriceTable options)
-    {
-        var errors = options.Prices
-            .Where(p => p.Value.InputPerMillion < 0 || p.Value.OutputPerMillion < 0 || p.Value.CachedInputPerMillion < 0)
-            .Select(p => $"Nightshift:Prices:{p.Key}: prices per million tokens must not be negative.")
-            .ToList();
-        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 }

@@ -8,36 +8,43 @@ namespace Nightshift.Storage;
 /// The bulk table of items: requests, attempts, retry state, results and leases. Items live here,
 /// not in grain state, so a million-item batch never sits in one grain's memory.
 /// </summary>
-public interface IItemStore
+public interface IItemStore : IItemIngest, IItemDispatch, IItemCatalogue
 {
     /// <summary>Applies the schema (idempotent) and, for a store owned by one process, requeues items whose process died.</summary>
     Task InitializeAsync(CancellationToken cancellationToken);
+}
 
-    /// <summary>
-    /// The store belongs to one process, so whatever held leases before this process started is dead:
-    /// nothing from before the start can still be running.
-    /// </summary>
-    bool OwnedByOneProcess { get; }
-
+/// <summary>The store's ingest role: a submission's items go in all at once or not at all.</summary>
+public interface IItemIngest
+{
     /// <summary>
     /// Opens an all-or-nothing ingest of a batch's items: nothing is visible to anyone until
     /// <see cref="IItemIngestSession.CommitAsync"/>, and disposing without committing leaves nothing behind.
     /// </summary>
     Task<IItemIngestSession> BeginIngestAsync(string batchId, string pool, CancellationToken cancellationToken);
+}
 
-    /// <summary>Records a batch's new state in the catalogue that listings read.</summary>
-    Task SetBatchStateAsync(string batchId, BatchState state, DateTimeOffset? finishedAt, CancellationToken cancellationToken);
+/// <summary>One submission's items on their way into the store.</summary>
+public interface IItemIngestSession : IAsyncDisposable
+{
+    /// <summary>Adds one item; returns the error when its custom_id is already in the batch.</summary>
+    ValueTask<LineError?> AddAsync(ItemRequest item, CancellationToken cancellationToken);
 
-    /// <summary>A page of the batch catalogue, newest first, optionally of one state only.</summary>
-    Task<IReadOnlyList<BatchRecord>> ListBatchesAsync(BatchState? state, int offset, int limit, CancellationToken cancellationToken);
+    /// <summary>Makes the items and the batch's catalogue row visible at once.</summary>
+    Task CommitAsync(CancellationToken cancellationToken);
+}
 
-    /// <summary>Adds a pool to the catalogue (idempotent).</summary>
-    Task RegisterPoolAsync(string name, CancellationToken cancellationToken);
-
-    Task<IReadOnlyList<string>> ListPoolsAsync(CancellationToken cancellationToken);
-
-    /// <summary>The tokens recorded for the items of every batch submitted to the pool.</summary>
-    Task<TokenTotals> GetPoolUsageAsync(string pool, CancellationToken cancellationToken);
+/// <summary>
+/// The store's dispatch role: claims, fenced results, leases and their recovery. Writes are
+/// group-committed: once queued, a write commits with its group whatever its token says.
+/// </summary>
+public interface IItemDispatch
+{
+    /// <summary>
+    /// The store belongs to one process, so whatever held leases before this process started is dead:
+    /// nothing from before the start can still be running.
+    /// </summary>
+    bool OwnedByOneProcess { get; }
 
     /// <summary>
     /// Claims up to one due pending item per lease, in input order, and marks each leased under its
@@ -50,8 +57,6 @@ public interface IItemStore
     /// <see cref="AttemptRecord.LeaseToken"/>; returns <c>false</c> (and writes nothing) otherwise.
     /// </summary>
     Task<bool> RecordAttemptAsync(AttemptRecord record, CancellationToken cancellationToken);
-
-    Task<ItemCounts> CountAsync(string batchId, CancellationToken cancellationToken);
 
     /// <summary>When the earliest pending item of the batch is due, or <c>null</c> when none is pending.</summary>
     Task<DateTimeOffset?> NextDueAsync(string batchId, CancellationToken cancellationToken);
@@ -89,40 +94,70 @@ public interface IItemStore
 
     /// <summary>Marks every pending item of the batch cancelled.</summary>
     Task<int> CancelPendingAsync(string batchId, CancellationToken cancellationToken);
+}
+
+/// <summary>The store's results and catalogue role: what listings, usage and downloads read (writes group-committed, as dispatch's).</summary>
+public interface IItemCatalogue
+{
+    /// <summary>Records a batch's new state in the catalogue that listings read.</summary>
+    Task SetBatchStateAsync(string batchId, BatchState state, DateTimeOffset? finishedAt, CancellationToken cancellationToken);
+
+    /// <summary>A page of the batch catalogue, newest first, optionally of one state only.</summary>
+    Task<IReadOnlyList<BatchRecord>> ListBatchesAsync(BatchState? state, int offset, int limit, CancellationToken cancellationToken);
+
+    /// <summary>Adds a pool to the catalogue (idempotent).</summary>
+    Task RegisterPoolAsync(string name, CancellationToken cancellationToken);
+
+    /// <summary>The pools in the catalogue, by name.</summary>
+    Task<IReadOnlyList<string>> ListPoolsAsync(CancellationToken cancellationToken);
+
+    /// <summary>The tokens recorded for the items of every batch submitted to the pool.</summary>
+    Task<TokenTotals> GetPoolUsageAsync(string pool, CancellationToken cancellationToken);
+
+    /// <summary>How many of the batch's items are in each state, and the tokens they used.</summary>
+    Task<ItemCounts> CountAsync(string batchId, CancellationToken cancellationToken);
 
     /// <summary>Streams the batch's terminal items in input order.</summary>
     IAsyncEnumerable<ItemResult> ReadResultsAsync(string batchId, CancellationToken cancellationToken);
 }
 
-public interface IItemIngestSession : IAsyncDisposable
-{
-    /// <summary>Adds one item; returns the error when its custom_id is already in the batch.</summary>
-    ValueTask<LineError?> AddAsync(ItemRequest item, CancellationToken cancellationToken);
-
-    /// <summary>Makes the items and the batch's catalogue row visible at once.</summary>
-    Task CommitAsync(CancellationToken cancellationToken);
-}
-
+/// <summary>Where an item stands. The values are stored: never renumber them.</summary>
 public enum ItemState
 {
+    /// <summary>Waiting for a slot (and for its backoff, if it has tried before).</summary>
     Pending = 0,
+
+    /// <summary>Claimed under a lease; its attempt may be running.</summary>
     Leased = 1,
+
+    /// <summary>Terminal: the model answered and the answer is stored.</summary>
     Succeeded = 2,
+
+    /// <summary>Terminal: out of attempts, or a permanent error.</summary>
     Failed = 3,
+
+    /// <summary>Terminal: its batch was cancelled before it ran.</summary>
     Cancelled = 4,
 }
 
-/// <summary>One validated input line. <see cref="Index"/> is the 0-based line number.</summary>
+/// <summary>One validated input line; <c>Index</c> is its 0-based line number, <c>Body</c> the request as JSON.</summary>
 public sealed record ItemRequest(int Index, string CustomId, string Method, string Url, string Body);
 
-/// <summary>An input problem, with the 1-based line and the field it concerns.</summary>
+/// <summary>An input problem, with the 1-based line and the field it concerns, if one.</summary>
 public sealed record LineError(long Line, string? Field, string Message)
 {
+    /// <inheritdoc/>
     public override string ToString() => Field is null ? $"line {Line}: {Message}" : $"line {Line}, field '{Field}': {Message}";
 }
 
+/// <summary>An item claimed under <c>Lease</c>, with the attempts it made before (429s counted apart).</summary>
 public sealed record ClaimedItem(int Index, string CustomId, string Body, int Attempts, int RateLimitedAttempts, ItemLease Lease);
 
+/// <summary>
+/// The end of an attempt, as the store records it, fenced on <c>LeaseToken</c>: the item's new state
+/// (pending again to retry at <c>NextAttemptAt</c>, or terminal), its attempts so far this one included,
+/// what the retry policy keeps between attempts, and the model's answer and usage.
+/// </summary>
 public sealed record AttemptRecord(
     string BatchId,
     int Index,
@@ -138,24 +173,30 @@ public sealed record AttemptRecord(
     TokenUsage Usage,
     DateTimeOffset At);
 
+/// <summary>A batch's items per state, and the tokens they used (<c>CachedTokens</c> is the part of the input served from a prompt cache).</summary>
 public sealed record ItemCounts(long Pending, long Leased, long Succeeded, long Failed, long Cancelled, long InputTokens, long OutputTokens, long CachedTokens = 0)
 {
+    /// <summary>All the batch's items.</summary>
     public long Total => Pending + Leased + Succeeded + Failed + Cancelled;
 }
 
-/// <summary>A batch as the catalogue lists it.</summary>
+/// <summary>A batch as the catalogue lists it, in the state its grain last recorded.</summary>
 public sealed record BatchRecord(string BatchId, string Pool, int ItemCount, BatchState State, DateTimeOffset CreatedAt, DateTimeOffset? FinishedAt);
 
+/// <summary>A batch's counts and the items leased at that moment, from one snapshot.</summary>
 public sealed record BatchProgress(ItemCounts Counts, IReadOnlyList<ItemSnapshot> Leased);
 
+/// <summary>Where one item stands: its state, the lease token while leased, and the tokens it used.</summary>
 public sealed record ItemSnapshot(int Index, ItemState State, long? LeaseToken, long InputTokens, long OutputTokens, long CachedTokens = 0);
 
 /// <summary>Tokens the items of a pool's batches used, as their providers reported them.</summary>
 public sealed record TokenTotals(long InputTokens, long OutputTokens, long CachedTokens);
 
+/// <summary>A lease to extend to <c>ExpiresAt</c>, if it is still held under its fencing <c>Token</c>.</summary>
 public sealed record LeaseExtension(string BatchId, int Index, long Token, DateTimeOffset ExpiresAt);
 
-/// <summary>An item whose lease died: back to pending, or <see cref="Failed"/> when it was interrupted too often.</summary>
+/// <summary>An item whose lease died: back to pending, or <c>Failed</c> when it was interrupted too often.</summary>
 public sealed record RequeuedItem(int Index, bool Failed);
 
+/// <summary>A terminal item (succeeded, failed or cancelled), as the output lists it.</summary>
 public sealed record ItemResult(int Index, string CustomId, ItemState State, int? StatusCode, string? Response, string? Error);

@@ -1,0 +1,50 @@
+using Nightshift.Batches;
+using Nightshift.Storage;
+
+namespace Nightshift.Submission;
+
+/// <summary>
+/// Turns a JSONL stream into a running batch, all or nothing: nothing is written unless the whole
+/// input is valid and its pool has queue room for every item.
+/// </summary>
+public interface IBatchSubmitter
+{
+    /// <summary>Reads, validates and stores the batch's items, reserves them in the pool, and starts the batch.</summary>
+    /// <param name="batchId">The new batch's id.</param>
+    /// <param name="pool">The pool it runs on.</param>
+    /// <param name="batchOptions">How its items are retried and timed.</param>
+    /// <param name="jsonl">The OpenAI Batch input lines.</param>
+    /// <param name="cancellationToken">Stops the submission; nothing is kept.</param>
+    Task<SubmissionResult> SubmitAsync(string batchId, string pool, BatchOptions batchOptions, Stream jsonl, CancellationToken cancellationToken);
+}
+
+/// <summary>Why a submission was refused.</summary>
+public enum SubmissionRejection
+{
+    /// <summary>Accepted.</summary>
+    None = 0,
+
+    /// <summary>A line is malformed or breaks a limit; the errors name the lines.</summary>
+    InvalidInput,
+
+    /// <summary>The pool does not exist.</summary>
+    UnknownPool,
+
+    /// <summary>The pool's queue has no room for the batch (HTTP 429).</summary>
+    QueueFull,
+
+    /// <summary>A batch with that id exists already.</summary>
+    BatchExists,
+}
+
+/// <summary>The outcome of a submission. A rejected submission wrote nothing.</summary>
+/// <param name="BatchId">The batch.</param>
+/// <param name="ItemCount">Items accepted (0 when rejected).</param>
+/// <param name="Rejection">Why it was refused, or <see cref="SubmissionRejection.None"/>.</param>
+/// <param name="Errors">The invalid lines, up to the configured number.</param>
+/// <param name="Reason">What to tell the caller when refused.</param>
+public sealed record SubmissionResult(string BatchId, int ItemCount, SubmissionRejection Rejection, IReadOnlyList<LineError> Errors, string? Reason)
+{
+    /// <summary>Whether the batch was accepted and started.</summary>
+    public bool Accepted => Rejection == SubmissionRejection.None;
+}

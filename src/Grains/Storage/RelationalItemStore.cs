@@ -1,0 +1,255 @@
+using System.Data;
+using System.Data.Common;
+using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Nightshift.Batches;
+using Nightshift.Pools;
+using Nightshift.Storage.Postgres;
+using Nightshift.Storage.Sqlite;
+using static Nightshift.Storage.ItemSql;
+
+namespace Nightshift.Storage;
+
+/// <summary>
+/// The item store over <see cref="System.Data.Common"/>, on the SQLite file or the PostgreSQL database
+/// <see cref="ItemStoreOptions"/> names: the statements both share, and a dialect for what differs.
+/// Writes go through a <see cref="GroupCommitQueue"/>; reads use pooled connections of their own.
+/// Every operation rides out a restarting server where the database has one (<see cref="StoreRetry"/>).
+/// </summary>
+public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
+{
+    private const string SnapshotColumns = "SELECT idx, state, lease_token, input_tokens, output_tokens, cached_tokens FROM ns_items WHERE batch_id = @batch AND";
+
+    private static readonly string RequeueExpired = Requeue($"batch_id = @batch AND state = {Leased} AND lease_expires_at < @now");
+
+    private static readonly string Release = $"""
+        UPDATE ns_items
+        SET state = {Pending}, lease_token = NULL, lease_expires_at = NULL, interruptions = interruptions + @interrupted, updated_at = @now
+        WHERE batch_id = @batch AND idx = @idx AND state = {Leased} AND lease_token = @token;
+        """;
+
+    private static readonly string CancelPending = $"""
+        UPDATE ns_items SET state = {Cancelled}, error = 'cancelled', updated_at = @now
+        WHERE batch_id = @batch AND state = {Pending};
+        """;
+
+    private readonly ItemStoreOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ItemStoreDialect _dialect;
+    private readonly StoreRetry _retry;
+    private readonly GroupCommitQueue _writer;
+
+    /// <summary>
+    /// Where the dialect says so, claims commit on their own connection: a freed slot waits for its next
+    /// item's claim, and that wait must not include a group of results being written.
+    /// </summary>
+    private readonly GroupCommitQueue _claims;
+
+    private readonly Func<GroupTransaction, IReadOnlyList<AttemptRecord>, Task<IReadOnlyList<bool>>> _recordAll;
+    private bool _initialized;
+
+    /// <summary>A store on the database <paramref name="options"/> names.</summary>
+    public RelationalItemStore(IOptions<ItemStoreOptions> options, TimeProvider time, ILogger<RelationalItemStore> logger)
+    {
+        _options = options.Value;
+        _time = time;
+        _dialect = _options.UsesPostgres ? new PostgresDialect(_options.ConnectionString) : new SqliteDialect(_options);
+        _retry = new StoreRetry(_dialect.IsTransient, _options.UsesPostgres ? _options.OutageTolerance : TimeSpan.Zero, time, logger);
+        _writer = new GroupCommitQueue(_dialect.OpenWriterAsync, _dialect.FailsAlone, _retry);
+        _claims = _dialect.ClaimsOnOwnConnection ? new GroupCommitQueue(_dialect.OpenWriterAsync, _dialect.FailsAlone, _retry) : _writer;
+        _recordAll = _dialect.RecordAsync;
+    }
+
+    public bool OwnedByOneProcess => _dialect.OwnedByOneProcess;
+
+    /// <summary>Once: a second call must not requeue the leases of calls this process is running.</summary>
+    public async Task InitializeAsync(CancellationToken cancellationToken)
+    {
+        if (_initialized)
+        {
+            return;
+        }
+
+        await _retry.RunAsync(async token =>
+        {
+            await _dialect.ApplySchemaAsync(token);
+            return true;
+        }, cancellationToken);
+        if (OwnedByOneProcess)
+        {
+            // Every lease belongs to a process that died: requeue them all at once.
+            await _writer.RunAsync(group => group.Command(Requeue($"state = {Leased}"), ("@now", Now()), ("@max_interruptions", _options.MaxInterruptions))
+                .ReadAllAsync(reader => reader.GetInt32(0), CancellationToken.None));
+        }
+
+        _initialized = true;
+    }
+
+    public async Task<IItemIngestSession> BeginIngestAsync(string batchId, string pool, CancellationToken cancellationToken)
+    {
+        var connection = await _retry.RunAsync(_dialect.OpenAsync, cancellationToken);
+        try
+        {
+            return await _dialect.BeginIngestAsync(connection, batchId, pool, Now(), cancellationToken);
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
+    public Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string batchId, IReadOnlyList<ItemLease> leases, DateTimeOffset now, CancellationToken cancellationToken) =>
+        _claims.RunAsync(group => _dialect.ClaimAsync(group, batchId, leases, now.Millis()));
+
+    /// <summary>
+    /// Queues the attempt for the next group of writes: all results waiting at that moment are written
+    /// in one call of the dialect (one statement on PostgreSQL) in one commit.
+    /// </summary>
+    public Task<bool> RecordAttemptAsync(AttemptRecord record, CancellationToken cancellationToken) => _writer.RunSharedAsync(_recordAll, record);
+
+    public Task<IReadOnlyList<RequeuedItem>> RequeueExpiredLeasesAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken) =>
+        _writer.RunAsync<IReadOnlyList<RequeuedItem>>(group => group
+            .Command(RequeueExpired, ("@batch", batchId), ("@now", now.Millis()), ("@max_interruptions", _options.MaxInterruptions))
+            .ReadAllAsync(reader => new RequeuedItem(reader.GetInt32(0), reader.GetInt32(1) == Failed), CancellationToken.None));
+
+    public Task<IReadOnlySet<long>> ExtendLeasesAsync(IReadOnlyList<LeaseExtension> leases, CancellationToken cancellationToken) =>
+        _writer.RunAsync(group => _dialect.ExtendAsync(group, leases));
+
+    public Task<bool> ReleaseLeaseAsync(string batchId, int index, long leaseToken, bool interrupted, CancellationToken cancellationToken) =>
+        _writer.RunAsync(async group => await group.Command(Release, ("@batch", batchId), ("@idx", index), ("@token", leaseToken), ("@interrupted", interrupted ? 1 : 0), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None) == 1);
+
+    public Task<int> CancelPendingAsync(string batchId, CancellationToken cancellationToken) =>
+        _writer.RunAsync(group => group.Command(CancelPending, ("@batch", batchId), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None));
+
+    public Task SetBatchStateAsync(string batchId, BatchState state, DateTimeOffset? finishedAt, CancellationToken cancellationToken) =>
+        _writer.RunAsync(group => group.Command("UPDATE ns_batches SET state = @state, finished_at = @finished WHERE batch_id = @batch;",
+            ("@batch", batchId), ("@state", (int)state), ("@finished", finishedAt?.Millis())).ExecuteNonQueryAsync(CancellationToken.None));
+
+    public Task RegisterPoolAsync(string name, CancellationToken cancellationToken) =>
+        _writer.RunAsync(group => group.Command("INSERT INTO ns_pools (name, created_at) VALUES (@name, @now) ON CONFLICT (name) DO NOTHING;",
+            ("@name", name), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None));
+
+    public Task<ItemCounts> CountAsync(string batchId, CancellationToken cancellationToken) =>
+        ReadAsync((connection, token) => CountAsync(connection, null, batchId, token), cancellationToken);
+
+    public Task<BatchProgress> ReadProgressAsync(string batchId, CancellationToken cancellationToken) =>
+        ReadAsync(async (connection, token) =>
+        {
+            // One snapshot for both reads, so an item that finishes between them is neither counted twice nor lost.
+            await using var snapshot = await _dialect.BeginSnapshotAsync(connection, token);
+            var counts = await CountAsync(connection, snapshot, batchId, token);
+            var leased = await RowsAsync(connection, snapshot, $"{SnapshotColumns} state = {Leased};", ReadSnapshot, token, ("@batch", batchId));
+            await snapshot.CommitAsync(token);
+            return new BatchProgress(counts, leased);
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<ItemSnapshot>> GetItemsAsync(string batchId, IReadOnlyCollection<int> indices, CancellationToken cancellationToken) =>
+        ReadRowsAsync<ItemSnapshot>($"{SnapshotColumns} {_dialect.IndexIn};", ReadSnapshot, cancellationToken, ("@batch", batchId), ("@indices", _dialect.Indices(indices)));
+
+    public async Task<DateTimeOffset?> NextDueAsync(string batchId, CancellationToken cancellationToken) =>
+        (await ReadRowsAsync<DateTimeOffset?>($"SELECT MIN(next_attempt_at) FROM ns_items WHERE batch_id = @batch AND state = {Pending};",
+            reader => reader.IsDBNull(0) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(0)), cancellationToken, ("@batch", batchId)))[0];
+
+    public Task<IReadOnlyList<string>> ListUnfinishedBatchesAsync(CancellationToken cancellationToken) => ReadRowsAsync(_dialect.ListUnfinished, reader => reader.GetString(0), cancellationToken);
+
+    public Task<IReadOnlyList<string>> ListPoolsAsync(CancellationToken cancellationToken) => ReadRowsAsync("SELECT name FROM ns_pools ORDER BY name;", reader => reader.GetString(0), cancellationToken);
+
+    public Task<IReadOnlyList<BatchRecord>> ListBatchesAsync(BatchState? state, int offset, int limit, CancellationToken cancellationToken) =>
+        ReadRowsAsync($"""
+            SELECT batch_id, pool, item_count, state, created_at, finished_at FROM ns_batches
+            {(state is null ? "" : "WHERE state = @state")}
+            ORDER BY created_at DESC, batch_id LIMIT @limit OFFSET @offset;
+            """, reader => new BatchRecord(reader.GetString(0), reader.GetString(1), reader.GetInt32(2), (BatchState)reader.GetInt32(3),
+                DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4)), reader.IsDBNull(5) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(5))),
+            cancellationToken, ("@state", (int?)state ?? 0), ("@limit", limit), ("@offset", offset));
+
+    /// <remarks>A read on its own snapshot: the pool's batches through the catalogue, each batch's items through the primary key.</remarks>
+    public async Task<TokenTotals> GetPoolUsageAsync(string pool, CancellationToken cancellationToken) =>
+        (await ReadRowsAsync("""
+            SELECT CAST(COALESCE(SUM(i.input_tokens), 0) AS bigint), CAST(COALESCE(SUM(i.output_tokens), 0) AS bigint), CAST(COALESCE(SUM(i.cached_tokens), 0) AS bigint)
+            FROM ns_batches b JOIN ns_items i ON i.batch_id = b.batch_id
+            WHERE b.pool = @pool;
+            """, reader => new TokenTotals(reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2)), cancellationToken, ("@pool", pool)))[0];
+
+    /// <summary>Streams straight from the server's cursor: memory stays flat however many results there are.</summary>
+    public async IAsyncEnumerable<ItemResult> ReadResultsAsync(string batchId, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await using var connection = await _retry.RunAsync(_dialect.OpenAsync, cancellationToken);
+        await using var command = Query(connection, null, $"""
+            SELECT idx, custom_id, state, status_code, response, error
+            FROM ns_items WHERE batch_id = @batch AND state >= {Succeeded} ORDER BY idx;
+            """, [("@batch", batchId)]);
+        await using var reader = await command.ExecuteReaderAsync(CommandBehavior.SequentialAccess, cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            var index = reader.GetInt32(0);
+            var customId = reader.GetString(1);
+            var state = (ItemState)reader.GetInt32(2);
+            int? statusCode = await reader.IsDBNullAsync(3, cancellationToken) ? null : reader.GetInt32(3);
+            var response = await reader.IsDBNullAsync(4, cancellationToken) ? null : reader.GetString(4);
+            var error = await reader.IsDBNullAsync(5, cancellationToken) ? null : reader.GetString(5);
+            yield return new ItemResult(index, customId, state, statusCode, response, error);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _writer.DisposeAsync();
+        if (_claims != _writer)
+        {
+            await _claims.DisposeAsync();
+        }
+
+        await _dialect.DisposeAsync();
+    }
+
+    private static async Task<ItemCounts> CountAsync(DbConnection connection, DbTransaction? transaction, string batchId, CancellationToken cancellationToken)
+    {
+        var perState = new long[5];
+        long input = 0, output = 0, cached = 0;
+        await RowsAsync(connection, transaction, """
+            SELECT state, COUNT(*), CAST(SUM(input_tokens) AS bigint), CAST(SUM(output_tokens) AS bigint), CAST(SUM(cached_tokens) AS bigint)
+            FROM ns_items WHERE batch_id = @batch GROUP BY state;
+            """, reader =>
+        {
+            perState[reader.GetInt32(0)] = reader.GetInt64(1);
+            input += reader.GetInt64(2);
+            output += reader.GetInt64(3);
+            cached += reader.GetInt64(4);
+            return true;
+        }, cancellationToken, ("@batch", batchId));
+        return new ItemCounts(perState[Pending], perState[Leased], perState[Succeeded], perState[Failed], perState[Cancelled], input, output, cached);
+    }
+
+    private static ItemSnapshot ReadSnapshot(DbDataReader reader) =>
+        new(reader.GetInt32(0), (ItemState)reader.GetInt32(1), reader.IsDBNull(2) ? null : reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5));
+
+    private static DbCommand Query(DbConnection connection, DbTransaction? transaction, string sql, (string Name, object? Value)[] parameters)
+    {
+        var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        return command.Bind(parameters);
+    }
+
+    private static async Task<IReadOnlyList<T>> RowsAsync<T>(DbConnection connection, DbTransaction? transaction, string sql, Func<DbDataReader, T> read,
+        CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
+    {
+        await using var command = Query(connection, transaction, sql, parameters);
+        return await command.ReadAllAsync(read, cancellationToken);
+    }
+
+    private Task<T> ReadAsync<T>(Func<DbConnection, CancellationToken, Task<T>> read, CancellationToken cancellationToken) =>
+        _retry.RunAsync(async token =>
+        {
+            await using var connection = await _dialect.OpenAsync(token);
+            return await read(connection, token);
+        }, cancellationToken);
+
+    private async Task<IReadOnlyList<T>> ReadRowsAsync<T>(string sql, Func<DbDataReader, T> read, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters) =>
+        await ReadAsync((connection, token) => RowsAsync(connection, null, sql, read, token, parameters), cancellationToken);
+
+    private long Now() => _time.GetUtcNow().Millis();
+}
