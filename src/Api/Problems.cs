@@ -13,6 +13,9 @@ internal static class Problems
 
     public static ProblemHttpResult Conflict(string detail) => Problem(StatusCodes.Status409Conflict, "Conflict with the batch's state", detail);
 
+    public static ProblemHttpResult KeyReused(string detail, string batchId) =>
+        Problem(StatusCodes.Status422UnprocessableEntity, "Idempotency-Key reused", detail, new Dictionary<string, object?> { ["batchId"] = batchId });
+
     public static ProblemHttpResult TooLarge(string detail) => Problem(StatusCodes.Status413PayloadTooLarge, "Request body too large", detail);
 
     public static ProblemHttpResult UnsupportedMediaType(string detail) => Problem(StatusCodes.Status415UnsupportedMediaType, "Unsupported content type", detail);

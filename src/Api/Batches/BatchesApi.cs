@@ -52,14 +52,6 @@ public static class BatchesApi
             return Problems.BadRequest("Idempotency-Key: 1 to 256 characters");
         }
 
-        var batch = grains.GetGrain<IBatchGrain>(batchId);
-        if (await batch.GetStatus() is { State: not BatchState.NotFound } existing)
-        {
-            // A retried submission: the batch it created, not a second one.
-            context.Response.Headers["Idempotent-Replayed"] = "true";
-            return TypedResults.Ok(await BatchView.FromAsync(existing, grains, prices.Value, time.GetUtcNow()));
-        }
-
         var limits = options.Value;
         var mediaType = MediaTypeHeaderValue.TryParse(request.ContentType, out var parsed) ? parsed.MediaType.Value : null;
         var json = string.Equals(mediaType, "application/json", StringComparison.OrdinalIgnoreCase);
@@ -210,12 +202,21 @@ public static class BatchesApi
     private static async Task<IResult> SubmitStreamAsync(HttpContext context, string batchId, string pool, BatchOptions options, Stream jsonl,
         IBatchSubmitter submitter, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time, bool itemNames)
     {
-        var result = await submitter.SubmitAsync(batchId, pool, options, jsonl, context.RequestAborted);
+        // With a key, a retried (or concurrent) submission finds the batch the first one created.
+        var key = context.Request.Headers["Idempotency-Key"].ToString();
+        var result = await submitter.SubmitAsync(batchId, pool, options, jsonl, key.Length > 0 ? key : null, context.RequestAborted);
         switch (result.Rejection)
         {
+            case SubmissionRejection.None when result.Replayed:
+                context.Response.Headers["Idempotent-Replayed"] = "true";
+                context.Response.Headers.Location = $"/v1/batches/{batchId}";
+                var replayed = await grains.GetGrain<IBatchGrain>(batchId).GetStatus();
+                return TypedResults.Ok(await BatchView.FromAsync(replayed, grains, prices.Value, time.GetUtcNow()));
             case SubmissionRejection.None:
                 var status = await grains.GetGrain<IBatchGrain>(batchId).GetStatus();
                 return TypedResults.Created($"/v1/batches/{batchId}", await BatchView.FromAsync(status, grains, prices.Value, time.GetUtcNow()));
+            case SubmissionRejection.KeyReused:
+                return Problems.KeyReused(result.Reason!, batchId);
             case SubmissionRejection.InvalidInput:
                 var errors = result.Errors.Select(e => new LineProblem(e.Line, e.Field, e.Message)).ToList();
                 var first = result.Errors[0];

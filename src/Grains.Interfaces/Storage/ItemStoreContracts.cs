@@ -10,7 +10,7 @@ namespace Nightshift.Storage;
 /// </summary>
 public interface IItemStore : IItemIngest, IItemDispatch, IItemCatalogue
 {
-    /// <summary>Applies the schema (idempotent) and, for a store owned by one process, requeues items whose process died.</summary>
+    /// <summary>Applies the schema (idempotent).</summary>
     Task InitializeAsync(CancellationToken cancellationToken);
 }
 
@@ -30,8 +30,20 @@ public interface IItemIngestSession : IAsyncDisposable
     /// <summary>Adds one item; returns the error when its custom_id is already in the batch.</summary>
     ValueTask<LineError?> AddAsync(ItemRequest item, CancellationToken cancellationToken);
 
-    /// <summary>Makes the items and the batch's catalogue row visible at once.</summary>
-    Task CommitAsync(CancellationToken cancellationToken);
+    /// <summary>
+    /// Makes the items and the batch's catalogue row visible at once, the row holding the batch's
+    /// <paramref name="options"/> (so the batch can start from the store alone) and the submission's
+    /// <paramref name="fingerprint"/>. Throws <see cref="BatchExistsException"/>, keeping nothing, when a
+    /// batch of this id was committed first (two submissions of one idempotency key at once).
+    /// </summary>
+    Task CommitAsync(BatchOptions options, string? fingerprint, CancellationToken cancellationToken);
+}
+
+/// <summary>A batch of this id was committed by another submission first; nothing of this one was kept.</summary>
+public sealed class BatchExistsException(string batchId, Exception inner) : Exception($"batch '{batchId}' was committed by another submission first", inner)
+{
+    /// <summary>The batch committed first.</summary>
+    public string BatchId { get; } = batchId;
 }
 
 /// <summary>
@@ -69,6 +81,13 @@ public interface IItemDispatch
     Task<IReadOnlyList<RequeuedItem>> RequeueExpiredLeasesAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken);
 
     /// <summary>
+    /// Puts every leased item of every batch back to pending, counting the interruption as
+    /// <see cref="RequeueExpiredLeasesAsync"/> does; returns how many. Only for a store
+    /// <see cref="OwnedByOneProcess"/>, at that process's start, when no lease can have a live holder.
+    /// </summary>
+    Task<int> RequeueAllLeasesAsync(CancellationToken cancellationToken);
+
+    /// <summary>
     /// Extends the leases still held under their tokens; returns the tokens extended. A token missing
     /// from the answer was lost (expired and requeued, or the item was cancelled): its result will be fenced.
     /// </summary>
@@ -101,6 +120,9 @@ public interface IItemCatalogue
 {
     /// <summary>Records a batch's new state in the catalogue that listings read.</summary>
     Task SetBatchStateAsync(string batchId, BatchState state, DateTimeOffset? finishedAt, CancellationToken cancellationToken);
+
+    /// <summary>The batch's catalogue row with what it was submitted with, or <c>null</c> when no batch has the id.</summary>
+    Task<StoredBatch?> GetBatchAsync(string batchId, CancellationToken cancellationToken);
 
     /// <summary>A page of the batch catalogue, newest first, optionally of one state only.</summary>
     Task<IReadOnlyList<BatchRecord>> ListBatchesAsync(BatchState? state, int offset, int limit, CancellationToken cancellationToken);
@@ -182,6 +204,12 @@ public sealed record ItemCounts(long Pending, long Leased, long Succeeded, long 
 
 /// <summary>A batch as the catalogue lists it, in the state its grain last recorded.</summary>
 public sealed record BatchRecord(string BatchId, string Pool, int ItemCount, BatchState State, DateTimeOffset CreatedAt, DateTimeOffset? FinishedAt);
+
+/// <summary>
+/// A batch's catalogue row with its options (<c>null</c> for a batch stored before they were) and the
+/// fingerprint of the submission that created it (its pool, options and items).
+/// </summary>
+public sealed record StoredBatch(BatchRecord Record, BatchOptions? Options, string? Fingerprint);
 
 /// <summary>A batch's counts and the items leased at that moment, from one snapshot.</summary>
 public sealed record BatchProgress(ItemCounts Counts, IReadOnlyList<ItemSnapshot> Leased);

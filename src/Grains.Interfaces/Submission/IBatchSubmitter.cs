@@ -16,6 +16,20 @@ public interface IBatchSubmitter
     /// <param name="jsonl">The OpenAI Batch input lines.</param>
     /// <param name="cancellationToken">Stops the submission; nothing is kept.</param>
     Task<SubmissionResult> SubmitAsync(string batchId, string pool, BatchOptions batchOptions, Stream jsonl, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// As <see cref="SubmitAsync(string, string, BatchOptions, Stream, CancellationToken)"/>, for the batch of an
+    /// idempotency key: when that batch exists (or is committed first by a concurrent submission of the key),
+    /// the same payload answers with it (<see cref="SubmissionResult.Replayed"/>) and another payload is
+    /// refused (<see cref="SubmissionRejection.KeyReused"/>). Exactly one batch is created per key.
+    /// </summary>
+    /// <param name="batchId">The key's batch id.</param>
+    /// <param name="pool">The pool it runs on.</param>
+    /// <param name="batchOptions">How its items are retried and timed.</param>
+    /// <param name="jsonl">The OpenAI Batch input lines.</param>
+    /// <param name="idempotencyKey">The key, as the client sent it (for the refusal's message).</param>
+    /// <param name="cancellationToken">Stops the submission; nothing is kept.</param>
+    Task<SubmissionResult> SubmitAsync(string batchId, string pool, BatchOptions batchOptions, Stream jsonl, string? idempotencyKey, CancellationToken cancellationToken);
 }
 
 /// <summary>Why a submission was refused.</summary>
@@ -35,6 +49,9 @@ public enum SubmissionRejection
 
     /// <summary>A batch with that id exists already.</summary>
     BatchExists,
+
+    /// <summary>The idempotency key's batch exists with another payload (HTTP 422).</summary>
+    KeyReused,
 }
 
 /// <summary>The outcome of a submission. A rejected submission wrote nothing.</summary>
@@ -45,6 +62,9 @@ public enum SubmissionRejection
 /// <param name="Reason">What to tell the caller when refused.</param>
 public sealed record SubmissionResult(string BatchId, int ItemCount, SubmissionRejection Rejection, IReadOnlyList<LineError> Errors, string? Reason)
 {
-    /// <summary>Whether the batch was accepted and started.</summary>
+    /// <summary>Whether the batch was accepted and started (or, <see cref="Replayed"/>, had been).</summary>
     public bool Accepted => Rejection == SubmissionRejection.None;
+
+    /// <summary>The idempotency key's batch existed with the same payload: this is it, nothing new was written.</summary>
+    public bool Replayed { get; init; }
 }

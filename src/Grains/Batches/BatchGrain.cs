@@ -93,7 +93,7 @@ internal sealed partial class BatchGrain(
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        if (!state.RecordExists || state.State.Spec is null)
+        if ((!state.RecordExists || state.State.Spec is null) && !await StartFromCatalogueAsync(cancellationToken))
         {
             return;
         }
@@ -120,6 +120,25 @@ internal sealed partial class BatchGrain(
             await state.WriteStateAsync(cancellationToken);
             await JoinPoolAsync();
         }
+    }
+
+    /// <summary>
+    /// A batch whose items were committed (checkpoint 1) but whose grain was never started (its submitter
+    /// died before checkpoint 2) starts from the spec the catalogue holds with them. <c>false</c> when
+    /// there is no such batch.
+    /// </summary>
+    private async Task<bool> StartFromCatalogueAsync(CancellationToken cancellationToken)
+    {
+        if (await store.GetBatchAsync(Id, cancellationToken) is not { Options: { } options, Record: { State: BatchState.Running } record })
+        {
+            return false;
+        }
+
+        state.State.Spec = new BatchSpec(record.Pool, record.ItemCount, options);
+        state.State.State = BatchState.Running;
+        state.State.CreatedAt = record.CreatedAt;
+        LogStartedFromCatalogue(logger, Id, record.Pool, record.ItemCount);
+        return true;
     }
 
     public Task ReceiveReminder(string reminderName, TickStatus status)
@@ -631,6 +650,9 @@ internal sealed partial class BatchGrain(
 
     [LoggerMessage(EventId = 2002, Level = LogLevel.Information, Message = "Batch {BatchId} {State}: {Succeeded} succeeded, {Failed} failed, {Cancelled} cancelled")]
     private static partial void LogFinished(ILogger logger, string batchId, BatchState state, long succeeded, long failed, long cancelled);
+
+    [LoggerMessage(EventId = 2011, Level = LogLevel.Warning, Message = "Batch {BatchId} had its items stored but was never started; started from the catalogue on pool {Pool} with {Count} items")]
+    private static partial void LogStartedFromCatalogue(ILogger logger, string batchId, string pool, int count);
 
     [LoggerMessage(EventId = 2004, Level = LogLevel.Debug, Message = "Batch {BatchId} woken by its resume reminder while {State}")]
     private static partial void LogReminder(ILogger logger, string batchId, BatchState state);

@@ -40,6 +40,7 @@ public static class NightshiftSiloBuilderExtensions
         services.AddSingleton<SimulatedModel>();
         services.AddNightshiftModels();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, ItemStoreInitializer>();
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, StartupRequeue>();
         services.AddSingleton<LeaseRenewer>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<LeaseRenewer>());
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, BatchResumer>();

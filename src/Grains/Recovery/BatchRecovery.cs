@@ -9,7 +9,7 @@ namespace Nightshift.Recovery;
 /// durable path (submitter → batch → item, see <c>docs/architecture.md</c>); these steps, all in this
 /// folder, bring every such item back to pending or to its end:
 /// <list type="number">
-/// <item><b>Start-up requeue</b> (<c>StartupRequeue</c>): a store owned by one process (the
+/// <item><b>Start-up requeue</b> (<see cref="StartupRequeue"/>): a store owned by one process (the
 /// <c>run</c> command's SQLite file) requeues every leased item when that process starts, since nothing
 /// from before it can still be running (checkpoints 3–6).</item>
 /// <item><b>Batch resume</b> (<see cref="BatchResumer"/>, and each batch's reminder): every unfinished

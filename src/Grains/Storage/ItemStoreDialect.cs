@@ -99,7 +99,10 @@ internal static class ItemSql
     public const int Cancelled = (int)ItemState.Cancelled;
 
     /// <summary>The batch's catalogue row, written in the ingest's own transaction.</summary>
-    public const string InsertBatch = "INSERT INTO ns_batches (batch_id, pool, item_count, state, created_at) VALUES (@batch, @pool, @count, @state, @now);";
+    public const string InsertBatch = """
+        INSERT INTO ns_batches (batch_id, pool, item_count, state, created_at, options, fingerprint)
+        VALUES (@batch, @pool, @count, @state, @now, @options, @fingerprint);
+        """;
 
     /// <summary>
     /// Requeues the leased items <paramref name="where"/> selects, or fails those interrupted

@@ -1,6 +1,7 @@
 using System.Data;
 using System.Data.Common;
 using System.Runtime.CompilerServices;
+using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Nightshift.Batches;
@@ -22,6 +23,7 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
     private const string SnapshotColumns = "SELECT idx, state, lease_token, input_tokens, output_tokens, cached_tokens FROM ns_items WHERE batch_id = @batch AND";
 
     private static readonly string RequeueExpired = Requeue($"batch_id = @batch AND state = {Leased} AND lease_expires_at < @now");
+    private static readonly string RequeueAll = Requeue($"state = {Leased}");
 
     private static readonly string Release = $"""
         UPDATE ns_items
@@ -76,13 +78,6 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
             await _dialect.ApplySchemaAsync(token);
             return true;
         }, cancellationToken);
-        if (OwnedByOneProcess)
-        {
-            // Every lease belongs to a process that died: requeue them all at once.
-            await _writer.RunAsync(group => group.Command(Requeue($"state = {Leased}"), ("@now", Now()), ("@max_interruptions", _options.MaxInterruptions))
-                .ReadAllAsync(reader => reader.GetInt32(0), CancellationToken.None));
-        }
-
         _initialized = true;
     }
 
@@ -108,6 +103,10 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
     /// in one call of the dialect (one statement on PostgreSQL) in one commit.
     /// </summary>
     public Task<bool> RecordAttemptAsync(AttemptRecord record, CancellationToken cancellationToken) => _writer.RunSharedAsync(_recordAll, record);
+
+    public async Task<int> RequeueAllLeasesAsync(CancellationToken cancellationToken) =>
+        (await _writer.RunAsync(group => group.Command(RequeueAll, ("@now", Now()), ("@max_interruptions", _options.MaxInterruptions))
+            .ReadAllAsync(reader => reader.GetInt32(0), CancellationToken.None))).Count;
 
     public Task<IReadOnlyList<RequeuedItem>> RequeueExpiredLeasesAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken) =>
         _writer.RunAsync<IReadOnlyList<RequeuedItem>>(group => group
@@ -161,9 +160,16 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
             SELECT batch_id, pool, item_count, state, created_at, finished_at FROM ns_batches
             {(state is null ? "" : "WHERE state = @state")}
             ORDER BY created_at DESC, batch_id LIMIT @limit OFFSET @offset;
-            """, reader => new BatchRecord(reader.GetString(0), reader.GetString(1), reader.GetInt32(2), (BatchState)reader.GetInt32(3),
-                DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4)), reader.IsDBNull(5) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(5))),
-            cancellationToken, ("@state", (int?)state ?? 0), ("@limit", limit), ("@offset", offset));
+            """, ReadBatch, cancellationToken, ("@state", (int?)state ?? 0), ("@limit", limit), ("@offset", offset));
+
+    public async Task<StoredBatch?> GetBatchAsync(string batchId, CancellationToken cancellationToken) =>
+        (await ReadRowsAsync("""
+            SELECT batch_id, pool, item_count, state, created_at, finished_at, options, fingerprint FROM ns_batches WHERE batch_id = @batch;
+            """, reader => new StoredBatch(ReadBatch(reader), reader.IsDBNull(6) ? null : JsonSerializer.Deserialize<BatchOptions>(reader.GetString(6)),
+                reader.IsDBNull(7) ? null : reader.GetString(7)), cancellationToken, ("@batch", batchId))).SingleOrDefault();
+
+    private static BatchRecord ReadBatch(DbDataReader reader) => new(reader.GetString(0), reader.GetString(1), reader.GetInt32(2), (BatchState)reader.GetInt32(3),
+        DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4)), reader.IsDBNull(5) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(5)));
 
     /// <remarks>A read on its own snapshot: the pool's batches through the catalogue, each batch's items through the primary key.</remarks>
     public async Task<TokenTotals> GetPoolUsageAsync(string pool, CancellationToken cancellationToken) =>

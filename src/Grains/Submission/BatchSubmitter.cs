@@ -12,16 +12,20 @@ namespace Nightshift.Submission;
 /// one transaction, the pool reserves queue room for them, and only then is the transaction committed
 /// and the batch started.
 /// </summary>
-public sealed class BatchSubmitter(IItemIngest store, IGrainFactory grains, IOptions<SubmissionOptions> options) : IBatchSubmitter
+public sealed class BatchSubmitter(IItemIngest store, IItemCatalogue catalogue, IGrainFactory grains, IOptions<SubmissionOptions> options) : IBatchSubmitter
 {
     private readonly JsonlBatchReader _reader = new(options.Value);
 
-    public async Task<SubmissionResult> SubmitAsync(string batchId, string pool, BatchOptions batchOptions, Stream jsonl, CancellationToken cancellationToken)
+    public Task<SubmissionResult> SubmitAsync(string batchId, string pool, BatchOptions batchOptions, Stream jsonl, CancellationToken cancellationToken) =>
+        SubmitAsync(batchId, pool, batchOptions, jsonl, idempotencyKey: null, cancellationToken);
+
+    public async Task<SubmissionResult> SubmitAsync(string batchId, string pool, BatchOptions batchOptions, Stream jsonl, string? idempotencyKey,
+        CancellationToken cancellationToken)
     {
         using var span = NightshiftTelemetry.Source.StartActivity(NightshiftTelemetry.Spans.SubmitBatch);
         span?.SetTag(NightshiftTelemetry.Tags.BatchId, batchId);
         span?.SetTag(NightshiftTelemetry.Tags.Pool, pool);
-        var result = await IngestAsync(batchId, pool, batchOptions, jsonl, cancellationToken);
+        var result = await IngestAsync(batchId, pool, batchOptions, jsonl, idempotencyKey, cancellationToken);
         span?.SetTag(NightshiftTelemetry.Tags.ItemCount, result.ItemCount);
         if (!result.Accepted)
         {
@@ -32,29 +36,51 @@ public sealed class BatchSubmitter(IItemIngest store, IGrainFactory grains, IOpt
         return result;
     }
 
-    private async Task<SubmissionResult> IngestAsync(string batchId, string pool, BatchOptions batchOptions, Stream jsonl, CancellationToken cancellationToken)
+    private async Task<SubmissionResult> IngestAsync(string batchId, string pool, BatchOptions batchOptions, Stream jsonl, string? idempotencyKey,
+        CancellationToken cancellationToken)
     {
         if (await grains.GetGrain<IPoolGrain>(pool).GetConfig() is null)
         {
             return Rejected(batchId, SubmissionRejection.UnknownPool, $"pool '{pool}' does not exist");
         }
 
-        var batch = grains.GetGrain<IBatchGrain>(batchId);
-        if ((await batch.GetStatus()).State != BatchState.NotFound)
+        using var fingerprint = new SubmissionFingerprint(pool, batchOptions);
+        if (await catalogue.GetBatchAsync(batchId, cancellationToken) is { } existing)
         {
-            return Rejected(batchId, SubmissionRejection.BatchExists, $"batch '{batchId}' already exists");
+            if (idempotencyKey is null)
+            {
+                return Rejected(batchId, SubmissionRejection.BatchExists, $"batch '{batchId}' already exists");
+            }
+
+            await foreach (var line in _reader.ReadAsync(jsonl, cancellationToken))
+            {
+                fingerprint.Add(line.Item);
+            }
+
+            return Replay(existing, fingerprint, idempotencyKey);
         }
 
         var errors = new List<LineError>();
         var count = 0;
+        var taken = false;
         await using var session = await store.BeginIngestAsync(batchId, pool, cancellationToken);
         await foreach (var line in _reader.ReadAsync(jsonl, cancellationToken))
         {
             var error = line.Error;
-            if (line.Item is { } item)
+            fingerprint.Add(line.Item);
+            if (line.Item is { } item && !taken)
             {
-                error = await session.AddAsync(item, cancellationToken);
-                count++;
+                try
+                {
+                    error = await session.AddAsync(item, cancellationToken);
+                    count++;
+                }
+                catch (BatchExistsException)
+                {
+                    // A submission of the same key committed first, while this one was streaming. The rest
+                    // is read only to tell whether it was the same payload.
+                    taken = true;
+                }
             }
 
             if (error is not null)
@@ -72,30 +98,59 @@ public sealed class BatchSubmitter(IItemIngest store, IGrainFactory grains, IOpt
             return new SubmissionResult(batchId, 0, SubmissionRejection.InvalidInput, errors, $"{errors.Count} invalid line(s); first: {errors[0]}");
         }
 
-        var reservation = await grains.GetGrain<IPoolGrain>(pool).Reserve(batchId, count, batchOptions.Priority);
-        if (!reservation.Accepted)
+        if (!taken)
         {
-            return Rejected(batchId, SubmissionRejection.QueueFull, reservation.Reason);
+            var reservation = await grains.GetGrain<IPoolGrain>(pool).Reserve(batchId, count, batchOptions.Priority);
+            if (!reservation.Accepted)
+            {
+                return Rejected(batchId, SubmissionRejection.QueueFull, reservation.Reason);
+            }
+
+            try
+            {
+                await session.CommitAsync(batchOptions, fingerprint.Finish(), cancellationToken);
+            }
+            catch (BatchExistsException)
+            {
+                // The other submission's reservation is the one that stays.
+                taken = true;
+            }
+            catch
+            {
+                await grains.GetGrain<IPoolGrain>(pool).Remove(batchId);
+                throw;
+            }
         }
 
-        try
+        if (taken)
         {
-            await session.CommitAsync(cancellationToken);
-        }
-        catch
-        {
-            await grains.GetGrain<IPoolGrain>(pool).Remove(batchId);
-            throw;
+            var first = await catalogue.GetBatchAsync(batchId, cancellationToken)
+                ?? throw new InvalidOperationException($"batch '{batchId}' was committed first, yet is not in the catalogue");
+            return Replay(first, fingerprint, idempotencyKey ?? batchId);
         }
 
-        // Checkpoint 1: every item and the batch's catalogue row are durable, all at once; before the
-        // commit nothing of the batch exists. A crash from here to checkpoint 2 leaves the items
-        // without a started batch grain.
-        await batch.Start(new BatchSpec(pool, count, batchOptions));
+        // Checkpoint 1: every item and the batch's catalogue row (its spec with them) are durable, all
+        // at once; before the commit nothing of the batch exists. A crash from here to checkpoint 2 leaves
+        // a batch grain without state, which starts itself from the catalogue when first activated.
+        await grains.GetGrain<IBatchGrain>(batchId).Start(new BatchSpec(pool, count, batchOptions));
 
         // Checkpoint 2: the batch grain holds its spec; from here it resumes on its own after any crash
         // (Recovery/BatchResumer at start-up, its reminder otherwise).
         return new SubmissionResult(batchId, count, SubmissionRejection.None, [], null);
+    }
+
+    /// <summary>
+    /// A submission under an idempotency key whose batch exists: the same payload (pool, options and
+    /// items) is the first submission again and answers with its batch; another payload is refused. A
+    /// batch stored before fingerprints were has none, and is taken to be the same.
+    /// </summary>
+    private static SubmissionResult Replay(StoredBatch existing, SubmissionFingerprint fingerprint, string idempotencyKey)
+    {
+        var batchId = existing.Record.BatchId;
+        return existing.Fingerprint is null || fingerprint.Finish() == existing.Fingerprint
+            ? new SubmissionResult(batchId, existing.Record.ItemCount, SubmissionRejection.None, [], null) { Replayed = true }
+            : Rejected(batchId, SubmissionRejection.KeyReused,
+                $"Idempotency-Key '{idempotencyKey}' was used for batch '{batchId}' with another payload; use a new key for a new batch");
     }
 
     private static SubmissionResult Rejected(string batchId, SubmissionRejection rejection, string? reason) =>

@@ -196,13 +196,55 @@ public sealed class ApiTests(SmallLimitsApiHost host) : IClassFixture<SmallLimit
     }
 
     [Fact]
+    public async Task Idempotency_TheSameKeyWithAnotherPayload_Is422_NamingTheKeyAndItsBatch_AndWritesNothing()
+    {
+        await CreatePoolAsync("idem-other", maxRunning: 2);
+        var key = $"nightly-{Guid.NewGuid():n}";
+        var first = await PostWithKeyAsync("idem-other", key, Jsonl.Lines(10, "a"));
+        var id = (await first.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+        var before = await CatalogueAsync();
+
+        var other = await PostWithKeyAsync("idem-other", key, Jsonl.Lines(10, "b"));
+        var otherOptions = await PostWithKeyAsync("idem-other", key, Jsonl.Lines(10, "a"), "&maxAttempts=2");
+
+        await AssertProblemAsync(other, HttpStatusCode.UnprocessableEntity, $"Idempotency-Key '{key}' was used for batch '{id}' with another payload");
+        await AssertProblemAsync(otherOptions, HttpStatusCode.UnprocessableEntity, $"Idempotency-Key '{key}'");
+        Assert.Equal(before, await CatalogueAsync());
+        Assert.Equal(HttpStatusCode.OK, (await PostWithKeyAsync("idem-other", key, Jsonl.Lines(10, "a"))).StatusCode);
+    }
+
+    [Fact]
+    public async Task Idempotency_FourConcurrentSubmissionsOfOneKey_CreateOneBatch_AndEveryAnswerNamesIt()
+    {
+        await CreatePoolAsync("idem-race", maxRunning: 2);
+        var key = $"race-{Guid.NewGuid():n}";
+        var lines = Jsonl.Lines(3_000, "race");
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => PostWithKeyAsync("idem-race", key, lines))));
+
+        var statuses = answers.Select(answer => answer.StatusCode).ToList();
+        Assert.Equal(1, statuses.Count(status => status == HttpStatusCode.Created));
+        Assert.All(statuses, status => Assert.Contains(status, new[] { HttpStatusCode.Created, HttpStatusCode.OK }));
+        var ids = new List<string?>();
+        foreach (var answer in answers)
+        {
+            ids.Add((await answer.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString());
+        }
+
+        Assert.Single(ids.Distinct());
+        var listed = await Http.GetFromJsonAsync<JsonElement>("/v1/batches?limit=1000", Ct);
+        Assert.Single(listed.GetProperty("items").EnumerateArray(), b => b.GetProperty("pool").GetString() == "idem-race");
+        Assert.Equal(3_000, (await host.Store.CountAsync(ids[0]!, Ct)).Total);
+    }
+
+    [Fact]
     public async Task Idempotency_ARetriedSubmissionReturnsTheOriginalBatch()
     {
         await CreatePoolAsync("idem", maxRunning: 2);
         var key = Guid.NewGuid().ToString();
 
-        var first = await PostWithKeyAsync(key, Jsonl.Lines(10, "idem"));
-        var second = await PostWithKeyAsync(key, Jsonl.Lines(10, "idem"));
+        var first = await PostWithKeyAsync("idem", key, Jsonl.Lines(10, "idem"));
+        var second = await PostWithKeyAsync("idem", key, Jsonl.Lines(10, "idem"));
 
         Assert.Equal((HttpStatusCode.Created, HttpStatusCode.OK), (first.StatusCode, second.StatusCode));
         var firstId = (await first.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString();
@@ -210,13 +252,6 @@ public sealed class ApiTests(SmallLimitsApiHost host) : IClassFixture<SmallLimit
         Assert.Equal("true", second.Headers.GetValues("Idempotent-Replayed").Single());
         var listed = await Http.GetFromJsonAsync<JsonElement>("/v1/batches?limit=1000", Ct);
         Assert.Single(listed.GetProperty("items").EnumerateArray(), b => b.GetProperty("pool").GetString() == "idem");
-
-        async Task<HttpResponseMessage> PostWithKeyAsync(string idempotencyKey, string lines)
-        {
-            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/batches?pool=idem") { Content = Ndjson(lines) };
-            request.Headers.Add("Idempotency-Key", idempotencyKey);
-            return await Http.SendAsync(request, Ct);
-        }
     }
 
     [Fact]
@@ -263,6 +298,13 @@ public sealed class ApiTests(SmallLimitsApiHost host) : IClassFixture<SmallLimit
     private static StringContent Ndjson(string lines) => new(lines, Encoding.UTF8, "application/x-ndjson");
 
     private static byte[] Utf8(string text) => Encoding.UTF8.GetBytes(text);
+
+    private async Task<HttpResponseMessage> PostWithKeyAsync(string pool, string idempotencyKey, string lines, string options = "")
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"/v1/batches?pool={pool}{options}") { Content = Ndjson(lines) };
+        request.Headers.Add("Idempotency-Key", idempotencyKey);
+        return await Http.SendAsync(request, Ct);
+    }
 
     private async Task CreatePoolAsync(string name, int maxRunning) =>
         Assert.Equal(HttpStatusCode.OK, (await Http.PutAsJsonAsync($"/v1/pools/{name}", new { maxRunning }, Ct)).StatusCode);

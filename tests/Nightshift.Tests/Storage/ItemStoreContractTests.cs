@@ -60,6 +60,29 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task TwoIngestsOfOneBatch_TheLaterIsRefusedAsBatchExists_AndTheFirstKeepsItsItemsAndSpec()
+    {
+        var options = new BatchOptions { MaxAttempts = 2, AttemptTimeout = TimeSpan.FromSeconds(40), Priority = 3 };
+        await using var first = await _store.BeginIngestAsync("twice", "pool", Ct);
+        await using var second = await _store.BeginIngestAsync("twice", "pool", Ct);
+        Assert.Null(await first.AddAsync(Item(0, "a"), Ct));
+        Assert.Null(await first.AddAsync(Item(1, "b"), Ct));
+        await first.CommitAsync(options, "first", Ct);
+
+        var refused = await Assert.ThrowsAsync<BatchExistsException>(async () =>
+        {
+            await second.AddAsync(Item(0, "c"), Ct);
+            await second.CommitAsync(new BatchOptions(), "second", Ct);
+        });
+
+        Assert.Equal("twice", refused.BatchId);
+        var stored = await _store.GetBatchAsync("twice", Ct);
+        Assert.Equal(("pool", 2, options, "first"), (stored!.Record.Pool, stored.Record.ItemCount, stored.Options, stored.Fingerprint));
+        Assert.Equal(2, (await _store.CountAsync("twice", Ct)).Total);
+        Assert.Null(await _store.GetBatchAsync("never", Ct));
+    }
+
+    [Fact]
     public async Task Ingest_ReportsADuplicateCustomId_WithTheLineThatFirstUsedIt()
     {
         await using var session = await _store.BeginIngestAsync("dup", "pool", Ct);
@@ -156,7 +179,7 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
         await using (var session = await store.BeginIngestAsync("poison", "pool", Ct))
         {
             Assert.Null(await session.AddAsync(Item(0, "p"), Ct));
-            await session.CommitAsync(Ct);
+            await session.CommitAsync(new BatchOptions(), null, Ct);
         }
 
         // Claims given back unstarted (claimed ahead, then paused) are no interruptions.
@@ -219,18 +242,25 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Restart_RequeuesLeasedItems_OnlyWhenTheStoreBelongsToOneProcess()
+    public async Task Restart_LeavesLeasesAlone_AndRequeueAll_PutsEveryLeaseBack_AsAnInterruption()
     {
         await IngestAsync("b", 3);
+        await IngestAsync("c", 1);
         await _store.ClaimAsync("b", [Lease(1), Lease(2)], _time.GetUtcNow(), Ct);
+        await _store.ClaimAsync("c", [Lease(3)], _time.GetUtcNow(), Ct);
 
         var restarted = NewStore();
         await using var owned = (IAsyncDisposable)restarted;
         await restarted.InitializeAsync(Ct);
-
-        // A shared store cannot tell a dead holder from a live one on another silo: its leases expire instead.
         var counts = await restarted.CountAsync("b", Ct);
-        Assert.Equal(restarted.OwnedByOneProcess ? (3L, 0L) : (1L, 2L), (counts.Pending, counts.Leased));
+        Assert.Equal((1L, 2L), (counts.Pending, counts.Leased));
+
+        // What Recovery/StartupRequeue does when the store belongs to one process.
+        Assert.Equal(3, await restarted.RequeueAllLeasesAsync(Ct));
+        counts = await restarted.CountAsync("b", Ct);
+        Assert.Equal((3L, 0L), (counts.Pending, counts.Leased));
+        Assert.Equal(0, (await restarted.CountAsync("c", Ct)).Leased);
+        Assert.Equal(0, await restarted.RequeueAllLeasesAsync(Ct));
     }
 
     [Fact]
@@ -296,7 +326,7 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
             Assert.Null(await session.AddAsync(Item(5_001, "c5001"), Ct));
 
             Assert.Equal(new LineError(5_001, "custom_id", "duplicate custom_id 'c4321' (first used on line 4322)"), duplicate);
-            await session.CommitAsync(Ct);
+            await session.CommitAsync(new BatchOptions(), null, Ct);
         }
 
         Assert.Equal(5_001, (await _store.CountAsync("many", Ct)).Pending);
@@ -354,7 +384,7 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
             Assert.Null(await session.AddAsync(Item(i, $"c{i}"), Ct));
         }
 
-        await session.CommitAsync(Ct);
+        await session.CommitAsync(new BatchOptions(), null, Ct);
     }
 
     private async Task<List<ItemResult>> ResultsAsync(string batchId, IItemStore? store = null)

@@ -2,6 +2,7 @@ using System.Data;
 using System.Data.Common;
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
+using System.Text.Json;
 using Npgsql;
 using NpgsqlTypes;
 using Nightshift.Batches;
@@ -183,6 +184,39 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
 
         public async ValueTask<LineError?> AddAsync(ItemRequest item, CancellationToken cancellationToken)
         {
+            try
+            {
+                return await CopyAsync(item, cancellationToken);
+            }
+            catch (PostgresException taken) when (taken.SqlState == PostgresErrorCodes.UniqueViolation)
+            {
+                throw new BatchExistsException(batchId, taken);
+            }
+        }
+
+        public async Task CommitAsync(BatchOptions options, string? fingerprint, CancellationToken cancellationToken)
+        {
+            // Another ingest of this id holds its rows' keys until it ends; once it has committed, the
+            // COPY or the catalogue row of this one meets them.
+            try
+            {
+                await FinishCopyAsync(cancellationToken);
+                await using (var catalogue = new NpgsqlCommand(InsertBatch, connection, transaction))
+                {
+                    await catalogue.Bind(("@batch", batchId), ("@pool", pool), ("@count", _added), ("@state", (short)BatchState.Running), ("@now", now),
+                        ("@options", JsonSerializer.Serialize(options)), ("@fingerprint", fingerprint)).ExecuteNonQueryAsync(cancellationToken);
+                }
+            }
+            catch (PostgresException taken) when (taken.SqlState == PostgresErrorCodes.UniqueViolation)
+            {
+                throw new BatchExistsException(batchId, taken);
+            }
+
+            await transaction.CommitAsync(cancellationToken);
+        }
+
+        private async Task<LineError?> CopyAsync(ItemRequest item, CancellationToken cancellationToken)
+        {
             if (!_seen.Add(XxHash3.HashToUInt64(MemoryMarshal.AsBytes(item.CustomId.AsSpan()))) && await FirstLineOfAsync(item.CustomId, cancellationToken) is { } firstIndex)
             {
                 return new LineError(item.Index + 1, "custom_id", $"duplicate custom_id '{item.CustomId}' (first used on line {firstIndex + 1})");
@@ -199,17 +233,6 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
             await _copy.WriteAsync(now, NpgsqlDbType.Bigint, cancellationToken);
             _added++;
             return null;
-        }
-
-        public async Task CommitAsync(CancellationToken cancellationToken)
-        {
-            await FinishCopyAsync(cancellationToken);
-            await using (var catalogue = new NpgsqlCommand(InsertBatch, connection, transaction))
-            {
-                await catalogue.Bind(("@batch", batchId), ("@pool", pool), ("@count", _added), ("@state", (short)BatchState.Running), ("@now", now)).ExecuteNonQueryAsync(cancellationToken);
-            }
-
-            await transaction.CommitAsync(cancellationToken);
         }
 
         public async ValueTask DisposeAsync()

@@ -267,6 +267,13 @@ internal static class PostgresSchema
             DELETE FROM orleans_reminders WHERE service_id = @ServiceId;
         $q$);
         """,
+        """
+        -- The spec a batch was submitted with, written in the ingest's transaction, so a batch whose
+        -- grain never started (its submitter died after the commit) starts from the store alone; and
+        -- the fingerprint of that submission, so an idempotency key reused with another payload is refused.
+        ALTER TABLE ns_batches ADD COLUMN options text NULL;
+        ALTER TABLE ns_batches ADD COLUMN fingerprint text NULL;
+        """,
     ];
 
     /// <summary>The newest schema version this build knows.</summary>

@@ -1,4 +1,5 @@
 using System.Data.Common;
+using System.Text.Json;
 using Microsoft.Data.Sqlite;
 using Nightshift.Batches;
 using Nightshift.Pools;
@@ -37,6 +38,9 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
         UPDATE ns_items SET lease_expires_at = @expires
         WHERE batch_id = @batch AND idx = @idx AND state = {Leased} AND lease_token = @token;
         """;
+
+    /// <summary>SQLITE_CONSTRAINT: a primary key or unique index refused the row.</summary>
+    private const int ConstraintViolation = 19;
 
     private readonly string _connectionString = ConnectionStringFor(options.Path);
 
@@ -223,7 +227,7 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
             return new LineError(item.Index + 1, "custom_id", $"duplicate custom_id '{item.CustomId}' (first used on line {firstIndex + 1})");
         }
 
-        public async Task CommitAsync(CancellationToken cancellationToken)
+        public async Task CommitAsync(BatchOptions options, string? fingerprint, CancellationToken cancellationToken)
         {
             await _staging.CommitAsync(cancellationToken);
 
@@ -237,7 +241,16 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
                     SELECT @batch, idx, custom_id, method, url, body, @now FROM temp.ns_ingest ORDER BY idx;
                     {InsertBatch}
                     """;
-                await move.Bind(("@batch", _batchId), ("@pool", _pool), ("@count", _added), ("@state", (int)BatchState.Running), ("@now", _now)).ExecuteNonQueryAsync(cancellationToken);
+                try
+                {
+                    await move.Bind(("@batch", _batchId), ("@pool", _pool), ("@count", _added), ("@state", (int)BatchState.Running), ("@now", _now),
+                        ("@options", JsonSerializer.Serialize(options)), ("@fingerprint", fingerprint)).ExecuteNonQueryAsync(cancellationToken);
+                }
+                catch (SqliteException taken) when (taken.SqliteErrorCode == ConstraintViolation)
+                {
+                    // The write lock serialized two ingests of one id: the other committed first.
+                    throw new BatchExistsException(_batchId, taken);
+                }
             }
 
             await publish.CommitAsync(cancellationToken);
