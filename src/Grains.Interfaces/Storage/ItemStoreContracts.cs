@@ -48,7 +48,8 @@ public sealed class BatchExistsException(string batchId, Exception inner) : Exce
 
 /// <summary>
 /// The store's dispatch role: claims, fenced results, leases and their recovery. Writes are
-/// group-committed: once queued, a write commits with its group whatever its token says.
+/// group-committed: a write whose token fires while it still waits for its group is withdrawn (never
+/// written, its task cancelled); once in a group it commits with the group whatever its token says.
 /// </summary>
 public interface IItemDispatch
 {

@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Diagnostics.CodeAnalysis;
 using Microsoft.Extensions.Logging;
 using Nightshift.Hosting;
 using Nightshift.Items;
@@ -30,6 +31,7 @@ public sealed class BatchGrainState
 /// dispatch cycle's decisions are its <see cref="SlotDispatcher"/>'s; the grain does the store calls and
 /// the messaging they ask for.
 /// </summary>
+[SuppressMessage("Design", "CA1001", Justification = "Its token source has no timer and no wait handle: nothing to free, and a claim may still read it after deactivation.")]
 internal sealed partial class BatchGrain(
     [PersistentState(StorageNames.BatchState, StorageNames.Grains)] IPersistentState<BatchGrainState> state,
     IItemStore store,
@@ -59,6 +61,9 @@ internal sealed partial class BatchGrain(
 
     /// <summary>Items claimed and not yet reported, under their claim tokens (the items claimed ahead among them).</summary>
     private readonly Dictionary<int, long> _inFlight = [];
+
+    /// <summary>Cancelled as the activation deactivates: its store calls still waiting are withdrawn.</summary>
+    private readonly CancellationTokenSource _deactivating = new();
 
     /// <summary>Ends of calls on kept slots, not yet reported to the pool.</summary>
     private readonly List<SlotRelease> _kept = [];
@@ -232,6 +237,9 @@ internal sealed partial class BatchGrain(
         // pending; a claim still out gives back what it brings) before it goes. Their renewals stop at
         // once, so if the silo cannot wait, their leases expire and the pool and the store take them back.
         StopDispatching();
+
+        // A claim still waiting for its group is withdrawn: the deactivation does not wait for it.
+        await _deactivating.CancelAsync();
         try
         {
             await _claiming.WaitAsync(cancellationToken);
@@ -311,11 +319,15 @@ internal sealed partial class BatchGrain(
                 // Checkpoint 3: the claimed items are leased under this activation's claim tokens, renewed
                 // while it lives. A crash from here to checkpoint 7 leaves them leased until their
                 // claim expires, and lease expiry (Recovery/BatchRecovery) puts them back to pending.
-                var claimed = await store.ClaimAsync(Id, next, time.GetUtcNow(), CancellationToken.None);
+                var claimed = await store.ClaimAsync(Id, next, time.GetUtcNow(), _deactivating.Token);
                 CountClaimed(claimed);
-                var nextDue = claimed.Count < next.Count ? await store.NextDueAsync(Id, CancellationToken.None) : null;
+                var nextDue = claimed.Count < next.Count ? await store.NextDueAsync(Id, _deactivating.Token) : null;
                 Prepare(claimed);
                 plan = dispatcher.Claimed(next.Count, claimed, nextDue);
+            }
+            catch (OperationCanceledException) when (_deactivating.IsCancellationRequested)
+            {
+                plan = dispatcher.ClaimFailed();
             }
             catch (Exception failure)
             {
@@ -373,6 +385,7 @@ internal sealed partial class BatchGrain(
             }
         }
 
+        // Never withdrawn: a deactivating batch gives back what it claimed ahead rather than leave it to expire.
         foreach (var item in items)
         {
             await store.ReleaseLeaseAsync(Id, item.Index, item.Lease.Token, interrupted: false, CancellationToken.None);
@@ -491,6 +504,7 @@ internal sealed partial class BatchGrain(
         StopDispatching();
         await _claiming;
         await Task.WhenAll(_sent);
+        // The cancel a caller asked for, already persisted in the grain's state: it must reach the items.
         var cancelled = await store.CancelPendingAsync(Id, CancellationToken.None);
         _pending -= cancelled;
         _cancelled += cancelled;
@@ -512,6 +526,8 @@ internal sealed partial class BatchGrain(
     private async Task SaveStateAsync()
     {
         await state.WriteStateAsync();
+
+        // The catalogue follows the grain state just written; grain methods have no token to forward.
         await store.SetBatchStateAsync(Id, state.State.State, state.State.FinishedAt, CancellationToken.None);
     }
 

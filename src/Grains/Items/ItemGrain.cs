@@ -116,8 +116,8 @@ internal sealed partial class ItemGrain(
             var record = Decide(assignment, result, stop == CallStop.Cancelled, out var outcome, out var rateLimitedFor);
             CountOutcome(assignment.Slot.Pool, outcome, rateLimitedFor is not null);
 
-            // Checkpoint 6: the call has happened and may be billed. Its result must be recorded now;
-            // a crash before the write below costs this one call again, never more.
+            // Checkpoint 6: the call has happened and may be billed. Its result must be recorded now (no
+            // token could withdraw it); a crash before the write below costs this one call again, never more.
             var recorded = await store.RecordAttemptAsync(record, CancellationToken.None);
 
             // Checkpoint 7: the result is durable (or was fenced off because our lease was lost).
@@ -157,7 +157,7 @@ internal sealed partial class ItemGrain(
     {
         // Checkpoint 5: the request may have reached the model, but no answer reached us. Nothing is
         // recorded but the interruption, so the item will be called again; an interruption does not
-        // count as a failed attempt.
+        // count as a failed attempt. Never withdrawn: a stopping silo gives its items back before it goes.
         await store.ReleaseLeaseAsync(assignment.BatchId, assignment.Index, assignment.Lease.Token, interrupted: true, CancellationToken.None);
         LogInterrupted(logger, assignment.BatchId, assignment.Index);
         var release = new SlotRelease(assignment.BatchId, assignment.Slot.Token, ItemTerminal: false, RateLimitedFor: null, EstimatedTokens: estimate);

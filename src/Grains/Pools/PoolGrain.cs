@@ -91,7 +91,7 @@ internal sealed partial class PoolGrain(
         // Configuring is how an operator answers a pause (a new key variable, the right deployment),
         // and how a run command starts again after one.
         state.State.PausedReason = null;
-        await store.RegisterPoolAsync(Name, CancellationToken.None);
+        await store.RegisterPoolAsync(Name, CancellationToken.None); // listed once configured; Configure has no token
         if (_limiter is null)
         {
             await StartLimiterAsync(config);

@@ -9,7 +9,9 @@ namespace Nightshift.Storage;
 /// (each a disk flush), not thousands. Writes of one kind (<see cref="RunSharedAsync"/>) share one
 /// call per group, e.g. one statement for hundreds of results. A group that fails transiently (lost
 /// connection, restarting server) is run again on a new connection; a statement that fails on its own
-/// fails alone, and the rest run again.
+/// fails alone, and the rest run again. A write whose token is cancelled while it still waits is
+/// withdrawn (it never runs, and its caller sees the cancellation); once taken into a group it commits
+/// with the group whatever its token says, and its caller waits for that.
 /// </summary>
 internal sealed class GroupCommitQueue : IAsyncDisposable
 {
@@ -39,14 +41,16 @@ internal sealed class GroupCommitQueue : IAsyncDisposable
     /// connection or another statement's failure), so it must only issue statements and compute its
     /// result from their answers.
     /// </summary>
-    public Task<T> RunAsync<T>(Func<GroupTransaction, Task<T>> work) => Enqueue(new Operation<T>(work));
+    public Task<T> RunAsync<T>(Func<GroupTransaction, Task<T>> work, CancellationToken cancellationToken = default) =>
+        Enqueue(new Operation<T>(work), cancellationToken);
 
     /// <summary>
     /// Runs <paramref name="item"/> in the next group transaction, in one call of <paramref name="writeAll"/>
     /// with every item queued for the same <paramref name="writeAll"/> (which answers one result per item, in order).
     /// </summary>
-    public Task<TResult> RunSharedAsync<TItem, TResult>(Func<GroupTransaction, IReadOnlyList<TItem>, Task<IReadOnlyList<TResult>>> writeAll, TItem item) =>
-        Enqueue(new Shared<TItem, TResult>(writeAll, item));
+    public Task<TResult> RunSharedAsync<TItem, TResult>(Func<GroupTransaction, IReadOnlyList<TItem>, Task<IReadOnlyList<TResult>>> writeAll, TItem item,
+        CancellationToken cancellationToken = default) =>
+        Enqueue(new Shared<TItem, TResult>(writeAll, item), cancellationToken);
 
     public async ValueTask DisposeAsync()
     {
@@ -55,8 +59,11 @@ internal sealed class GroupCommitQueue : IAsyncDisposable
         await DropConnectionAsync();
     }
 
-    private Task<T> Enqueue<T>(Write<T> write) =>
-        _operations.Writer.TryWrite(write) ? write.Task : throw new ObjectDisposedException(nameof(GroupCommitQueue));
+    private Task<T> Enqueue<T>(Write<T> write, CancellationToken cancellationToken)
+    {
+        write.WithdrawOn(cancellationToken);
+        return _operations.Writer.TryWrite(write) ? write.Task : throw new ObjectDisposedException(nameof(GroupCommitQueue));
+    }
 
     private async Task RunAsync()
     {
@@ -65,7 +72,15 @@ internal sealed class GroupCommitQueue : IAsyncDisposable
         {
             while (queued.Count < MaxOperationsPerCommit && _operations.Reader.TryRead(out var write))
             {
-                queued.Add(write);
+                if (write.TryTake())
+                {
+                    queued.Add(write);
+                }
+            }
+
+            if (queued.Count == 0)
+            {
+                continue;
             }
 
             await CommitAsync([.. queued.GroupBy(write => write.Kind).Select(kind => kind.ToList())]);
@@ -144,13 +159,45 @@ internal sealed class GroupCommitQueue : IAsyncDisposable
     /// <summary>A queued write. Writes of one <see cref="Kind"/> in a group run in one call of the first's <see cref="ExecuteAsync"/>.</summary>
     private abstract class Write
     {
+        private const int Waiting = 0;
+        private const int Taken = 1;
+        private const int Withdrawn = 2;
+
+        private int _state;
+        private CancellationTokenRegistration _withdrawal;
+
         public abstract object Kind { get; }
+
+        /// <summary>Withdraws the write if <paramref name="cancellationToken"/> fires while it still waits.</summary>
+        public void WithdrawOn(CancellationToken cancellationToken)
+        {
+            if (cancellationToken.CanBeCanceled)
+            {
+                _withdrawal = cancellationToken.Register(() =>
+                {
+                    if (Interlocked.CompareExchange(ref _state, Withdrawn, Waiting) == Waiting)
+                    {
+                        Cancel(cancellationToken);
+                    }
+                });
+            }
+        }
+
+        /// <summary>Takes the write into a group, unless it was withdrawn: from here it commits with the group.</summary>
+        public bool TryTake()
+        {
+            var taken = Interlocked.CompareExchange(ref _state, Taken, Waiting) == Waiting;
+            _withdrawal.Dispose();
+            return taken;
+        }
 
         public abstract Task ExecuteAsync(GroupTransaction group, List<Write> kind);
 
         public abstract void Complete();
 
         public abstract void Fail(Exception exception);
+
+        protected abstract void Cancel(CancellationToken cancellationToken);
     }
 
     private abstract class Write<T> : Write
@@ -164,6 +211,8 @@ internal sealed class GroupCommitQueue : IAsyncDisposable
         public override void Complete() => _completion.TrySetResult(Result!);
 
         public override void Fail(Exception exception) => _completion.TrySetException(exception);
+
+        protected override void Cancel(CancellationToken cancellationToken) => _completion.TrySetCanceled(cancellationToken);
     }
 
     /// <summary>A write of its own kind.</summary>

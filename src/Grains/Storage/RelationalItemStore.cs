@@ -96,39 +96,39 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
     }
 
     public Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string batchId, IReadOnlyList<ItemLease> leases, DateTimeOffset now, CancellationToken cancellationToken) =>
-        _claims.RunAsync(group => _dialect.ClaimAsync(group, batchId, leases, now.Millis()));
+        _claims.RunAsync(group => _dialect.ClaimAsync(group, batchId, leases, now.Millis()), cancellationToken);
 
     /// <summary>
     /// Queues the attempt for the next group of writes: all results waiting at that moment are written
     /// in one call of the dialect (one statement on PostgreSQL) in one commit.
     /// </summary>
-    public Task<bool> RecordAttemptAsync(AttemptRecord record, CancellationToken cancellationToken) => _writer.RunSharedAsync(_recordAll, record);
+    public Task<bool> RecordAttemptAsync(AttemptRecord record, CancellationToken cancellationToken) => _writer.RunSharedAsync(_recordAll, record, cancellationToken);
 
     public async Task<int> RequeueAllLeasesAsync(CancellationToken cancellationToken) =>
         (await _writer.RunAsync(group => group.Command(RequeueAll, ("@now", Now()), ("@max_interruptions", _options.MaxInterruptions))
-            .ReadAllAsync(reader => reader.GetInt32(0), CancellationToken.None))).Count;
+            .ReadAllAsync(reader => reader.GetInt32(0), CancellationToken.None), cancellationToken)).Count;
 
     public Task<IReadOnlyList<RequeuedItem>> RequeueExpiredLeasesAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken) =>
         _writer.RunAsync<IReadOnlyList<RequeuedItem>>(group => group
             .Command(RequeueExpired, ("@batch", batchId), ("@now", now.Millis()), ("@max_interruptions", _options.MaxInterruptions))
-            .ReadAllAsync(reader => new RequeuedItem(reader.GetInt32(0), reader.GetInt32(1) == Failed), CancellationToken.None));
+            .ReadAllAsync(reader => new RequeuedItem(reader.GetInt32(0), reader.GetInt32(1) == Failed), CancellationToken.None), cancellationToken);
 
     public Task<IReadOnlySet<long>> ExtendLeasesAsync(IReadOnlyList<LeaseExtension> leases, CancellationToken cancellationToken) =>
-        _writer.RunAsync(group => _dialect.ExtendAsync(group, leases));
+        _writer.RunAsync(group => _dialect.ExtendAsync(group, leases), cancellationToken);
 
     public Task<bool> ReleaseLeaseAsync(string batchId, int index, long leaseToken, bool interrupted, CancellationToken cancellationToken) =>
-        _writer.RunAsync(async group => await group.Command(Release, ("@batch", batchId), ("@idx", index), ("@token", leaseToken), ("@interrupted", interrupted ? 1 : 0), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None) == 1);
+        _writer.RunAsync(async group => await group.Command(Release, ("@batch", batchId), ("@idx", index), ("@token", leaseToken), ("@interrupted", interrupted ? 1 : 0), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None) == 1, cancellationToken);
 
     public Task<int> CancelPendingAsync(string batchId, CancellationToken cancellationToken) =>
-        _writer.RunAsync(group => group.Command(CancelPending, ("@batch", batchId), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None));
+        _writer.RunAsync(group => group.Command(CancelPending, ("@batch", batchId), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None), cancellationToken);
 
     public Task SetBatchStateAsync(string batchId, BatchState state, DateTimeOffset? finishedAt, CancellationToken cancellationToken) =>
         _writer.RunAsync(group => group.Command("UPDATE ns_batches SET state = @state, finished_at = @finished WHERE batch_id = @batch;",
-            ("@batch", batchId), ("@state", (int)state), ("@finished", finishedAt?.Millis())).ExecuteNonQueryAsync(CancellationToken.None));
+            ("@batch", batchId), ("@state", (int)state), ("@finished", finishedAt?.Millis())).ExecuteNonQueryAsync(CancellationToken.None), cancellationToken);
 
     public Task RegisterPoolAsync(string name, CancellationToken cancellationToken) =>
         _writer.RunAsync(group => group.Command("INSERT INTO ns_pools (name, created_at) VALUES (@name, @now) ON CONFLICT (name) DO NOTHING;",
-            ("@name", name), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None));
+            ("@name", name), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None), cancellationToken);
 
     public Task<ItemCounts> CountAsync(string batchId, CancellationToken cancellationToken) =>
         ReadAsync((connection, token) => CountAsync(connection, null, batchId, token), cancellationToken);
