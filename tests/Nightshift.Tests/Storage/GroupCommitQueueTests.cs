@@ -14,12 +14,17 @@ public sealed class GroupCommitQueueTests : IDisposable
     public async Task AWriteCancelledWhileItWaits_IsWithdrawn_NeverRuns_AndTheOthersCommit()
     {
         await using var queue = Queue();
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var holding = queue.RunAsync(async group =>
         {
+            started.TrySetResult();
             await gate.Task;
             return await Execute(group, "CREATE TABLE IF NOT EXISTS t (v INTEGER);");
         }, Ct);
+
+        // The group is running: what is queued from here waits for the next one.
+        await started.Task.WaitAsync(TimeSpan.FromSeconds(30), Ct);
         using var shutdown = new CancellationTokenSource();
         var ranWithdrawn = false;
         var withdrawn = queue.RunAsync(group =>
@@ -30,7 +35,7 @@ public sealed class GroupCommitQueueTests : IDisposable
         var kept = queue.RunAsync(group => Execute(group, "INSERT INTO t (v) VALUES (2);"), Ct);
 
         await shutdown.CancelAsync();
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => withdrawn);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => withdrawn.WaitAsync(TimeSpan.FromSeconds(30), Ct));
         gate.SetResult();
         await holding;
         Assert.Equal(1, await kept);
