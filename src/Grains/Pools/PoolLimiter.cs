@@ -73,7 +73,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         // Room is held, but nothing is granted until the batch itself registers (it has started).
         if (!_batches.TryGetValue(batchId, out _))
         {
-            _batches[batchId] = new BatchShare { Pass = _virtualPass, Started = false, TokensPerCall = _rate.TokensPerCall };
+            _batches[batchId] = NewShare(started: false);
         }
 
         _batches[batchId].Outstanding = itemCount;
@@ -90,7 +90,8 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         if (!_batches.TryGetValue(batchId, out var share))
         {
             // Slots it already holds may have been adopted from renewals before it registered.
-            share = new BatchShare { Pass = _virtualPass, Running = _leases.Values.Count(h => h.BatchId == batchId), TokensPerCall = _rate.TokensPerCall };
+            share = NewShare(started: true);
+            share.Running = _leases.Values.Count(h => h.BatchId == batchId);
             _batches[batchId] = share;
         }
 
@@ -127,18 +128,17 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         var until = time.GetUtcNow() + rejoinWithin;
         foreach (var batch in saved)
         {
-            _batches.TryAdd(batch.BatchId, new BatchShare
-            {
-                Pass = _virtualPass,
-                Started = false,
-                Outstanding = batch.Outstanding,
-                Priority = batch.Priority,
-                AttemptTimeout = batch.AttemptTimeout,
-                TokensPerCall = _rate.TokensPerCall,
-                RejoinBy = until,
-            });
+            var share = NewShare(started: false);
+            share.Outstanding = batch.Outstanding;
+            share.Priority = batch.Priority;
+            share.AttemptTimeout = batch.AttemptTimeout;
+            share.RejoinBy = until;
+            _batches.TryAdd(batch.BatchId, share);
         }
     }
+
+    /// <summary>A batch joining now: at the current pass, so it neither waits behind the others nor gets a burst.</summary>
+    private BatchShare NewShare(bool started) => new() { Pass = _virtualPass, Started = started, TokensPerCall = _rate.TokensPerCall };
 
     /// <summary>Frees a slot; <c>false</c> when the token is not held (released twice, or expired).</summary>
     public bool Release(SlotRelease release) => Free(release, byHolder: true);
