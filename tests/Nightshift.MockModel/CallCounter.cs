@@ -18,6 +18,7 @@ internal sealed class CallCounter(TimeProvider time)
     private readonly Dictionary<string, long> _injected = new(StringComparer.Ordinal);
     private readonly Dictionary<int, long> _statusCounts = [];
     private readonly List<long> _successes = [];
+    private readonly List<long> _arrivals = [];
     private long _total;
     private int _current;
     private int _peak;
@@ -47,6 +48,7 @@ internal sealed class CallCounter(TimeProvider time)
                 _changedAt = now;
             }
 
+            _arrivals.Add(now.ToUnixTimeMilliseconds());
             _total++;
             _current++;
             _peak = Math.Max(_peak, _current);
@@ -127,6 +129,15 @@ internal sealed class CallCounter(TimeProvider time)
         }
     }
 
+    /// <summary>When each completion request arrived, in unix milliseconds, ascending (refused ones included).</summary>
+    public long[] Arrivals()
+    {
+        lock (_lock)
+        {
+            return [.. _arrivals];
+        }
+    }
+
     public MockModelStats Snapshot()
     {
         lock (_lock)
@@ -167,6 +178,7 @@ internal sealed class CallCounter(TimeProvider time)
             _injected.Clear();
             _statusCounts.Clear();
             _successes.Clear();
+            _arrivals.Clear();
             _firstArrival = null;
             _lastDeparture = null;
             _inFlightTicks = 0;

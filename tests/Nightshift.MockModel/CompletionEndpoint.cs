@@ -55,7 +55,7 @@ internal sealed class CompletionEndpoint(MockModelOptions options, CallCounter c
                 fault = InjectedFault.None;
             }
 
-            var wait = Latency() + (hookAnswer?.Delay ?? TimeSpan.Zero);
+            var wait = Latency(customId) + (hookAnswer?.Delay ?? TimeSpan.Zero);
             if (fault == InjectedFault.Hang)
             {
                 counter.Injected(fault);
@@ -86,8 +86,10 @@ internal sealed class CompletionEndpoint(MockModelOptions options, CallCounter c
         }
     }
 
-    private TimeSpan Latency() =>
-        options.LatencyMin + ((options.LatencyMax - options.LatencyMin) * Random.Shared.NextDouble());
+    private TimeSpan Latency(string customId) =>
+        options.SlowPrefix is { } slow && customId.StartsWith(slow, StringComparison.Ordinal)
+            ? options.SlowLatency
+            : options.LatencyMin + ((options.LatencyMax - options.LatencyMin) * Random.Shared.NextDouble());
 
     /// <summary>The mock's own answer to an admitted request, and the tokens its <c>usage</c> reports (0 when it is no completion).</summary>
     private (MockResponse Answer, int Tokens) OwnAnswer(string body, CompletionRequest completion, string model, InjectedFault fault)

@@ -63,6 +63,15 @@ public sealed class MockModelOptions
     /// </summary>
     public int? Seed { get; init; }
 
+    /// <summary>
+    /// A <c>custom_id</c> prefix whose requests wait <see cref="SlowLatency"/> instead of the latency, so one
+    /// batch's calls can outlast another's. Default: none.
+    /// </summary>
+    public string? SlowPrefix { get; init; }
+
+    /// <summary>The latency of the requests <see cref="SlowPrefix"/> picks. Default: 0.</summary>
+    public TimeSpan SlowLatency { get; init; }
+
     /// <summary>The clock of the latency, the buckets and the stats' timestamps; tests pass a fake one. Default: <see cref="TimeProvider.System"/>.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
@@ -84,6 +93,11 @@ public sealed class MockModelOptions
         if (LatencyMin < TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(LatencyMin), LatencyMin, $"{nameof(MockModelOptions)}.{nameof(LatencyMin)} must not be negative.");
+        }
+
+        if (SlowLatency < TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(SlowLatency), SlowLatency, $"{nameof(MockModelOptions)}.{nameof(SlowLatency)} must not be negative.");
         }
 
         if (LatencyMax < LatencyMin)

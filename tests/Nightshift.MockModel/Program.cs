@@ -13,7 +13,7 @@ internal static class Program
         usage: Nightshift.MockModel [--port N] [--latency-ms MIN [MAX]]
                                     [--rps N] [--tps N] [--burst-seconds S] [--completion-tokens N]
                                     [--fault-429 P] [--fault-500 P] [--fault-503 P] [--fault-529 P] [--fault-truncate P] [--fault-hang P]
-                                    [--hang-ms N] [--retry-after-s N] [--seed N]
+                                    [--hang-ms N] [--retry-after-s N] [--seed N] [--slow PREFIX MS]
         """;
 
     public static async Task<int> Main(string[] args)
@@ -70,6 +70,8 @@ internal static class Program
         var hangMs = defaults.HangMs;
         var retryAfterSeconds = defaults.RetryAfterSeconds;
         int? seed = null;
+        string? slowPrefix = null;
+        var slowMs = 0;
         options = null;
         error = null;
         for (var i = 0; i < args.Length && error is null; i++)
@@ -141,6 +143,12 @@ internal static class Program
                     error = ReadWhole(args, ++i, "--seed needs a whole number, 0 or more.", out var seedValue);
                     seed = seedValue;
                     break;
+                case "--slow":
+                    slowPrefix = ++i < args.Length && args[i].Length > 0 ? args[i] : null;
+                    error = slowPrefix is null
+                        ? "--slow needs a custom_id prefix and a latency in milliseconds."
+                        : ReadWhole(args, ++i, "--slow needs a latency in milliseconds after its prefix (a whole number, 0 or more).", out slowMs);
+                    break;
                 default:
                     error = $"unknown argument '{name}'.";
                     break;
@@ -170,6 +178,8 @@ internal static class Program
             HangMs = hangMs,
             RetryAfterSeconds = retryAfterSeconds,
             Seed = seed,
+            SlowPrefix = slowPrefix,
+            SlowLatency = TimeSpan.FromMilliseconds(slowMs),
         };
         try
         {

@@ -77,6 +77,7 @@ internal sealed partial class BatchGrain(
     private SlotDispatcher? _dispatcher;
     private Task _claiming = Task.CompletedTask;
     private Task _reportingKept = Task.CompletedTask;
+    private Task _registering = Task.CompletedTask;
     private ModelBinding _model = new();
     private long _pending;
     private long _succeeded;
@@ -214,7 +215,8 @@ internal sealed partial class BatchGrain(
     {
         if (_dispatcher is null)
         {
-            return Pool.Release([release]);
+            Send(Pool.Release([release]));
+            return Task.CompletedTask;
         }
 
         Apply(_dispatcher.Freed(release));
@@ -593,9 +595,12 @@ internal sealed partial class BatchGrain(
             Count(outcome, new TokenUsage(item.InputTokens, item.OutputTokens, item.CachedTokens));
         }
 
-        if (state.State.State is BatchState.Running or BatchState.Paused)
+        if (state.State.State is BatchState.Running or BatchState.Paused && _registering.IsCompleted)
         {
-            await RegisterWithPoolAsync();
+            // Not awaited: while the pool's silo is paused or cut off (until it is declared dead and the
+            // pool moves), this batch goes on running its items on the slots it keeps.
+            _registering = RegisterWithPoolAsync();
+            Send(_registering);
         }
 
         await FinishIfDoneAsync();

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Collections.Immutable;
 using Microsoft.Extensions.Logging;
 using Nightshift.Pools;
 using Nightshift.Storage;
@@ -86,8 +87,24 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
             }
         }
 
-        await Task.WhenAll(renewals.GroupBy(r => r.Pool, StringComparer.Ordinal)
-            .Select(pool => grains.GetGrain<IPoolGrain>(pool.Key).Renew([.. pool.Select(r => r.Renewal)])));
+        // Not awaited: a pool whose silo is paused or cut off must not hold up the next period's store
+        // renewals, here or for any other pool (the pool counts a slot past its lease anyway).
+        foreach (var pool in renewals.GroupBy(r => r.Pool, StringComparer.Ordinal))
+        {
+            _ = RenewSlotsAsync(pool.Key, [.. pool.Select(r => r.Renewal)]);
+        }
+    }
+
+    private async Task RenewSlotsAsync(string pool, ImmutableArray<LeaseRenewal> renewals)
+    {
+        try
+        {
+            await grains.GetGrain<IPoolGrain>(pool).Renew(renewals);
+        }
+        catch (Exception failure)
+        {
+            LogSlotRenewFailed(logger, failure, pool, renewals.Length);
+        }
     }
 
     private async Task LoseAsync(HeldLease held, Action<ILogger, string, int, long> log)
@@ -154,6 +171,9 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
 
     [LoggerMessage(EventId = 3103, Level = LogLevel.Warning, Message = "The silo stopped without grace; abandoning {Count} call(s) still running")]
     private static partial void LogAbandoned(ILogger logger, int count);
+
+    [LoggerMessage(EventId = 3105, Level = LogLevel.Warning, Message = "Renewing {Count} slot(s) with pool {Pool} failed; their calls go on, and the next period renews them again")]
+    private static partial void LogSlotRenewFailed(ILogger logger, Exception exception, string pool, int count);
 
     [LoggerMessage(EventId = 3102, Level = LogLevel.Error, Message = "Renewing {Count} lease(s) failed; retrying next period")]
     private static partial void LogRenewFailed(ILogger logger, Exception exception, int count);

@@ -28,20 +28,30 @@ public sealed class PoolGrainState
 
     /// <summary>The batches the pool knew at the last heartbeat, so their queued items count from the start after a failover.</summary>
     [Id(6)] public List<KnownBatch>? Batches { get; set; }
+
+    /// <summary>
+    /// The slots held as of the last write: every heartbeat, and before any grant is sent when the pool is
+    /// shared by processes, so a later activation knows every slot an earlier one may have handed out.
+    /// <c>null</c> in a state an older version wrote.
+    /// </summary>
+    [Id(7)] public List<KnownSlot>? Slots { get; set; }
 }
 
 /// <summary>
-/// The limiter grain: slot accounting lives in memory (<see cref="PoolLimiter"/>); only the
-/// configuration, the epoch and the rate control's state (adaptive cap, waits, learned limits) are
-/// persisted, the last with every heartbeat.
+/// The limiter grain: slot accounting lives in memory (<see cref="PoolLimiter"/>); the configuration,
+/// the epoch, the rate control's state (adaptive cap, waits, learned limits), the batches and the slots
+/// held are persisted, the last three with every heartbeat.
 /// </summary>
 /// <remarks>
 /// Failover. Orleans' single activation is not strict while membership changes, so two activations
 /// may briefly coexist. Each activation bumps the persisted epoch (optimistic concurrency on the
 /// state's version) and writes a heartbeat every <see cref="HeartbeatPeriod"/>; the older one's write
-/// then fails, and it stops granting. A new activation after an unclean end grants nothing for a
-/// recovery window in which every live holder renews its lease with it (adopted, counted against
-/// the cap), the older activation's last grants included.
+/// then fails, and it stops granting. When processes share the store, grants are written ahead: the
+/// slots held are saved before a grant is sent, so a superseded activation cannot grant at all, and a
+/// new one after an unclean end counts every slot an earlier one handed out, until its holder takes it
+/// over by renewing or its call cannot be running any more (<see cref="PoolLimiter.RestoreSlots"/>).
+/// A holder paused with the pool's silo (SIGSTOP, a frozen VM) has its call counted that long, so the
+/// cap holds as the provider sees it; the cluster grants again as soon as the new activation is up.
 /// </remarks>
 internal sealed partial class PoolGrain(
     [PersistentState(StorageNames.PoolState, StorageNames.Grains)] IPersistentState<PoolGrainState> state,
@@ -244,6 +254,11 @@ internal sealed partial class PoolGrain(
         var mayHaveHolders = state.State.Epoch > 0 && !state.State.EndedClean && !store.OwnedByOneProcess;
         state.State.Epoch++;
         state.State.EndedClean = false;
+        if (!mayHaveHolders)
+        {
+            state.State.Slots = [];
+        }
+
         await state.WriteStateAsync();
         _lastHeartbeat = time.GetUtcNow();
         _limiter = new PoolLimiter(Name, config, state.State.Epoch, time);
@@ -257,8 +272,16 @@ internal sealed partial class PoolGrain(
             _limiter.RestoreBatches(batches, RejoinWithin);
         }
 
-        if (mayHaveHolders)
+        if (mayHaveHolders && state.State.Slots is { } slots)
         {
+            // The last activation extended leases until its next heartbeat, which may have come late.
+            _limiter.RestoreSlots(slots, HeartbeatPeriod + HeartbeatPeriod);
+            LogTakenOver(logger, Name, state.State.Epoch, slots.Count);
+            EnsureTicking();
+        }
+        else if (mayHaveHolders)
+        {
+            // Written by a version that did not save its slots: wait for the live holders to renew them.
             var window = RecoveryWindow(config);
             _limiter.BeginRecovery(window);
             LogRecovering(logger, Name, state.State.Epoch, window);
@@ -267,8 +290,8 @@ internal sealed partial class PoolGrain(
     }
 
     /// <summary>
-    /// Long enough for every live holder to renew once (each renews a third of the way into its
-    /// lease, checked every second) and for a superseded activation to miss its heartbeat.
+    /// For a state that holds no slots: long enough for every live holder to renew once (each renews a
+    /// third of the way into its lease, checked every second) and for a superseded activation to miss its heartbeat.
     /// </summary>
     private static TimeSpan RecoveryWindow(PoolConfig config) =>
         (config.LeaseDuration / 3) + LeaseRenewer.CheckPeriod + LeaseRenewer.CheckPeriod + HeartbeatPeriod;
@@ -319,21 +342,33 @@ internal sealed partial class PoolGrain(
         {
             // Fenced on the state's version: fails once a newer activation has bumped the epoch.
             state.State.RateControl = Limiter.Rate.Save();
-            state.State.Batches = Limiter.SaveBatches();
-            await state.WriteStateAsync();
-            _lastHeartbeat = time.GetUtcNow();
+            await SaveAsync();
             return true;
         }
         catch (InconsistentStateException superseded)
         {
-            _superseded = true;
-            PoolInstruments.Forget(Name);
-            LogSuperseded(logger, superseded, Name, state.State.Epoch);
-            _tick?.Dispose();
-            _tick = null;
-            DeactivateOnIdle();
+            StopAsSuperseded(superseded);
             return false;
         }
+    }
+
+    /// <summary>Writes the state with the batches and slots as they are now; fenced on the state's version.</summary>
+    private async Task SaveAsync()
+    {
+        state.State.Batches = Limiter.SaveBatches();
+        state.State.Slots = Limiter.SaveSlots();
+        await state.WriteStateAsync();
+        _lastHeartbeat = time.GetUtcNow();
+    }
+
+    private void StopAsSuperseded(InconsistentStateException superseded)
+    {
+        _superseded = true;
+        PoolInstruments.Forget(Name);
+        LogSuperseded(logger, superseded, Name, state.State.Epoch);
+        _tick?.Dispose();
+        _tick = null;
+        DeactivateOnIdle();
     }
 
     private async Task GrantAsync()
@@ -355,12 +390,47 @@ internal sealed partial class PoolGrain(
             return;
         }
 
-        foreach (var (batchId, leases) in Limiter.Grant())
+        var grants = Limiter.Grant();
+        if (grants.Count > 0 && !store.OwnedByOneProcess && !await WriteAheadAsync(grants))
+        {
+            return;
+        }
+
+        foreach (var (batchId, leases) in grants)
         {
             await GrainFactory.GetGrain<IBatchGrain>(batchId).SlotsGranted([.. leases]);
         }
 
         PublishFigures();
+    }
+
+    /// <summary>
+    /// Saves the slots held, these grants included, before they are sent: an activation that takes over
+    /// after a crash then counts every slot this one handed out. <c>false</c> when the grants must not go
+    /// out: this activation was superseded, or the write failed (they are taken back; the next tick grants again).
+    /// </summary>
+    private async Task<bool> WriteAheadAsync(IReadOnlyList<(string BatchId, List<ItemLease> Leases)> grants)
+    {
+        try
+        {
+            await SaveAsync();
+            return true;
+        }
+        catch (InconsistentStateException superseded)
+        {
+            StopAsSuperseded(superseded);
+            return false;
+        }
+        catch (Exception failure)
+        {
+            LogWriteAheadFailed(logger, failure, Name, grants.Sum(grant => grant.Leases.Count));
+            foreach (var (batchId, leases) in grants)
+            {
+                Limiter.ReturnUnused(batchId, leases.Select(lease => lease.Token), notBefore: null);
+            }
+
+            return false;
+        }
     }
 
     /// <summary>Hands the gauges this activation's figures (slots held, items queued, the cap in force).</summary>
@@ -395,6 +465,12 @@ internal sealed partial class PoolGrain(
 
     [LoggerMessage(EventId = 1009, Level = LogLevel.Information, Message = "Pool {Pool} resumed")]
     private static partial void LogResumed(ILogger logger, string pool);
+
+    [LoggerMessage(EventId = 1010, Level = LogLevel.Warning, Message = "Pool {Pool} activated as epoch {Epoch} after an unclean end: it counts the {Count} slot(s) the last one saved until their holders renew them or their calls are past their deadline")]
+    private static partial void LogTakenOver(ILogger logger, string pool, long epoch, int count);
+
+    [LoggerMessage(EventId = 1011, Level = LogLevel.Error, Message = "Pool {Pool} could not save {Count} grant(s) before sending them; they are taken back and granted again later")]
+    private static partial void LogWriteAheadFailed(ILogger logger, Exception exception, string pool, int count);
 
     [LoggerMessage(EventId = 1004, Level = LogLevel.Warning, Message = "Pool {Pool} freed {Count} slot(s) whose leases expired")]
     private static partial void LogLeasesExpired(ILogger logger, string pool, int count);

@@ -137,6 +137,28 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         }
     }
 
+    /// <summary>The slots held now, each with until when it is counted if its holder stops reporting: what a later activation counts from the start.</summary>
+    public List<KnownSlot> SaveSlots() =>
+        [.. _leases.Select(lease => new KnownSlot(lease.Key, lease.Value.BatchId, lease.Value.ExpiresAt, lease.Value.Hot))];
+
+    /// <summary>
+    /// Counts the slots an earlier activation held as it last saved them, each until its own deadline plus
+    /// <paramref name="lateBy"/> (how much later than the save that activation may have extended it). A
+    /// live holder renews or reports its slot and so takes it over; the slot of a holder that stopped (dead,
+    /// or paused with its call still running at the provider) stays counted until its call cannot be running.
+    /// </summary>
+    public void RestoreSlots(IEnumerable<KnownSlot> saved, TimeSpan lateBy)
+    {
+        foreach (var slot in saved)
+        {
+            if (_leases.TryAdd(slot.Token, new Holder(slot.BatchId, slot.CountedUntil + lateBy, ChargedTokens: 0, slot.Hot, Unconfirmed: true))
+                && _batches.TryGetValue(slot.BatchId, out var share))
+            {
+                share.Running++;
+            }
+        }
+    }
+
     /// <summary>A batch joining now: at the current pass, so it neither waits behind the others nor gets a burst.</summary>
     private BatchShare NewShare(bool started) => new() { Pass = _virtualPass, Started = started, TokensPerCall = _rate.TokensPerCall };
 
@@ -213,7 +235,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         }
 
         _rate.TryStart(0);
-        _leases[release.Token] = holder with { ExpiresAt = CountedUntil(holder.BatchId, now + Config.LeaseDuration), ChargedTokens = 0 };
+        _leases[release.Token] = holder with { ExpiresAt = CountedUntil(holder.BatchId, now + Config.LeaseDuration), ChargedTokens = 0, Unconfirmed = false };
         return true;
     }
 
@@ -243,7 +265,8 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     /// </summary>
     public IReadOnlyList<(string BatchId, List<long> Tokens)> Revocations(bool poolPaused)
     {
-        var revocable = _leases.Where(lease => lease.Value is { Hot: true, Revoked: false }).Select(lease => lease.Key).ToList();
+        // A slot restored after a failover is left alone until its holder speaks: it may be paused.
+        var revocable = _leases.Where(lease => lease.Value is { Hot: true, Revoked: false, Unconfirmed: false }).Select(lease => lease.Key).ToList();
         if (revocable.Count == 0)
         {
             return [];
@@ -388,7 +411,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     {
         if (_leases.TryGetValue(renewal.Token, out var holder))
         {
-            _leases[renewal.Token] = holder with { ExpiresAt = CountedUntil(holder.BatchId, renewal.ExpiresAt) };
+            _leases[renewal.Token] = holder with { ExpiresAt = CountedUntil(holder.BatchId, renewal.ExpiresAt), Unconfirmed = false };
             return false;
         }
 
@@ -573,8 +596,12 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 
     private static readonly TimeSpan DefaultAttemptTimeout = new BatchOptions().AttemptTimeout;
 
-    /// <summary>A granted slot; <see cref="ExpiresAt"/> is when it is freed if its holder stops reporting (see <see cref="CountedUntil"/>).</summary>
-    private readonly record struct Holder(string BatchId, DateTimeOffset ExpiresAt, double ChargedTokens, bool Hot = false, bool Revoked = false);
+    /// <summary>
+    /// A granted slot; <see cref="ExpiresAt"/> is when it is freed if its holder stops reporting (see
+    /// <see cref="CountedUntil"/>). <see cref="Unconfirmed"/>: restored from an earlier activation's save, not
+    /// yet renewed or reported by its holder.
+    /// </summary>
+    private readonly record struct Holder(string BatchId, DateTimeOffset ExpiresAt, double ChargedTokens, bool Hot = false, bool Revoked = false, bool Unconfirmed = false);
 }
 
 /// <summary>A batch a pool knows, as its state saves it: what it has outstanding, its priority and how long one of its calls may run.</summary>
@@ -584,3 +611,11 @@ public sealed record KnownBatch(
     [property: Id(1)] long Outstanding,
     [property: Id(2)] int Priority,
     [property: Id(3)] TimeSpan AttemptTimeout);
+
+/// <summary>A slot a pool held, as its state saves it: its token, its batch, until when it is counted if its holder stops reporting, and whether it is hot.</summary>
+[GenerateSerializer, Immutable, Alias("nightshift.KnownSlot")]
+public sealed record KnownSlot(
+    [property: Id(0)] long Token,
+    [property: Id(1)] string BatchId,
+    [property: Id(2)] DateTimeOffset CountedUntil,
+    [property: Id(3)] bool Hot);

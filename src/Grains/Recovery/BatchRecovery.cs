@@ -20,8 +20,9 @@ namespace Nightshift.Recovery;
 /// <item><b>Reconcile</b> (<see cref="ReconcileAsync"/>): items whose result is durable but whose report
 /// never reached the batch (its silo died after checkpoint 7) are counted from the store.</item>
 /// </list>
-/// The pool's slots recover on their own: a new pool activation adopts the slots their holders renew
-/// during its recovery window, and a slot nobody renews expires (<c>Pools/PoolLimiter.BeginRecovery</c>).
+/// The pool's slots recover on their own: a new pool activation counts the slots the last one saved,
+/// its holders renew theirs, and a slot nobody renews expires past its call's deadline
+/// (<c>Pools/PoolLimiter.RestoreSlots</c>).
 /// </summary>
 internal sealed partial class BatchRecovery(IItemStore store, string batchId, TimeProvider time, ILogger logger)
 {

@@ -2,7 +2,6 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
-using Nightshift.MockModel;
 using Nightshift.Tests.Fixtures;
 
 namespace Nightshift.Tests.Cluster;
@@ -12,28 +11,20 @@ namespace Nightshift.Tests.Cluster;
 /// (a long GC pause, a frozen VM) while its calls run. Its calls keep running at the provider, so the
 /// cap must hold as the mock model process counts it, which enforces no cap of its own.
 /// </summary>
-public sealed class PausedSiloTests : IAsyncLifetime
+public sealed class PausedSiloTests
 {
     private const int MaxRunning = 8;
-    private const int ItemsPerBatch = 8;
 
-    private ServeCluster _serve = null!;
+    /// <summary>The first batch's items (custom ids with this prefix) take the mock's <c>--slow</c> latency.</summary>
+    private const string Slow = "slow";
 
-    // A silo that stops answering is declared dead within seconds, so the frozen silo's batch moves
-    // to the live one (as a pause of minutes would do with the default probes) and runs there.
-    public async ValueTask InitializeAsync() => _serve = await ServeCluster.StartAsync(["--latency-ms", "15000"], 2, new Dictionary<string, string>
+    // A silo that stops answering is declared dead within seconds, so the frozen silo's grains move to
+    // the live one (as a pause of minutes would do with the default probes) and run there.
+    private static readonly Dictionary<string, string> QuickMembership = new()
     {
         ["Orleans__Membership__ProbeTimeout"] = "00:00:01",
         ["Orleans__Membership__NumMissedProbesLimit"] = "2",
-    });
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_serve is not null)
-        {
-            await _serve.DisposeAsync();
-        }
-    }
+    };
 
     [Fact]
     public async Task APausedSilosCalls_StayCounted_SoTheProviderNeverSeesMoreThanMaxRunning()
@@ -41,50 +32,125 @@ public sealed class PausedSiloTests : IAsyncLifetime
         // Leases of 2 s and calls of 15 s: the pause outlasts the frozen silo's leases and its membership
         // (its batch moves to the live silo and wants its items run again) but not its calls, nor their
         // attempt timeout of 20 s. Two batches share the pool: one beside the pool, one on the silo frozen.
-        var (live, paused, batches) = await SubmitOnBothSilosAsync();
-        await Eventually.MatchesAsync(StatsAsync,
-            stats => stats.Current == MaxRunning && TcpConnections.LocalPortsTo(paused.Process.Id, _serve.Mock.BaseAddress.Port).Count > 0,
-            stats => $"{stats.Current} calls in flight, {TcpConnections.LocalPortsTo(paused.Process.Id, _serve.Mock.BaseAddress.Port).Count} of them from the silo to pause");
+        await using var serve = await ServeCluster.StartAsync(["--latency-ms", "15000"], 2, QuickMembership);
+        const int items = 8;
+        var (_, batches) = await PlaceAsync(serve, leaseSeconds: 2, items, items);
+        var (live, paused) = (serve.Silos.Members[0], serve.Silos.Members[1]);
+        await Eventually.MatchesAsync(serve.StatsAsync,
+            stats => stats.Current == MaxRunning && TcpConnections.LocalPortsTo(paused.Process.Id, serve.Mock.BaseAddress.Port).Count > 0,
+            stats => $"{stats.Current} calls in flight, {TcpConnections.LocalPortsTo(paused.Process.Id, serve.Mock.BaseAddress.Port).Count} of them from the silo to pause");
 
         paused.Pause();
         await Task.Delay(TimeSpan.FromSeconds(12), Ct);
         paused.Continue();
 
-        foreach (var batch in batches)
+        await AllCompletedAsync(live, batches, [items, items], paused);
+        var final = await serve.StatsAsync();
+        Assert.InRange(final.Peak, 1, MaxRunning);
+
+        // The paused silo's calls may have been made twice.
+        Assert.Equal(2 * items, final.Calls.Count);
+    }
+
+    [Fact]
+    public async Task APausedPoolSilo_NeitherStopsTheOtherSilosCalls_NorBreaksTheCap_AndThePoolMovesOnOnceItIsDeclaredDead()
+    {
+        // The pool and a batch of 20 s calls on the silo to freeze; a batch of 1–2 s calls on the other.
+        // The frozen batch's calls run at the provider for most of the pause; a pool that forgot them
+        // would hand their slots to the other batch, whose items are ready.
+        await using var serve = await ServeCluster.StartAsync(["--latency-ms", "1000", "2000", "--slow", Slow, "20000"], 2, QuickMembership);
+        var (pool, batches) = await PlaceAsync(serve, leaseSeconds: 6, slowItems: 4, quickItems: 60);
+        var (paused, live) = (serve.Silos.Members[0], serve.Silos.Members[1]);
+        await Eventually.MatchesAsync(serve.StatsAsync,
+            stats => stats.Current == MaxRunning && TcpConnections.LocalPortsTo(paused.Process.Id, serve.Mock.BaseAddress.Port).Count == 4,
+            stats => $"{stats.Current} calls in flight, {TcpConnections.LocalPortsTo(paused.Process.Id, serve.Mock.BaseAddress.Port).Count} of them from the silo to pause");
+
+        paused.Pause();
+        var pausedAt = DateTimeOffset.UtcNow;
+        var moved = await PoolAnswersFromAsync(live, pool);
+        var movedAfter = DateTimeOffset.UtcNow - pausedAt;
+
+        // Once the pool has moved it grants again: a batch submitted now gets the slots the quick batch gives up.
+        var late = await SubmitAsync(live, pool, $"{pool}c", 4);
+        await Eventually.MatchesAsync(serve.StatsAsync, stats => stats.Calls.Keys.Any(id => id.StartsWith($"{pool}c-", StringComparison.Ordinal)),
+            stats => $"no call of the batch submitted after the pool moved ({moved}), {stats.Current} in flight", TimeSpan.FromSeconds(20), TimeSpan.FromMilliseconds(100));
+        var lateStartedAfter = DateTimeOffset.UtcNow - pausedAt;
+        await Task.Delay(TimeSpan.FromSeconds(25) - lateStartedAfter, Ct);
+        var arrivals = await serve.ArrivalsAsync();
+        paused.Continue();
+
+        await AllCompletedAsync(live, [.. batches, late], [4, 60, 4], paused);
+        var final = await serve.StatsAsync();
+        Assert.InRange(final.Peak, 1, MaxRunning);
+        Assert.Equal(4 + 60 + 4, final.Calls.Count);
+
+        // A pause stalls the rest of the cluster no longer than membership takes to declare the silo dead
+        // (ProbeTimeout × NumMissedProbesLimit and a few table reads; README: "A paused or cut-off silo"):
+        // the pool moves, and so does the part of the grain directory new item grains need. Calls on slots
+        // already held go on meanwhile, and a batch submitted once the pool has moved starts at once.
+        var during = arrivals.Where(at => at >= pausedAt.ToUnixTimeMilliseconds()).Prepend(pausedAt.ToUnixTimeMilliseconds()).ToArray();
+        var gaps = during.Zip(during.Skip(1), (before, after) => (From: before - during[0], Length: after - before)).OrderByDescending(gap => gap.Length).ToList();
+        TestContext.Current.TestOutputHelper?.WriteLine(
+            $"pool answered from the live silo {movedAfter.TotalSeconds:F1} s after the pause, a new batch called {lateStartedAfter.TotalSeconds:F1} s after it; "
+            + $"longest gaps between calls (ms, from ms after the pause): {string.Join(", ", gaps.Take(4).Select(gap => $"{gap.Length} from {gap.From}"))}");
+        Assert.InRange(movedAfter, TimeSpan.Zero, TimeSpan.FromSeconds(15));
+        Assert.InRange(TimeSpan.FromMilliseconds(gaps[0].Length), TimeSpan.Zero, TimeSpan.FromSeconds(15));
+        Assert.InRange(lateStartedAfter - movedAfter, TimeSpan.Zero, TimeSpan.FromSeconds(5));
+    }
+
+    /// <summary>Polls the pool's view through <paramref name="member"/> until it is served from that silo; returns the silo.</summary>
+    private static async Task<string> PoolAnswersFromAsync(SiloCluster.Member member, string pool)
+    {
+        using var quick = new HttpClient { BaseAddress = member.Client.BaseAddress, Timeout = TimeSpan.FromSeconds(2) };
+        foreach (var (name, value) in member.Client.DefaultRequestHeaders)
+        {
+            quick.DefaultRequestHeaders.TryAddWithoutValidation(name, value);
+        }
+
+        return await Eventually.MatchesAsync(async () =>
+            {
+                try
+                {
+                    return (await quick.GetFromJsonAsync<JsonElement>($"/v1/pools/{pool}", Ct)).GetProperty("silo").GetString() ?? "";
+                }
+                catch (Exception failure) when (failure is HttpRequestException or TaskCanceledException && !Ct.IsCancellationRequested)
+                {
+                    return "";
+                }
+            },
+            member.Is, silo => $"the pool is still on {silo}", TimeSpan.FromSeconds(40), TimeSpan.FromMilliseconds(200));
+    }
+
+    private static async Task AllCompletedAsync(SiloCluster.Member live, string[] batches, int[] items, SiloCluster.Member paused)
+    {
+        foreach (var (batch, count) in batches.Zip(items))
         {
             await Eventually.MatchesAsync(() => live.Client.GetFromJsonAsync<JsonElement>($"/v1/batches/{batch}", Ct),
                 status => status.GetProperty("state").GetString() == "completed",
                 status => $"batch not completed: {status}. Output:\n{live.Process.Output}\n{paused.Process.Output}",
                 TimeSpan.FromSeconds(120), TimeSpan.FromMilliseconds(200));
-        }
 
-        var final = await StatsAsync();
-        Assert.InRange(final.Peak, 1, MaxRunning);
-
-        // Every item ended once, in success; the paused silo's calls may have been made twice.
-        foreach (var batch in batches)
-        {
+            // Every item ended once, in success.
             var results = (await live.Client.GetStringAsync($"/v1/batches/{batch}/results", Ct)).Split('\n', StringSplitOptions.RemoveEmptyEntries);
-            Assert.Equal(ItemsPerBatch, results.Length);
+            Assert.Equal(count, results.Length);
             Assert.All(results, line => Assert.Equal(200, JsonDocument.Parse(line).RootElement.GetProperty("response").GetProperty("status_code").GetInt32()));
         }
-
-        Assert.Equal(2 * ItemsPerBatch, final.Calls.Count);
     }
 
     /// <summary>
-    /// One pool and a batch submitted through each silo, until the pool and the first batch are on the
-    /// first silo and the second batch on the other (Orleans places a grain where it is first called, mostly).
+    /// One pool and a batch submitted through each silo, until the pool and the first batch (its custom ids
+    /// prefixed <see cref="Slow"/>) are on the first silo and the second batch on the other (Orleans places
+    /// a grain where it is first called, mostly).
     /// </summary>
-    private async Task<(SiloCluster.Member Live, SiloCluster.Member Other, string[] Batches)> SubmitOnBothSilosAsync()
+    private static async Task<(string Pool, string[] Batches)> PlaceAsync(ServeCluster serve, int leaseSeconds, int slowItems, int quickItems)
     {
-        var (first, second) = (_serve.Silos.Members[0], _serve.Silos.Members[1]);
+        var (first, second) = (serve.Silos.Members[0], serve.Silos.Members[1]);
         for (var attempt = 0; ; attempt++)
         {
             var name = $"p{attempt}";
-            var pool = new StringContent(_serve.PoolJson(MaxRunning, leaseSeconds: 2), Encoding.UTF8, "application/json");
+            var pool = new StringContent(serve.PoolJson(MaxRunning, leaseSeconds), Encoding.UTF8, "application/json");
             Assert.Equal(HttpStatusCode.OK, (await first.Client.PutAsync($"/v1/pools/{name}", pool, Ct)).StatusCode);
-            string[] batches = [await SubmitAsync(first, name, $"{name}a"), await SubmitAsync(second, name, $"{name}b")];
+            string[] batches = [await SubmitAsync(first, name, $"{Slow}{name}a", slowItems), await SubmitAsync(second, name, $"{name}b", quickItems)];
             var poolSilo = (await first.Client.GetFromJsonAsync<JsonElement>($"/v1/pools/{name}", Ct)).GetProperty("silo").GetString();
             var silos = new List<string?>();
             foreach (var batch in batches)
@@ -94,29 +160,30 @@ public sealed class PausedSiloTests : IAsyncLifetime
 
             if (first.Is(poolSilo) && first.Is(silos[0]) && second.Is(silos[1]))
             {
-                return (first, second, batches);
+                return (name, batches);
             }
 
-            Assert.True(attempt < 10, $"the pool and the batches never landed as asked: {poolSilo}, {string.Join(", ", silos)}");
+            Assert.True(attempt < 20, $"the pool and the batches never landed as asked: {poolSilo}, {string.Join(", ", silos)}");
             foreach (var batch in batches)
             {
                 Assert.Equal(HttpStatusCode.OK, (await first.Client.PostAsync($"/v1/batches/{batch}/cancel", null, Ct)).StatusCode);
             }
 
-            await Eventually.MatchesAsync(StatsAsync, stats => stats.Current == 0, stats => $"{stats.Current} calls of cancelled batches still in flight");
-            await _serve.ResetStatsAsync();
+            await Eventually.MatchesAsync(serve.StatsAsync, stats => stats.Current == 0, stats => $"{stats.Current} calls of cancelled batches still in flight");
+            await serve.ResetStatsAsync();
+
+            // Placement weighs the silos' load, which a moment changes.
+            await Task.Delay(TimeSpan.FromMilliseconds(500), Ct);
         }
     }
 
-    private static async Task<string> SubmitAsync(SiloCluster.Member member, string pool, string prefix)
+    private static async Task<string> SubmitAsync(SiloCluster.Member member, string pool, string prefix, int items)
     {
-        var created = await member.Client.PostAsync($"/v1/batches?pool={pool}&attemptTimeoutSeconds=20",
-            new StringContent(Jsonl.Lines(ItemsPerBatch, prefix), Encoding.UTF8, "application/x-ndjson"), Ct);
+        var created = await member.Client.PostAsync($"/v1/batches?pool={pool}&attemptTimeoutSeconds=25",
+            new StringContent(Jsonl.Lines(items, prefix), Encoding.UTF8, "application/x-ndjson"), Ct);
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         return (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
     }
-
-    private Task<MockModelStats> StatsAsync() => _serve.StatsAsync();
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 }

@@ -58,6 +58,10 @@ public sealed class ServeCluster : IAsyncDisposable
     public async Task<MockModelStats> StatsAsync() =>
         (await _mockClient!.GetFromJsonAsync<MockModelStats>("/stats", StatsJson, TestContext.Current.CancellationToken))!;
 
+    /// <summary>When each call reached the mock, in unix milliseconds, ascending (<c>GET /stats/arrivals</c>).</summary>
+    public async Task<long[]> ArrivalsAsync() =>
+        (await _mockClient!.GetFromJsonAsync<long[]>("/stats/arrivals", StatsJson, TestContext.Current.CancellationToken))!;
+
     /// <summary>Clears the mock's counters (<c>POST /stats/reset</c>).</summary>
     public async Task ResetStatsAsync() =>
         (await _mockClient!.PostAsync("/stats/reset", null, TestContext.Current.CancellationToken)).EnsureSuccessStatusCode();

@@ -401,6 +401,45 @@ public sealed class PoolLimiterTests
     }
 
     [Fact]
+    public void AfterAFailover_TheSavedSlotsCountAtOnce_UntilTheirHoldersRenewThemOrTheirDeadlinePasses()
+    {
+        var before = Limiter(maxRunning: 4);
+        before.Register("frozen", 100, 1, TimeSpan.FromSeconds(20));
+        before.Register("live", 100, 1, TimeSpan.FromSeconds(20));
+        var held = before.Grant().ToDictionary(grant => grant.BatchId, grant => grant.Leases);
+
+        var after = new PoolLimiter("gpt", before.Config, epoch: 4, _time);
+        after.RestoreBatches(before.SaveBatches(), TimeSpan.FromSeconds(30));
+        after.RestoreSlots(before.SaveSlots(), TimeSpan.FromSeconds(4));
+        after.Register("live", 100, 1, TimeSpan.FromSeconds(20));
+        after.Register("waiting", 100, 1, TimeSpan.FromSeconds(20));
+
+        // Granting goes on at once, in the room the saved slots leave: none.
+        Assert.Equal(4, after.Running);
+        Assert.Empty(after.Grant());
+
+        // A restored slot is not asked back (its holder may be frozen), a renewed one may be.
+        Assert.DoesNotContain(after.Revocations(poolPaused: false), revoked => revoked.BatchId == "frozen");
+        _time.Advance(TimeSpan.FromSeconds(20));
+        foreach (var lease in held["live"])
+        {
+            Assert.False(after.Renew(new LeaseRenewal("live", lease.Token, _time.GetUtcNow() + TimeSpan.FromSeconds(30))));
+        }
+
+        Assert.Contains(after.Revocations(poolPaused: false), revoked => revoked.BatchId == "live");
+
+        // The frozen holder's slots: counted for their lease (30 s), attempt timeout (20 s) and the margin (4 s).
+        _time.Advance(TimeSpan.FromSeconds(33));
+        Assert.Equal(0, after.ExpireLeases());
+        _time.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal(held["frozen"].Count, after.ExpireLeases());
+        Assert.Equal(held["live"].Count, after.Running);
+        var granted = Leases(after.Grant());
+        Assert.Equal(2, granted.Count);
+        Assert.All(granted, lease => Assert.Equal(4, lease.Epoch));
+    }
+
+    [Fact]
     public void RemovedBatch_KeepsItsRunningSlotsCountedUntilReleased()
     {
         var limiter = Limiter(maxRunning: 2);
