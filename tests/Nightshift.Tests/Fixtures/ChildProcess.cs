@@ -26,6 +26,9 @@ public abstract class ChildProcess : IDisposable
     /// <summary>The process id.</summary>
     public int Id => _process.Id;
 
+    /// <summary>Whether the process has ended (killed, or ended by itself).</summary>
+    public bool HasExited => _process.HasExited;
+
     /// <summary>Everything the process wrote to stdout and stderr so far, in the order it was read.</summary>
     public string Output => Text(_ => true);
 

@@ -10,20 +10,39 @@ namespace Nightshift.Tests.Fixtures;
 public sealed class SiloCluster : IDisposable
 {
     private readonly List<Member> _members;
+    private readonly string _connectionString;
+    private readonly string _workingDirectory;
+    private readonly IReadOnlyDictionary<string, string>? _environment;
 
-    private SiloCluster(List<Member> members) => _members = members;
+    private SiloCluster(List<Member> members, string connectionString, string workingDirectory, IReadOnlyDictionary<string, string>? environment)
+    {
+        _members = members;
+        _connectionString = connectionString;
+        _workingDirectory = workingDirectory;
+        _environment = environment;
+    }
 
+    /// <summary>Every member started, in order, killed ones included.</summary>
     public IReadOnlyList<Member> Members => _members;
 
     /// <summary>A member still running, to send API calls to.</summary>
     public Member Any => _members.First(member => !member.Killed);
+
+    /// <summary>Starts one more member, as the others were started, and waits until it answers.</summary>
+    public async Task<Member> AddAsync()
+    {
+        var member = Member.Start(_connectionString, _workingDirectory, _environment);
+        _members.Add(member);
+        await SiloProcess.WaitUntilAnsweringAsync(member.Client);
+        return member;
+    }
 
     /// <summary>Starts <paramref name="silos"/> members, each with <paramref name="environment"/> added to its own.</summary>
     public static async Task<SiloCluster> StartAsync(string connectionString, int silos, string workingDirectory,
         IReadOnlyDictionary<string, string>? environment = null)
     {
         var members = Enumerable.Range(0, silos).Select(_ => Member.Start(connectionString, workingDirectory, environment)).ToList();
-        var cluster = new SiloCluster(members);
+        var cluster = new SiloCluster(members, connectionString, workingDirectory, environment);
         try
         {
             foreach (var member in members)
