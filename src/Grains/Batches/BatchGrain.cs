@@ -298,7 +298,9 @@ internal sealed partial class BatchGrain(
     private void StartItem(SlotStart start)
     {
         var item = start.Item;
-        var renewedAt = renewer.Drop(item.Lease.Token) ?? time.GetUtcNow();
+        // A claim the renewer no longer holds was lost while it waited for its slot (the store took it
+        // back, or this silo was paused for a whole lease): its item grain gives it back without calling.
+        var renewedAt = renewer.Drop(item.Lease.Token) ?? DateTimeOffset.MinValue;
         var assignment = new ItemAssignment(Id, item.Index, item.CustomId, item.Body, item.Attempts, item.RateLimitedAttempts, item.Lease,
             Spec.Options, _model, start.Slot, renewedAt);
 

@@ -95,6 +95,14 @@ internal sealed partial class ItemGrain(
 
     private async Task RunAttemptAsync(ItemAssignment assignment, CancellationToken abort)
     {
+        if (time.GetUtcNow() - assignment.RenewedAt > assignment.Lease.Duration)
+        {
+            // Its claim went a whole lease unrenewed before the call began and may have passed to another
+            // silo: nothing is sent, and the item goes back to pending (the store fences a claim it no longer holds).
+            await GiveBackAsync(assignment, estimate: 0, stopping: false);
+            return;
+        }
+
         var lost = renewer.Hold(assignment.BatchId, assignment.Index, assignment.Lease, assignment.Slot, assignment.RenewedAt);
         using var execution = StartExecution(assignment);
         try
@@ -109,7 +117,7 @@ internal sealed partial class ItemGrain(
             if (stop == CallStop.Interrupted)
             {
                 execution?.SetTag(NightshiftTelemetry.Tags.Outcome, "interrupted");
-                await GiveBackAsync(assignment, estimate);
+                await GiveBackAsync(assignment, estimate, stopping: _interrupt.IsCancellationRequested || renewer.Abandoned.IsCancellationRequested);
                 return;
             }
 
@@ -152,8 +160,12 @@ internal sealed partial class ItemGrain(
         }
     }
 
-    /// <summary>The call was stopped before it ended (the silo is stopping): the item goes back to pending, interrupted.</summary>
-    private async Task GiveBackAsync(ItemAssignment assignment, long estimate)
+    /// <summary>
+    /// The call was stopped before it ended, or never began: the item goes back to pending, interrupted. The
+    /// slot goes back to the pool when the silo is <paramref name="stopping"/>, else as any freed slot (a
+    /// hot one to its batch, which holds it).
+    /// </summary>
+    private async Task GiveBackAsync(ItemAssignment assignment, long estimate, bool stopping)
     {
         // Checkpoint 5: the request may have reached the model, but no answer reached us. Nothing is
         // recorded but the interruption, so the item will be called again; an interruption does not
@@ -161,7 +173,8 @@ internal sealed partial class ItemGrain(
         await store.ReleaseLeaseAsync(assignment.BatchId, assignment.Index, assignment.Lease.Token, interrupted: true, CancellationToken.None);
         LogInterrupted(logger, assignment.BatchId, assignment.Index);
         var release = new SlotRelease(assignment.BatchId, assignment.Slot.Token, ItemTerminal: false, RateLimitedFor: null, EstimatedTokens: estimate);
-        await Task.WhenAll(ReleaseSlotAsync(assignment, release), ReportAsync(assignment, ItemOutcome.Retrying, default));
+        await Task.WhenAll(stopping ? ReleaseSlotAsync(assignment, release) : FreeSlotAsync(assignment, release),
+            ReportAsync(assignment, ItemOutcome.Retrying, default));
     }
 
     private Task FreeSlotAsync(ItemAssignment assignment, SlotRelease release) => assignment.Slot.Hot
