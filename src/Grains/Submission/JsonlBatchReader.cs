@@ -203,6 +203,14 @@ public sealed class JsonlBatchReader(SubmissionOptions options)
             return Fail(line, "body", $"must be a JSON object, found {Describe(body.ValueKind)}");
         }
 
+        // A streamed answer is not a completion body: every such call would be paid for, then retried as unreadable.
+        if (body.TryGetProperty("stream", out var stream) && stream.ValueKind != JsonValueKind.False)
+        {
+            return Fail(line, "body.stream", stream.ValueKind == JsonValueKind.True
+                ? "streaming is not supported in a batch; remove it or set it to false"
+                : $"must be false when present, found {Describe(stream.ValueKind)}");
+        }
+
         return new ParsedLine(new ItemRequest(checked((int)(line - 1)), customId, method, url, body.GetRawText()), null);
     }
 

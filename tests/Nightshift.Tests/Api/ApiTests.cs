@@ -143,6 +143,7 @@ public sealed class ApiTests(SmallLimitsApiHost host) : IClassFixture<SmallLimit
             { "malformed JSON line", "pool=bad", "application/x-ndjson", Utf8($"{line}\n{{\"custom_id\": \n"), 400, "line 2" },
             { "custom_id a number", "pool=bad", "application/x-ndjson", Utf8("""{"custom_id": 5, "body": {}}""" + "\n"), 400, "field 'custom_id': must be a string" },
             { "body missing", "pool=bad", "application/x-ndjson", Utf8($"{line}\n" + """{"custom_id": "b"}""" + "\n"), 400, "line 2, field 'body': missing" },
+            { "a stream line", "pool=bad", "application/x-ndjson", Utf8($"{line}\n" + """{"custom_id": "s", "body": {"stream": true}}""" + "\n"), 400, "line 2, field 'body.stream': streaming is not supported" },
             { "duplicate custom_id", "pool=bad", "application/x-ndjson", Utf8($"{line}\n{line}\n"), 400, "duplicate custom_id 'ok'" },
             { "a 2 MB line", "pool=bad", "application/x-ndjson", Utf8($"{line}\n{Jsonl.Line("huge", new string('x', 2 * 1024 * 1024))}\n"), 400, "line 2: the line is longer than the limit" },
             { "invalid UTF-8", "pool=bad", "application/x-ndjson", [.. Utf8("{\"custom_id\": \"u\", \"body\": {\"t\": \""), 0xC3, 0x28, .. Utf8("\"}}\n")], 400, "not valid UTF-8" },

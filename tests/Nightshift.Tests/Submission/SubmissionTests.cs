@@ -28,6 +28,8 @@ public sealed class SubmissionTests(ClusterFixture fixture) : IClassFixture<Clus
             { "custom_id empty", Utf8("""{"custom_id": "", "body": {}}""" + "\n"), 1, "custom_id", "must not be empty" },
             { "body missing", Utf8($"{valid}\n" + """{"custom_id": "b", "method": "POST", "url": "/v1/chat/completions"}""" + "\n"), 2, "body", "missing" },
             { "body a string", Utf8("""{"custom_id": "b", "body": "hello"}""" + "\n"), 1, "body", "must be a JSON object, found a string" },
+            { "stream true", Utf8($"{valid}\n" + """{"custom_id": "s", "body": {"model": "m", "stream": true, "messages": []}}""" + "\n"), 2, "body.stream", "streaming is not supported" },
+            { "stream a string", Utf8("""{"custom_id": "s", "body": {"stream": "yes"}}""" + "\n"), 1, "body.stream", "must be false when present, found a string" },
             { "method GET", Utf8("""{"custom_id": "b", "method": "GET", "body": {}}""" + "\n"), 1, "method", "'GET' is not supported" },
             { "url unsupported", Utf8("""{"custom_id": "b", "url": "/v1/embeddings", "body": {}}""" + "\n"), 1, "url", "'/v1/embeddings' is not supported" },
             { "duplicate custom_id", Utf8($"{valid}\n{other}\n{valid}\n"), 3, "custom_id", "duplicate custom_id 'ok-1' (first used on line 1)" },
