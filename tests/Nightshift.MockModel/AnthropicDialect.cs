@@ -52,7 +52,7 @@ internal sealed class AnthropicDialect : IProviderDialect
         ["error"] = new JsonObject { ["type"] = type == "server_error" ? "api_error" : type, ["message"] = message },
     }.ToJsonString());
 
-    public string Answer(string body, CompletionRequest completion, string model, DateTimeOffset now)
+    public string Answer(string body, string content, CompletionRequest completion, string model, DateTimeOffset now)
     {
         var maximum = (JsonNode.Parse(body) as JsonObject)?["max_tokens"]?.GetValue<long>();
         return new JsonObject
@@ -61,7 +61,7 @@ internal sealed class AnthropicDialect : IProviderDialect
             ["type"] = "message",
             ["role"] = "assistant",
             ["model"] = model,
-            ["content"] = new JsonArray(new JsonObject { ["type"] = "text", ["text"] = MockModelServer.ExpectedContent(body) }),
+            ["content"] = new JsonArray(new JsonObject { ["type"] = "text", ["text"] = content }),
             ["stop_reason"] = completion.CompletionTokens == maximum ? "max_tokens" : "end_turn",
             ["stop_sequence"] = null,
             ["usage"] = new JsonObject { ["input_tokens"] = completion.PromptTokens, ["output_tokens"] = completion.CompletionTokens },

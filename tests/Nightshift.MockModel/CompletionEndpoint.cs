@@ -120,7 +120,8 @@ internal sealed class CompletionEndpoint(MockModelOptions options, CallCounter c
             return (dialect.Error(StatusCodes.Status400BadRequest, "the request body is not JSON", "invalid_request_error"), 0);
         }
 
-        var answer = new MockResponse(StatusCodes.Status200OK, dialect.Answer(body, completion, model, options.TimeProvider.GetUtcNow()));
+        var content = options.JsonModels.Contains(model) ? MockModelServer.ExpectedJsonContent(body) : MockModelServer.ExpectedContent(body);
+        var answer = new MockResponse(StatusCodes.Status200OK, dialect.Answer(body, content, completion, model, options.TimeProvider.GetUtcNow()));
         if (fault == InjectedFault.Truncate)
         {
             counter.Injected(fault);

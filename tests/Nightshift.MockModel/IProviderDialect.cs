@@ -18,6 +18,6 @@ internal interface IProviderDialect
     /// <summary>An error answer in the API's shape.</summary>
     MockResponse Error(int status, string message, string type, string? code = null);
 
-    /// <summary>The successful answer's body: its content is <see cref="MockModelServer.ExpectedContent"/> of the request body.</summary>
-    string Answer(string body, CompletionRequest completion, string model, DateTimeOffset now);
+    /// <summary>The successful answer's body to the request <paramref name="body"/>, saying <paramref name="content"/> (see <see cref="MockModelServer.ExpectedContent"/>).</summary>
+    string Answer(string body, string content, CompletionRequest completion, string model, DateTimeOffset now);
 }

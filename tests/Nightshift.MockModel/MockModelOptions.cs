@@ -72,6 +72,12 @@ public sealed class MockModelOptions
     /// <summary>The latency of the requests <see cref="SlowPrefix"/> picks. Default: 0.</summary>
     public TimeSpan SlowLatency { get; init; }
 
+    /// <summary>
+    /// Models (a request's <c>model</c>, or the deployment in the URL) whose answers are JSON,
+    /// <see cref="MockModelServer.ExpectedJsonContent"/>; every other model answers plain text. Default: none.
+    /// </summary>
+    public IReadOnlySet<string> JsonModels { get; init; } = new HashSet<string>(StringComparer.Ordinal);
+
     /// <summary>The clock of the latency, the buckets and the stats' timestamps; tests pass a fake one. Default: <see cref="TimeProvider.System"/>.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 

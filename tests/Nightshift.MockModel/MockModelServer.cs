@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
 
 namespace Nightshift.MockModel;
 
@@ -76,6 +77,9 @@ public sealed class MockModelServer : IAsyncDisposable
     /// <summary>The assistant content the mock answers to <paramref name="body"/>: the same body always gets the same content.</summary>
     public static string ExpectedContent(string body) =>
         "mock-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(body)).AsSpan(0, 8));
+
+    /// <summary>What a model of <see cref="MockModelOptions.JsonModels"/> answers instead: <c>{"answer": "<see cref="ExpectedContent"/>"}</c>.</summary>
+    public static string ExpectedJsonContent(string body) => JsonSerializer.Serialize(new { answer = ExpectedContent(body) });
 
     /// <summary>Clears the counts, the success times and the peak (to the requests still in flight), as <c>POST /stats/reset</c> does; the rate-limit buckets keep their levels.</summary>
     public void Reset() => _counter.Reset();

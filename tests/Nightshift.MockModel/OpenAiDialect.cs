@@ -14,11 +14,11 @@ internal sealed class OpenAiDialect : IProviderDialect
     public MockResponse Error(int status, string message, string type, string? code = null) =>
         new(status, JsonSerializer.Serialize(new ApiError(new ApiErrorDetail(message, type, code)), MockModelApi.Json));
 
-    public string Answer(string body, CompletionRequest completion, string model, DateTimeOffset now) => JsonSerializer.Serialize(new ChatCompletion(
+    public string Answer(string body, string content, CompletionRequest completion, string model, DateTimeOffset now) => JsonSerializer.Serialize(new ChatCompletion(
         "chatcmpl-" + Guid.NewGuid().ToString("n"),
         "chat.completion",
         now.ToUnixTimeSeconds(),
         model,
-        [new ChatChoice(0, new ChatMessage("assistant", MockModelServer.ExpectedContent(body)), "stop")],
+        [new ChatChoice(0, new ChatMessage("assistant", content), "stop")],
         new ChatUsage(completion.PromptTokens, completion.CompletionTokens, completion.Tokens)), MockModelApi.Json);
 }

@@ -13,7 +13,7 @@ internal static class Program
         usage: Nightshift.MockModel [--port N] [--latency-ms MIN [MAX]]
                                     [--rps N] [--tps N] [--burst-seconds S] [--completion-tokens N]
                                     [--fault-429 P] [--fault-500 P] [--fault-503 P] [--fault-529 P] [--fault-truncate P] [--fault-hang P]
-                                    [--hang-ms N] [--retry-after-s N] [--seed N] [--slow PREFIX MS]
+                                    [--hang-ms N] [--retry-after-s N] [--seed N] [--slow PREFIX MS] [--json-models M,...]
         """;
 
     public static async Task<int> Main(string[] args)
@@ -71,6 +71,7 @@ internal static class Program
         var retryAfterSeconds = defaults.RetryAfterSeconds;
         int? seed = null;
         string? slowPrefix = null;
+        HashSet<string> jsonModels = new(StringComparer.Ordinal);
         var slowMs = 0;
         options = null;
         error = null;
@@ -143,6 +144,15 @@ internal static class Program
                     error = ReadWhole(args, ++i, "--seed needs a whole number, 0 or more.", out var seedValue);
                     seed = seedValue;
                     break;
+                case "--json-models":
+                    if (++i >= args.Length || args[i].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) is not { Length: > 0 } models)
+                    {
+                        error = "--json-models needs a comma-separated list of models.";
+                        break;
+                    }
+
+                    jsonModels.UnionWith(models);
+                    break;
                 case "--slow":
                     slowPrefix = ++i < args.Length && args[i].Length > 0 ? args[i] : null;
                     error = slowPrefix is null
@@ -179,6 +189,7 @@ internal static class Program
             RetryAfterSeconds = retryAfterSeconds,
             Seed = seed,
             SlowPrefix = slowPrefix,
+            JsonModels = jsonModels,
             SlowLatency = TimeSpan.FromMilliseconds(slowMs),
         };
         try

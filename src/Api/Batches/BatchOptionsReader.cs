@@ -7,11 +7,17 @@ namespace Nightshift.Api.Batches;
 /// <summary>
 /// Reads a batch's options from query parameters (uploads) or the JSON <c>options</c> object, by the
 /// same names: <c>maxAttempts</c>, <c>maxRateLimitedAttempts</c>, <c>attemptTimeoutSeconds</c>,
-/// <c>baseDelaySeconds</c>, <c>maxDelaySeconds</c>, <c>priority</c>. A bad value names its field.
+/// <c>baseDelaySeconds</c>, <c>maxDelaySeconds</c>, <c>priority</c>, <c>maxValidationAttempts</c> and
+/// <c>schema</c> (a JSON Schema: URL-encoded JSON in a query, an object in JSON). A bad value names its field.
 /// </summary>
 internal static class BatchOptionsReader
 {
-    private static readonly string[] Names = ["maxAttempts", "maxRateLimitedAttempts", "attemptTimeoutSeconds", "baseDelaySeconds", "maxDelaySeconds", "priority"];
+    private const string SchemaName = "schema";
+
+    private static readonly string[] Numbers =
+        ["maxAttempts", "maxRateLimitedAttempts", "attemptTimeoutSeconds", "baseDelaySeconds", "maxDelaySeconds", "priority", "maxValidationAttempts"];
+
+    private static readonly string[] Names = [.. Numbers, SchemaName];
 
     /// <summary>
     /// The problem with <paramref name="given"/> names that are neither options nor among <paramref name="alsoKnown"/>
@@ -29,7 +35,18 @@ internal static class BatchOptionsReader
         var read = new BatchOptions();
         options = read;
         problem = null;
-        foreach (var name in Names)
+        if (value(SchemaName) is { } schema)
+        {
+            if (!IsJsonObject(schema))
+            {
+                problem = $"{SchemaName}: a JSON Schema, as a JSON object";
+                return false;
+            }
+
+            read = read with { Schema = schema };
+        }
+
+        foreach (var name in Numbers)
         {
             if (value(name) is not { } text)
             {
@@ -44,7 +61,8 @@ internal static class BatchOptionsReader
 
             problem = name switch
             {
-                "maxAttempts" or "maxRateLimitedAttempts" or "priority" when number != Math.Floor(number) => $"{name}: a whole number",
+                "maxAttempts" or "maxRateLimitedAttempts" or "priority" or "maxValidationAttempts" when number != Math.Floor(number) => $"{name}: a whole number",
+                "maxValidationAttempts" when number is < 1 or > 20 => $"{name}: from 1 to 20",
                 "maxAttempts" when number is < 1 or > 100 => $"{name}: from 1 to 100",
                 "maxRateLimitedAttempts" when number is < 1 or > 1000 => $"{name}: from 1 to 1000",
                 "priority" when number is < 1 or > 10 => $"{name}: from 1 to 10",
@@ -63,6 +81,7 @@ internal static class BatchOptionsReader
                 "maxAttempts" => read with { MaxAttempts = (int)number },
                 "maxRateLimitedAttempts" => read with { MaxRateLimitedAttempts = (int)number },
                 "priority" => read with { Priority = (int)number },
+                "maxValidationAttempts" => read with { MaxValidationAttempts = (int)number },
                 "attemptTimeoutSeconds" => read with { AttemptTimeout = TimeSpan.FromSeconds(number) },
                 "baseDelaySeconds" => read with { BaseDelay = TimeSpan.FromSeconds(number) },
                 _ => read with { MaxDelay = TimeSpan.FromSeconds(number) },
@@ -73,7 +92,20 @@ internal static class BatchOptionsReader
         return true;
     }
 
-    /// <summary>The JSON <c>options</c> object as values by name; a value that is not a number is passed on as text to be refused.</summary>
+    /// <summary>The JSON <c>options</c> object as values by name; a value that is not a number (or the schema's object) is passed on as text to be refused.</summary>
     public static Func<string, string?> FromJson(JsonElement options) => name =>
-        options.TryGetProperty(name, out var value) ? value.ValueKind == JsonValueKind.Number ? value.GetRawText() : value.ToString() : null;
+        options.TryGetProperty(name, out var value) ? value.ValueKind is JsonValueKind.Number or JsonValueKind.Object ? value.GetRawText() : value.ToString() : null;
+
+    private static bool IsJsonObject(string text)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(text);
+            return document.RootElement.ValueKind == JsonValueKind.Object;
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
 }

@@ -225,6 +225,8 @@ public static class BatchesApi
                 return Problems.BadRequest(detail, new Dictionary<string, object?> { ["errors"] = errors });
             case SubmissionRejection.UnknownPool:
                 return Problems.BadRequest($"pool: {result.Reason}");
+            case SubmissionRejection.InvalidOptions:
+                return Problems.BadRequest(result.Reason!);
             case SubmissionRejection.QueueFull:
                 return Problems.QueueFull(result.Reason ?? "the pool's queue is full");
             default:

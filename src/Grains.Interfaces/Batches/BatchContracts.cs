@@ -40,6 +40,15 @@ public sealed record BatchOptions
 
     /// <summary>Share of the pool relative to other batches (1 to 10). Default: 1.</summary>
     [Id(5)] public int Priority { get; init; } = 1;
+
+    /// <summary>
+    /// A JSON Schema (its text) every item's answer must satisfy: <c>choices[0].message.content</c> parsed as
+    /// JSON, as for a line whose <c>response_format</c> asks for a <c>json_schema</c>. Default: none.
+    /// </summary>
+    [Id(6)] public string? Schema { get; init; }
+
+    /// <summary>Answers an item may give that fail validation before it fails as <c>validation_failed</c>. Default: 2.</summary>
+    [Id(7)] public int MaxValidationAttempts { get; init; } = 2;
 }
 
 /// <summary>What a batch was submitted with: its pool, its item count and its options.</summary>

@@ -30,7 +30,8 @@ public interface IItemGrain : IGrainWithStringKey
 /// Everything an item needs for one attempt, claimed from the item store by its batch. <see cref="Lease"/> is
 /// the item's claim in the store (its token fences the result; renewed in the store while the call runs);
 /// <see cref="Slot"/> the pool slot the call runs under (renewed with the pool). <see cref="RenewedAt"/> is
-/// when the claim's lease was last extended.
+/// when the claim's lease was last extended; <c>RetryState</c> what the item's last attempt left
+/// (as its claim read it from the store).
 /// </summary>
 [GenerateSerializer, Immutable, Alias("nightshift.ItemAssignment")]
 public sealed record ItemAssignment(
@@ -44,7 +45,8 @@ public sealed record ItemAssignment(
     [property: Id(7)] BatchOptions Options,
     [property: Id(8)] ModelBinding Model,
     [property: Id(9)] ItemLease Slot,
-    [property: Id(10)] DateTimeOffset RenewedAt);
+    [property: Id(10)] DateTimeOffset RenewedAt,
+    [property: Id(11)] string? RetryState = null);
 
 /// <summary>How item grains are keyed.</summary>
 public static class ItemKey

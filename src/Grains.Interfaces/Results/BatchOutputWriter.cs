@@ -79,13 +79,21 @@ public static class BatchOutputWriter
         else
         {
             json.WriteStartObject("error");
-            json.WriteString("code", result.State == ItemState.Cancelled ? "cancelled" : "failed");
+            json.WriteString("code", ErrorCode(result));
             json.WriteString("message", result.Error ?? result.State.ToString().ToLowerInvariant());
             json.WriteEndObject();
         }
 
         json.WriteEndObject();
     }
+
+    /// <summary>The error code of an item that did not succeed: its error names one before a colon, or it is <c>cancelled</c> or <c>failed</c>.</summary>
+    private static string ErrorCode(ItemResult result) => result.State == ItemState.Cancelled
+        ? "cancelled"
+        : result.Error?.StartsWith(ValidationFailed + ":", StringComparison.Ordinal) == true ? ValidationFailed : "failed";
+
+    /// <summary>The error code (and the start of the error) of an item whose answers kept failing the JSON its request or batch asked for.</summary>
+    public const string ValidationFailed = "validation_failed";
 
     /// <summary>Bodies are written as JSON when they are JSON, and as a string when a provider sent something else.</summary>
     private static void WriteBody(Utf8JsonWriter json, string body)

@@ -173,8 +173,11 @@ public sealed record LineError(long Line, string? Field, string Message)
     public override string ToString() => Field is null ? $"line {Line}: {Message}" : $"line {Line}, field '{Field}': {Message}";
 }
 
-/// <summary>An item claimed under <c>Lease</c>, with the attempts it made before (429s counted apart).</summary>
-public sealed record ClaimedItem(int Index, string CustomId, string Body, int Attempts, int RateLimitedAttempts, ItemLease Lease);
+/// <summary>
+/// An item claimed under <c>Lease</c>, with the attempts it made before (429s counted apart) and the retry
+/// state its last attempt left (JSON, as the item grain writes it; <c>null</c> before any).
+/// </summary>
+public sealed record ClaimedItem(int Index, string CustomId, string Body, int Attempts, int RateLimitedAttempts, ItemLease Lease, string? RetryState = null);
 
 /// <summary>
 /// The end of an attempt, as the store records it, fenced on <c>LeaseToken</c>: the item's new state

@@ -52,6 +52,9 @@ public enum SubmissionRejection
 
     /// <summary>The idempotency key's batch exists with another payload (HTTP 422).</summary>
     KeyReused,
+
+    /// <summary>An option is not usable (a <c>schema</c> that is no JSON Schema); the reason names it (HTTP 400).</summary>
+    InvalidOptions,
 }
 
 /// <summary>The outcome of a submission. A rejected submission wrote nothing.</summary>

@@ -302,7 +302,7 @@ internal sealed partial class BatchGrain(
         // back, or this silo was paused for a whole lease): its item grain gives it back without calling.
         var renewedAt = renewer.Drop(item.Lease.Token) ?? DateTimeOffset.MinValue;
         var assignment = new ItemAssignment(Id, item.Index, item.CustomId, item.Body, item.Attempts, item.RateLimitedAttempts, item.Lease,
-            Spec.Options, _model, start.Slot, renewedAt);
+            Spec.Options, _model, start.Slot, renewedAt, item.RetryState);
 
         _ = (_prepared.Remove(item.Index, out var grain) ? grain : Item(item.Index)).Start(assignment);
     }

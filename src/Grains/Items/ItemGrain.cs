@@ -7,6 +7,7 @@ using Nightshift.Batches;
 using Nightshift.Diagnostics;
 using Nightshift.Models;
 using Nightshift.Pools;
+using Nightshift.Results;
 using Nightshift.Retry;
 using Nightshift.Storage;
 
@@ -249,6 +250,7 @@ internal sealed partial class ItemGrain(
         var now = time.GetUtcNow();
         var attempts = assignment.Attempts;
         var rateLimited = assignment.RateLimitedAttempts;
+        var validationFailures = ValidationFailures(assignment.RetryState);
         rateLimitedFor = result.RateLimited ? result.RetryAfter ?? TimeSpan.Zero : null;
         if (cancelled)
         {
@@ -259,6 +261,18 @@ internal sealed partial class ItemGrain(
         var policy = new RetryPolicy(assignment.Options, time, Random.Shared.NextDouble);
         switch (policy.Decide(attempts, rateLimited, result))
         {
+            case RetryDecision.Succeed when InvalidAnswer(assignment, result.Body) is { } invalid:
+                // Billed and answered, but not what was asked for: retried under its own budget, at once.
+                validationFailures++;
+                LogInvalidAnswer(logger, assignment.BatchId, assignment.Index, validationFailures, invalid);
+                if (validationFailures >= assignment.Options.MaxValidationAttempts)
+                {
+                    outcome = ItemOutcome.Failed;
+                    return Record(ItemState.Failed, null, RetryState(result, null, invalid), $"{BatchOutputWriter.ValidationFailed}: {invalid}");
+                }
+
+                outcome = ItemOutcome.Retrying;
+                return Record(ItemState.Pending, now, RetryState(result, null, invalid), $"answer failed validation: {invalid}");
             case RetryDecision.Succeed:
                 outcome = ItemOutcome.Succeeded;
                 return Record(ItemState.Succeeded, null, null, null);
@@ -273,7 +287,7 @@ internal sealed partial class ItemGrain(
                     attempts++;
                 }
 
-                return Record(ItemState.Pending, retry.NotBefore, RetryState(result, retry.Delay), result.Error);
+                return Record(ItemState.Pending, retry.NotBefore, RetryState(result, retry.Delay, null), result.Error);
             case RetryDecision.Fail fail:
                 outcome = ItemOutcome.Failed;
                 if (result.RateLimited)
@@ -285,7 +299,7 @@ internal sealed partial class ItemGrain(
                     attempts++;
                 }
 
-                return Record(ItemState.Failed, null, RetryState(result, null), fail.Reason);
+                return Record(ItemState.Failed, null, RetryState(result, null, null), fail.Reason);
             default:
                 throw new InvalidOperationException("Unknown retry decision.");
         }
@@ -295,14 +309,33 @@ internal sealed partial class ItemGrain(
             itemState == ItemState.Succeeded ? attempts + 1 : attempts, rateLimited, next, retryState,
             result.StatusCode == 0 ? null : result.StatusCode, result.Body, error, result.Usage, now);
 
-        string RetryState(ModelCallResult last, TimeSpan? delay) => JsonSerializer.Serialize(new
+        // Read back by the item's next claim: the validation failures carry over from attempt to attempt.
+        string RetryState(ModelCallResult last, TimeSpan? delay, string? invalid) => JsonSerializer.Serialize(new
         {
             last_status = last.StatusCode == 0 ? (int?)null : last.StatusCode,
             last_error = last.Error,
             retry_after_ms = last.RetryAfter?.TotalMilliseconds,
             delay_ms = delay?.TotalMilliseconds,
             at = now,
+            validation_failures = validationFailures,
+            validation_error = invalid,
         });
+    }
+
+    /// <summary>Why the answer fails the JSON its request or batch asked for, or <c>null</c> when it passes or nothing was asked.</summary>
+    private static string? InvalidAnswer(ItemAssignment assignment, string? answer) =>
+        answer is not null && AnswerValidator.For(assignment.Body, assignment.Options.Schema) is { } validator ? validator.Problem(answer) : null;
+
+    /// <summary>The validation failures an item's retry state counts (0 before any).</summary>
+    private static int ValidationFailures(string? retryState)
+    {
+        if (retryState is null)
+        {
+            return 0;
+        }
+
+        using var state = JsonDocument.Parse(retryState);
+        return state.RootElement.TryGetProperty("validation_failures", out var failures) && failures.ValueKind == JsonValueKind.Number ? failures.GetInt32() : 0;
     }
 
     /// <summary>
@@ -368,6 +401,9 @@ internal sealed partial class ItemGrain(
 
     [LoggerMessage(EventId = 3003, Level = LogLevel.Information, Message = "Item {BatchId}/{Index} was interrupted by its activation stopping; it goes back to pending")]
     private static partial void LogInterrupted(ILogger logger, string batchId, int index);
+
+    [LoggerMessage(EventId = 3005, Level = LogLevel.Warning, Message = "Item {BatchId}/{Index}'s answer failed validation ({Failures} so far): {Reason}")]
+    private static partial void LogInvalidAnswer(ILogger logger, string batchId, int index, int failures, string reason);
 
     [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "Item {BatchId}/{Index} discarded its result: lease {Token} is no longer its lease")]
     private static partial void LogFenced(ILogger logger, string batchId, int index, long token);

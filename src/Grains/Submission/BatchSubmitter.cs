@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Options;
 using Nightshift.Batches;
 using Nightshift.Diagnostics;
+using Nightshift.Items;
 using Nightshift.Pools;
 using Nightshift.Storage;
 
@@ -42,6 +43,11 @@ public sealed class BatchSubmitter(IItemIngest store, IItemCatalogue catalogue, 
         if (await grains.GetGrain<IPoolGrain>(pool).GetConfig() is null)
         {
             return Rejected(batchId, SubmissionRejection.UnknownPool, $"pool '{pool}' does not exist");
+        }
+
+        if (batchOptions.Schema is { } schema && AnswerValidator.SchemaProblem(schema) is { } problem)
+        {
+            return Rejected(batchId, SubmissionRejection.InvalidOptions, $"schema: not a JSON Schema: {problem}");
         }
 
         using var fingerprint = new SubmissionFingerprint(pool, batchOptions);

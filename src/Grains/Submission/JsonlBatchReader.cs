@@ -3,6 +3,7 @@ using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.Unicode;
+using Nightshift.Items;
 using Nightshift.Storage;
 
 namespace Nightshift.Submission;
@@ -209,6 +210,21 @@ public sealed class JsonlBatchReader(SubmissionOptions options)
             return Fail(line, "body.stream", stream.ValueKind == JsonValueKind.True
                 ? "streaming is not supported in a batch; remove it or set it to false"
                 : $"must be false when present, found {Describe(stream.ValueKind)}");
+        }
+
+        // A schema the answer is validated against must be one, or every answer would fail validation.
+        if (body.TryGetProperty("response_format", out var format) && format.ValueKind == JsonValueKind.Object
+            && format.TryGetProperty("type", out var type) && type.ValueEquals("json_schema"))
+        {
+            if (AnswerValidator.SchemaOf(format) is not { } schema)
+            {
+                return Fail(line, "body.response_format.json_schema.schema", "missing");
+            }
+
+            if (AnswerValidator.SchemaProblem(schema.GetRawText()) is { } problem)
+            {
+                return Fail(line, "body.response_format.json_schema.schema", $"not a JSON Schema: {problem}");
+            }
         }
 
         return new ParsedLine(new ItemRequest(checked((int)(line - 1)), customId, method, url, body.GetRawText()), null);

@@ -53,6 +53,12 @@ internal static class RunCommand
     };
     private static readonly Option<int> MaxRunning = new("--max-running") { Description = "Calls that may run at once.", DefaultValueFactory = _ => 16 };
     private static readonly Option<int> MaxAttempts = new("--max-attempts") { Description = "Attempts per item that may end in a model error (429s have their own budget).", DefaultValueFactory = _ => 5 };
+    private static readonly Option<FileInfo> Schema = new("--schema") { Description = "A JSON Schema file every answer's content must satisfy (as with a line's response_format json_schema); an answer that does not is asked again." };
+    private static readonly Option<int> MaxValidationAttempts = new("--max-validation-attempts")
+    {
+        Description = "Answers per item that may fail validation before it fails as validation_failed.",
+        DefaultValueFactory = _ => new BatchOptions().MaxValidationAttempts,
+    };
     // The forms that came before --provider: --endpoint alone is an OpenAI-compatible endpoint, --azure-endpoint
     // Azure OpenAI, neither the simulated model.
     private const string OpenAiCompatible = "openai";
@@ -100,6 +106,8 @@ internal static class RunCommand
         Input.AcceptExistingOnly();
         AtLeastOne(MaxRunning, "--max-running must be at least 1.");
         AtLeastOne(MaxAttempts, "--max-attempts must be at least 1.");
+        AtLeastOne(MaxValidationAttempts, "--max-validation-attempts must be at least 1.");
+        Schema.AcceptExistingOnly();
         AtLeastOne(Rpm, "--rpm must be at least 1 (requests per minute).");
         AtLeastOne(Tpm, "--tpm must be at least 1 (tokens per minute).");
         Endpoint.Validators.Add(result =>
@@ -126,7 +134,7 @@ internal static class RunCommand
         Provider.CompletionSources.Add([.. Providers.Names]);
         var command = new Command("run", "Run a JSONL file to completion in an embedded silo and write the results; run again to resume.")
         {
-            Input, Out, Store, MaxRunning, MaxAttempts, Provider, Endpoint, Model, AzureEndpoint, Deployment, ApiKeyEnv, Rpm, Tpm, Verbose,
+            Input, Out, Store, MaxRunning, MaxAttempts, Schema, MaxValidationAttempts, Provider, Endpoint, Model, AzureEndpoint, Deployment, ApiKeyEnv, Rpm, Tpm, Verbose,
         };
         command.Validators.Add(result =>
         {
@@ -193,7 +201,12 @@ internal static class RunCommand
 
         // Hashing a large input takes a while; the silo starts meanwhile.
         var hashing = Task.Run(() => BatchIdAsync(input, cancellationToken), cancellationToken);
-        var options = new BatchOptions { MaxAttempts = parseResult.GetValue(MaxAttempts) };
+        var options = new BatchOptions
+        {
+            MaxAttempts = parseResult.GetValue(MaxAttempts),
+            MaxValidationAttempts = parseResult.GetValue(MaxValidationAttempts),
+            Schema = parseResult.GetValue(Schema) is { } schema ? await File.ReadAllTextAsync(schema.FullName, cancellationToken) : null,
+        };
 
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
         {

@@ -68,6 +68,25 @@ public sealed class RunCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Run_WithASchema_AsksAgainOnceForAnAnswerThatIsNotJson_ThenFailsItAsValidationFailed()
+    {
+        await File.WriteAllTextAsync(Input, Jsonl.Lines(5, "typed"), Ct);
+        var schema = Path.Combine(Path.GetDirectoryName(Input)!, "schema.json");
+        await File.WriteAllTextAsync(schema, """{"type": "object", "required": ["answer"]}""", Ct);
+
+        using var silo = _run.Start(RunWorkspace.Latency(0, 0), "--schema", schema);
+        Assert.Equal(1, await silo.WaitForExitAsync(TimeSpan.FromMinutes(2)));
+
+        Assert.All(await File.ReadAllLinesAsync(Output, Ct), text =>
+        {
+            var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+            Assert.Equal("validation_failed", error.GetProperty("code").GetString());
+            Assert.Contains("is not JSON", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        });
+        Assert.Equal(10, (await File.ReadAllLinesAsync(CallLog, Ct)).Length);
+    }
+
+    [Fact]
     public async Task Run_RejectsBadInput_WithExitTwo_NamingTheLine_AndWritesNothing()
     {
         await File.WriteAllTextAsync(Input, Jsonl.Line("a", "x") + "\n" + Jsonl.Line("b", "y") + "\n{\"custom_id\": \"c\"}\n", Ct);

@@ -32,7 +32,7 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
         SET state = {Leased}, lease_token = (@tokens)[numbered.n], lease_expires_at = (@expires)[numbered.n], updated_at = @now
         FROM numbered
         WHERE i.batch_id = @batch AND i.idx = numbered.idx
-        RETURNING i.idx, i.custom_id, i.body, i.attempts, i.rate_limited_attempts, i.lease_token;
+        RETURNING i.idx, i.custom_id, i.body, i.attempts, i.rate_limited_attempts, i.lease_token, i.retry_state;
         """;
 
     private readonly NpgsqlDataSource _dataSource = new NpgsqlDataSourceBuilder(ConnectionStringFor(connectionString)).Build();
@@ -114,7 +114,8 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
         var claim = group.Command(Claim, ("@batch", batchId), ("@now", now), ("@count", leases.Count), ("@tokens", leases.Select(lease => lease.Token).ToArray()),
             ("@expires", leases.Select(lease => lease.ExpiresAt.Millis()).ToArray()));
         var byToken = leases.ToDictionary(lease => lease.Token);
-        var claimed = await claim.ReadAllAsync(reader => new ClaimedItem(reader.GetInt32(0), reader.GetString(1), reader.GetString(2), reader.GetInt32(3), reader.GetInt32(4), byToken[reader.GetInt64(5)]), CancellationToken.None);
+        var claimed = await claim.ReadAllAsync(reader => new ClaimedItem(reader.GetInt32(0), reader.GetString(1), reader.GetString(2), reader.GetInt32(3), reader.GetInt32(4), byToken[reader.GetInt64(5)],
+            reader.IsDBNull(6) ? null : reader.GetString(6)), CancellationToken.None);
         return [.. claimed.OrderBy(item => item.Index)];
     }
 

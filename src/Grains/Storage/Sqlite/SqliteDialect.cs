@@ -22,7 +22,7 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
             WHERE batch_id = @batch AND state = {Pending} AND next_attempt_at <= @now
             ORDER BY next_attempt_at, idx
             LIMIT 1)
-        RETURNING idx, custom_id, body, attempts, rate_limited_attempts;
+        RETURNING idx, custom_id, body, attempts, rate_limited_attempts, retry_state;
         """;
 
     private static readonly string RecordOne = $"""
@@ -113,7 +113,8 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
         foreach (var lease in leases)
         {
             var claim = group.Command(ClaimOne, ("@batch", batchId), ("@token", lease.Token), ("@expires", lease.ExpiresAt.Millis()), ("@now", now));
-            var item = await claim.ReadAllAsync(reader => new ClaimedItem(reader.GetInt32(0), reader.GetString(1), reader.GetString(2), reader.GetInt32(3), reader.GetInt32(4), lease), CancellationToken.None);
+            var item = await claim.ReadAllAsync(reader => new ClaimedItem(reader.GetInt32(0), reader.GetString(1), reader.GetString(2), reader.GetInt32(3), reader.GetInt32(4), lease,
+                reader.IsDBNull(5) ? null : reader.GetString(5)), CancellationToken.None);
             if (item.Count == 0)
             {
                 break;

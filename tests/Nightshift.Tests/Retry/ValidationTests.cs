@@ -1,0 +1,143 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Nightshift.Tests.Fixtures;
+
+namespace Nightshift.Tests.Retry;
+
+/// <summary>
+/// Answers checked against the JSON a line's <c>response_format</c> or the batch's <c>schema</c> asks for,
+/// through the real HTTP API of a real silo, against the mock model as a process: <c>json-model</c> answers
+/// <c>{"answer": "…"}</c>, every other model plain text, and the mock counts each item's calls itself.
+/// </summary>
+public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsyncLifetime
+{
+    private const string AnswerSchema = """{"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}""";
+
+    private MockModelProcess _mock = null!;
+
+    private HttpClient Http => host.Http;
+
+    public async ValueTask InitializeAsync() =>
+        _mock = await MockModelProcess.StartAsync(["--port", "0", "--latency-ms", "1", "5", "--json-models", "json-model"], Ct);
+
+    public ValueTask DisposeAsync()
+    {
+        _mock.Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    [Fact]
+    public async Task PlainTextAnswers_ToAJsonSchemaRequest_AreRetriedUnderTheirOwnBudget_ThenFailAsValidationFailed()
+    {
+        var id = await SubmitAsync("text-model", "maxValidationAttempts=3", SchemaLines("plain", 6));
+
+        var batch = await host.WaitUntilFinishedAsync(id, TimeSpan.FromMinutes(1));
+        Assert.Equal(6L, batch.GetProperty("counts").GetProperty("failed").GetInt64());
+        Assert.All(await ResultsAsync(id), result =>
+        {
+            var error = result.GetProperty("error");
+            Assert.Equal("validation_failed", error.GetProperty("code").GetString());
+            Assert.Contains("choices[0].message.content is not JSON", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+            Assert.Equal(200, result.GetProperty("response").GetProperty("status_code").GetInt32());
+        });
+
+        // Three answers each, then no more: the validation budget, not the attempts for model errors (5).
+        var calls = await CallsAsync("plain-");
+        Assert.Equal(6, calls.Count);
+        Assert.All(calls.Values, count => Assert.Equal(3, count));
+    }
+
+    [Fact]
+    public async Task JsonAnswers_ThatSatisfyTheSchema_SucceedWithOneCallEach()
+    {
+        var id = await SubmitAsync("json-model", "", SchemaLines("json", 6));
+
+        var batch = await host.WaitUntilFinishedAsync(id, TimeSpan.FromMinutes(1));
+        Assert.Equal(6L, batch.GetProperty("counts").GetProperty("succeeded").GetInt64());
+        Assert.All(await ResultsAsync(id), result => Assert.Equal(JsonValueKind.Null, result.GetProperty("error").ValueKind));
+        Assert.All((await CallsAsync("json-")).Values, count => Assert.Equal(1, count));
+    }
+
+    [Fact]
+    public async Task TheBatchSchema_AppliesToEveryLine_AndNamesThePathThatFailed()
+    {
+        // The JSON model answers {"answer": "<text>"}; this schema wants a number there. Two answers each by default.
+        var schema = Uri.EscapeDataString("""{"type": "object", "properties": {"answer": {"type": "integer"}}}""");
+        var id = await SubmitAsync("json-model", $"schema={schema}", Jsonl.Lines(4, "typed"));
+
+        var batch = await host.WaitUntilFinishedAsync(id, TimeSpan.FromMinutes(1));
+        Assert.Equal(4L, batch.GetProperty("counts").GetProperty("failed").GetInt64());
+        Assert.All(await ResultsAsync(id), result =>
+        {
+            Assert.Equal("validation_failed", result.GetProperty("error").GetProperty("code").GetString());
+            Assert.Contains("/answer:", result.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        });
+        Assert.All((await CallsAsync("typed-")).Values, count => Assert.Equal(2, count));
+    }
+
+    [Theory]
+    [InlineData("schema=%7B%22type%22%3A12%7D", "schema: not a JSON Schema")]
+    [InlineData("schema=%5B1%5D", "schema: a JSON Schema, as a JSON object")]
+    [InlineData("maxValidationAttempts=0", "maxValidationAttempts: from 1 to 20")]
+    public async Task ABadSchemaOption_Is400_NamingIt(string query, string detail)
+    {
+        await CreatePoolAsync("text-model");
+        var response = await Http.PostAsync($"/v1/batches?pool=text-model&{query}", new StringContent(Jsonl.Lines(2, "bad"), Encoding.UTF8, "application/x-ndjson"), Ct);
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains(detail, (await response.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("detail").GetString(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""{"type": "json_schema", "json_schema": {"name": "a"}}""", "field 'body.response_format.json_schema.schema': missing")]
+    [InlineData("""{"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": 12}}}""", "field 'body.response_format.json_schema.schema': not a JSON Schema")]
+    public async Task ALineWithABadSchema_Is400_NamingTheLineAndField(string responseFormat, string detail)
+    {
+        await CreatePoolAsync("text-model");
+        var bad = $$$"""{"custom_id": "s", "body": {"model": "m", "messages": [], "response_format": {{{responseFormat}}}}}""";
+        var response = await Http.PostAsync("/v1/batches?pool=text-model", new StringContent($"{Jsonl.Line("ok", "x")}\n{bad}\n", Encoding.UTF8, "application/x-ndjson"), Ct);
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains($"line 2, {detail}", (await response.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("detail").GetString(), StringComparison.Ordinal);
+    }
+
+    /// <summary>Lines whose <c>response_format</c> asks for <see cref="AnswerSchema"/>.</summary>
+    private static string SchemaLines(string prefix, int count) => string.Concat(Enumerable.Range(0, count).Select(i => JsonSerializer.Serialize(new
+    {
+        custom_id = $"{prefix}-{i}",
+        body = new
+        {
+            model = "any",
+            messages = new[] { new { role = "user", content = $"prompt {prefix} {i}" } },
+            response_format = new { type = "json_schema", json_schema = new { name = "answer", schema = JsonDocument.Parse(AnswerSchema).RootElement } },
+        },
+    }) + "\n"));
+
+    private async Task CreatePoolAsync(string model) =>
+        (await Http.PutAsJsonAsync($"/v1/pools/{model}", new { provider = "openai", endpoint = new Uri(_mock.BaseAddress, "v1").ToString(), model, maxRunning = 4 }, Ct))
+            .EnsureSuccessStatusCode();
+
+    private async Task<string> SubmitAsync(string model, string query, string lines)
+    {
+        await CreatePoolAsync(model);
+        var submitted = await Http.PostAsync($"/v1/batches?pool={model}&{query}", new StringContent(lines, Encoding.UTF8, "application/x-ndjson"), Ct);
+        Assert.Equal(HttpStatusCode.Created, submitted.StatusCode);
+        return (await submitted.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+    }
+
+    private async Task<List<JsonElement>> ResultsAsync(string id) =>
+        [.. (await Http.GetStringAsync($"/v1/batches/{id}/results", Ct)).Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(line => JsonDocument.Parse(line).RootElement)];
+
+    /// <summary>The mock's own count of calls per custom id, for the ids starting with <paramref name="prefix"/>.</summary>
+    private async Task<Dictionary<string, int>> CallsAsync(string prefix)
+    {
+        using var client = new HttpClient { BaseAddress = _mock.BaseAddress };
+        var stats = await client.GetFromJsonAsync<JsonElement>("stats", Ct);
+        return stats.GetProperty("calls").EnumerateObject().Where(call => call.Name.StartsWith(prefix, StringComparison.Ordinal))
+            .ToDictionary(call => call.Name, call => call.Value.GetInt32());
+    }
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+}
