@@ -67,3 +67,6 @@ public sealed record BatchPage(IReadOnlyList<BatchSummary> Items, int Offset, in
 
 /// <summary>One bad input line (or JSON item), as a 400 lists it.</summary>
 public sealed record LineProblem(long Line, string? Field, string Message);
+
+/// <summary>The answer to <c>POST /v1/batches/{id}/retry</c>: how many items went back to pending, and the batch now.</summary>
+public sealed record RetryView(int Requeued, BatchView Batch);

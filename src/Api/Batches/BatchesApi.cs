@@ -34,7 +34,99 @@ public static class BatchesApi
         batches.MapPost("/{id}/cancel", (string id, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time) => ControlAsync(id, grains, prices, time, batch => batch.Cancel()));
         batches.MapPost("/{id}/pause", (string id, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time) => ControlAsync(id, grains, prices, time, batch => batch.Pause()));
         batches.MapPost("/{id}/resume", (string id, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time) => ControlAsync(id, grains, prices, time, batch => batch.Resume()));
+        batches.MapPost("/{id}/retry", RetryAsync);
         return batches;
+    }
+
+    /// <summary>
+    /// <c>POST /v1/batches/{id}/retry</c> with <c>{"status", "errorCode", "pool"}</c> (each optional, the body
+    /// too): a finished batch's failed or cancelled items that match go back to pending with fresh budgets,
+    /// on <c>pool</c> if given, and the batch runs again. Answers the batch and how many items were requeued.
+    /// </summary>
+    private static async Task<Results<Ok<RetryView>, ProblemHttpResult>> RetryAsync(string id, HttpContext context, IGrainFactory grains, IOptions<PriceTable> prices,
+        TimeProvider time)
+    {
+        var batch = grains.GetGrain<IBatchGrain>(id);
+        if ((await batch.GetStatus()).State == BatchState.NotFound)
+        {
+            return Problems.NotFound($"batch '{id}' does not exist");
+        }
+
+        JsonElement request;
+        try
+        {
+            request = context.Request.ContentLength is 0 or null && !context.Request.Headers.ContainsKey("Transfer-Encoding")
+                ? JsonDocument.Parse("{}").RootElement
+                : (await JsonDocument.ParseAsync(context.Request.Body, cancellationToken: context.RequestAborted)).RootElement;
+        }
+        catch (JsonException malformed)
+        {
+            return Problems.BadRequest($"malformed JSON: {malformed.Message}");
+        }
+
+        if (RetryFilter(request, out var filter, out var pool) is { } problem)
+        {
+            return Problems.BadRequest(problem);
+        }
+
+        try
+        {
+            var requeued = await batch.Retry(filter, pool);
+            return TypedResults.Ok(new RetryView(requeued, await BatchView.FromAsync(await batch.GetStatus(), grains, prices.Value, time.GetUtcNow())));
+        }
+        catch (InvalidOperationException running)
+        {
+            return Problems.Conflict(running.Message);
+        }
+        catch (ArgumentException unknownPool)
+        {
+            return Problems.BadRequest($"pool: {unknownPool.Message.Split(" (Parameter", 2)[0]}");
+        }
+    }
+
+    /// <summary>The retry's filter and pool from its body; the problem, naming the field, when it has a bad one.</summary>
+    private static string? RetryFilter(JsonElement request, out ItemRetryFilter filter, out string? pool)
+    {
+        filter = new ItemRetryFilter(null, null);
+        pool = null;
+        if (request.ValueKind != JsonValueKind.Object)
+        {
+            return "the body must be a JSON object: {\"status\", \"errorCode\", \"pool\"}, each optional";
+        }
+
+        string[] known = ["status", "errorCode", "pool"];
+        if (request.EnumerateObject().Select(field => field.Name).Where(name => !known.Contains(name)).ToList() is { Count: > 0 } unknown)
+        {
+            return $"unknown field(s) {string.Join(", ", unknown.Select(name => $"'{name}'"))}; known: {string.Join(", ", known)}";
+        }
+
+        string? Text(string name) => request.TryGetProperty(name, out var value) ? value.ValueKind == JsonValueKind.String ? value.GetString() : "" : null;
+        ItemState? state = Text("status") switch
+        {
+            null => null,
+            "failed" => ItemState.Failed,
+            "cancelled" => ItemState.Cancelled,
+            _ => ItemState.Pending,
+        };
+        if (state == ItemState.Pending)
+        {
+            return "status: 'failed' or 'cancelled'";
+        }
+
+        var code = Text("errorCode");
+        if (code is not (null or BatchOutputWriter.ValidationFailed or "failed" or "cancelled"))
+        {
+            return "errorCode: 'validation_failed', 'failed' or 'cancelled'";
+        }
+
+        pool = Text("pool");
+        if (pool is "")
+        {
+            return "pool: a non-empty string";
+        }
+
+        filter = new ItemRetryFilter(state, code);
+        return null;
     }
 
     /// <summary>

@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using Nightshift.Pools;
+using Nightshift.Storage;
 using Orleans.Concurrency;
 
 namespace Nightshift.Batches;
@@ -47,4 +48,12 @@ public interface IBatchGrain : IGrainWithStringKey
 
     /// <summary>Cancels every pending item; calls running finish and are recorded. Persisted.</summary>
     Task Cancel();
+
+    /// <summary>
+    /// Runs a finished batch again for its failed or cancelled items that <paramref name="filter"/> picks, with
+    /// fresh budgets, on <paramref name="pool"/> when given (else its own); returns how many went back to
+    /// pending (0 leaves the batch as it was). Throws <see cref="InvalidOperationException"/> while the batch
+    /// runs, <see cref="ArgumentException"/> for a pool that does not exist.
+    /// </summary>
+    Task<int> Retry(ItemRetryFilter filter, string? pool);
 }

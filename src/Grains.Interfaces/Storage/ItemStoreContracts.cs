@@ -95,6 +95,13 @@ public interface IItemDispatch
     Task<IReadOnlySet<long>> ExtendLeasesAsync(IReadOnlyList<LeaseExtension> leases, CancellationToken cancellationToken);
 
     /// <summary>
+    /// Puts the batch's failed and cancelled items that <paramref name="filter"/> picks back to pending with
+    /// fresh budgets (attempts, 429s, interruptions and retry state start again), and moves the batch's
+    /// catalogue row to <paramref name="pool"/> when one is given, in one transaction; returns how many.
+    /// </summary>
+    Task<int> RequeueTerminalAsync(string batchId, ItemRetryFilter filter, string? pool, CancellationToken cancellationToken);
+
+    /// <summary>
     /// Gives a leased item back to pending: its call was stopped before it could end (<paramref name="interrupted"/>:
     /// the interruption counts toward failing it as poison), or it was claimed ahead and never started.
     /// </summary>
@@ -232,3 +239,11 @@ public sealed record RequeuedItem(int Index, bool Failed);
 
 /// <summary>A terminal item (succeeded, failed or cancelled), as the output lists it.</summary>
 public sealed record ItemResult(int Index, string CustomId, ItemState State, int? StatusCode, string? Response, string? Error);
+
+/// <summary>
+/// Which terminal items a retry picks: of one <see cref="State"/> (<see cref="ItemState.Failed"/> or
+/// <see cref="ItemState.Cancelled"/>; <c>null</c>: both), with one <see cref="ErrorCode"/> of the results'
+/// (<c>validation_failed</c>, <c>failed</c> or <c>cancelled</c>; <c>null</c>: any).
+/// </summary>
+[GenerateSerializer, Immutable, Alias("nightshift.ItemRetryFilter")]
+public sealed record ItemRetryFilter([property: Id(0)] ItemState? State, [property: Id(1)] string? ErrorCode);

@@ -535,6 +535,40 @@ internal sealed partial class BatchGrain(
         await store.SetBatchStateAsync(Id, state.State.State, state.State.FinishedAt, CancellationToken.None);
     }
 
+    public async Task<int> Retry(ItemRetryFilter filter, string? pool)
+    {
+        var spec = state.State.Spec ?? throw new KeyNotFoundException($"Batch '{Id}' does not exist.");
+        if (state.State.FinishedAt is null)
+        {
+            throw new InvalidOperationException($"Batch '{Id}' is {state.State.State.ToString().ToLowerInvariant()}; retry it once it has finished.");
+        }
+
+        var target = pool ?? spec.Pool;
+        if (target != spec.Pool && await GrainFactory.GetGrain<IPoolGrain>(target).GetConfig() is null)
+        {
+            throw new ArgumentException($"pool '{target}' does not exist", nameof(pool));
+        }
+
+        var requeued = await store.RequeueTerminalAsync(Id, filter, target == spec.Pool ? null : target, CancellationToken.None);
+        if (requeued == 0)
+        {
+            return 0;
+        }
+
+        // Running again: a new epoch, so this run's claim tokens differ from the last run's.
+        state.State.Spec = spec with { Pool = target };
+        state.State.State = BatchState.Running;
+        state.State.FinishedAt = null;
+        state.State.Epoch++;
+        _pool = null;
+        var counts = await store.CountAsync(Id, CancellationToken.None);
+        (_pending, _succeeded, _failed, _cancelled) = (counts.Pending, counts.Succeeded, counts.Failed, counts.Cancelled);
+        await SaveStateAsync();
+        LogRetried(logger, Id, requeued, target);
+        await JoinPoolAsync();
+        return requeued;
+    }
+
     private void EnsureNotFinished(string action)
     {
         if (state.State.State is BatchState.Cancelled or BatchState.Completed)
@@ -676,6 +710,9 @@ internal sealed partial class BatchGrain(
 
     [LoggerMessage(EventId = 2011, Level = LogLevel.Warning, Message = "Batch {BatchId} had its items stored but was never started; started from the catalogue on pool {Pool} with {Count} items")]
     private static partial void LogStartedFromCatalogue(ILogger logger, string batchId, string pool, int count);
+
+    [LoggerMessage(EventId = 2012, Level = LogLevel.Information, Message = "Batch {BatchId} runs again: {Count} items back to pending, on pool {Pool}")]
+    private static partial void LogRetried(ILogger logger, string batchId, int count, string pool);
 
     [LoggerMessage(EventId = 2004, Level = LogLevel.Debug, Message = "Batch {BatchId} woken by its resume reminder while {State}")]
     private static partial void LogReminder(ILogger logger, string batchId, BatchState state);

@@ -119,6 +119,38 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
     public Task<bool> ReleaseLeaseAsync(string batchId, int index, long leaseToken, bool interrupted, CancellationToken cancellationToken) =>
         _writer.RunAsync(async group => await group.Command(Release, ("@batch", batchId), ("@idx", index), ("@token", leaseToken), ("@interrupted", interrupted ? 1 : 0), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None) == 1, cancellationToken);
 
+    public Task<int> RequeueTerminalAsync(string batchId, ItemRetryFilter filter, string? pool, CancellationToken cancellationToken) =>
+        _writer.RunAsync(async group =>
+        {
+            var requeued = await group.Command($"""
+                UPDATE ns_items
+                SET state = {Pending}, attempts = 0, rate_limited_attempts = 0, interruptions = 0, next_attempt_at = 0, retry_state = NULL,
+                    lease_token = NULL, lease_expires_at = NULL, updated_at = @now
+                WHERE batch_id = @batch AND {Picked(filter)};
+                """, ("@batch", batchId), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None);
+            if (pool is not null)
+            {
+                await group.Command("UPDATE ns_batches SET pool = @pool WHERE batch_id = @batch;", ("@batch", batchId), ("@pool", pool)).ExecuteNonQueryAsync(CancellationToken.None);
+            }
+
+            return requeued;
+        }, cancellationToken);
+
+    /// <summary>The items a retry picks, as the results name their error codes (<see cref="Results.BatchOutputWriter"/>).</summary>
+    private static string Picked(ItemRetryFilter filter)
+    {
+        const string Invalid = $"error LIKE '{Results.BatchOutputWriter.ValidationFailed}:%'";
+        var states = filter.State is { } state ? $"state = {(int)state}" : $"state IN ({Failed}, {Cancelled})";
+        return filter.ErrorCode switch
+        {
+            null => states,
+            Results.BatchOutputWriter.ValidationFailed => $"{states} AND state = {Failed} AND {Invalid}",
+            "failed" => $"{states} AND state = {Failed} AND (error IS NULL OR NOT {Invalid})",
+            "cancelled" => $"{states} AND state = {Cancelled}",
+            var unknown => throw new ArgumentException($"errorCode: '{unknown}' is not validation_failed, failed or cancelled", nameof(filter)),
+        };
+    }
+
     public Task<int> CancelPendingAsync(string batchId, CancellationToken cancellationToken) =>
         _writer.RunAsync(group => group.Command(CancelPending, ("@batch", batchId), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None), cancellationToken);
 

@@ -77,6 +77,67 @@ public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
         Assert.All((await CallsAsync("typed-")).Values, count => Assert.Equal(2, count));
     }
 
+    [Fact]
+    public async Task FailedItems_RetriedOnAnotherPool_AllSucceed_WithOneResultLineEach()
+    {
+        var id = await SubmitAsync("text-model", "", SchemaLines("moved", 5));
+        await host.WaitUntilFinishedAsync(id, TimeSpan.FromMinutes(1));
+        await CreatePoolAsync("json-model");
+
+        var retried = await Http.PostAsJsonAsync($"/v1/batches/{id}/retry", new { status = "failed", errorCode = "validation_failed", pool = "json-model" }, Ct);
+        Assert.Equal(HttpStatusCode.OK, retried.StatusCode);
+        var answer = await retried.Content.ReadFromJsonAsync<JsonElement>(Ct);
+        Assert.Equal(5, answer.GetProperty("requeued").GetInt32());
+
+        var batch = await host.WaitUntilFinishedAsync(id, TimeSpan.FromMinutes(1));
+        Assert.Equal(("json-model", 5L, 0L), (batch.GetProperty("pool").GetString(), batch.GetProperty("counts").GetProperty("succeeded").GetInt64(),
+            batch.GetProperty("counts").GetProperty("failed").GetInt64()));
+        var results = await ResultsAsync(id);
+        Assert.Equal(5, results.Select(result => result.GetProperty("custom_id").GetString()).Distinct().Count());
+        Assert.Equal(5, results.Count);
+        Assert.All(results, result => Assert.Equal(JsonValueKind.Null, result.GetProperty("error").ValueKind));
+
+        // Two answers each from the text model (the validation budget), then one from the JSON model.
+        Assert.All((await CallsAsync("moved-")).Values, count => Assert.Equal(3, count));
+
+        // Nothing is left to retry: the batch stays as it is.
+        var again = await Http.PostAsJsonAsync($"/v1/batches/{id}/retry", new { errorCode = "validation_failed" }, Ct);
+        Assert.Equal(0, (await again.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("requeued").GetInt32());
+    }
+
+    [Fact]
+    public async Task ARunningBatch_IsNotRetried_409()
+    {
+        // A paused pool grants nothing, so the batch stays running.
+        await CreatePoolAsync("held-model");
+        Assert.Equal(HttpStatusCode.OK, (await Http.PostAsync("/v1/pools/held-model/pause", null, Ct)).StatusCode);
+        var id = await SubmitAsync("held-model", "", SchemaLines("held", 2));
+
+        var response = await Http.PostAsync($"/v1/batches/{id}/retry", null, Ct);
+
+        Assert.Equal(HttpStatusCode.Conflict, response.StatusCode);
+        Assert.Contains("retry it once it has finished", (await response.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.OK, (await Http.PostAsync($"/v1/batches/{id}/cancel", null, Ct)).StatusCode);
+    }
+
+    [Theory]
+    [InlineData("""{"pool": "no-such-pool"}""", HttpStatusCode.BadRequest, "pool: pool 'no-such-pool' does not exist")]
+    [InlineData("""{"status": "succeeded"}""", HttpStatusCode.BadRequest, "status: 'failed' or 'cancelled'")]
+    [InlineData("""{"errorCode": "timeout"}""", HttpStatusCode.BadRequest, "errorCode: 'validation_failed', 'failed' or 'cancelled'")]
+    [InlineData("""{"statuss": "failed"}""", HttpStatusCode.BadRequest, "unknown field(s) 'statuss'")]
+    [InlineData("""[1]""", HttpStatusCode.BadRequest, "the body must be a JSON object")]
+    public async Task ABadRetry_IsRefused_NamingWhy(string body, HttpStatusCode status, string detail)
+    {
+        var id = await SubmitAsync("text-model", "maxValidationAttempts=1", SchemaLines($"refused{(int)status}{detail.Length}", 1));
+        await host.WaitUntilFinishedAsync(id, TimeSpan.FromMinutes(1));
+
+        var response = await Http.PostAsync($"/v1/batches/{id}/retry", new StringContent(body, Encoding.UTF8, "application/json"), Ct);
+
+        Assert.Equal(status, response.StatusCode);
+        Assert.Contains(detail, (await response.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.NotFound, (await Http.PostAsync("/v1/batches/no-such-batch/retry", null, Ct)).StatusCode);
+    }
+
     [Theory]
     [InlineData("schema=%7B%22type%22%3A12%7D", "schema: not a JSON Schema")]
     [InlineData("schema=%5B1%5D", "schema: a JSON Schema, as a JSON object")]

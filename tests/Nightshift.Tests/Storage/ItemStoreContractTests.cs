@@ -276,6 +276,32 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task RequeueTerminal_PutsThePickedItemsBackWithFreshBudgets_AndMovesTheBatch()
+    {
+        // Items 0–1 failed validation, 2 failed otherwise, 3 succeeded, 4–5 were cancelled.
+        await IngestAsync("b", 6);
+        var claimed = await _store.ClaimAsync("b", [Lease(1), Lease(2), Lease(3), Lease(4)], _time.GetUtcNow(), Ct);
+        foreach (var item in claimed)
+        {
+            var (state, error) = item.Index switch { < 2 => (ItemState.Failed, "validation_failed: not JSON"), 2 => (ItemState.Failed, "gave up"), _ => (ItemState.Succeeded, null) };
+            await _store.RecordAttemptAsync(Attempt("b", item.Index, item.Lease.Token, state) with { Error = error, RetryState = """{"validation_failures":2}""" }, Ct);
+        }
+
+        await _store.CancelPendingAsync("b", Ct);
+
+        Assert.Equal(2, await _store.RequeueTerminalAsync("b", new ItemRetryFilter(ItemState.Failed, "validation_failed"), "bigger", Ct));
+        Assert.Equal(new ItemCounts(2, 0, 1, 1, 2, 40, 8), await _store.CountAsync("b", Ct));
+        var again = await _store.ClaimAsync("b", [Lease(5), Lease(6), Lease(7)], _time.GetUtcNow(), Ct);
+        Assert.Equal([(0, 0, null), (1, 0, null)], again.Select(item => (item.Index, item.Attempts, item.RetryState)));
+        Assert.Equal("bigger", (await _store.GetBatchAsync("b", Ct))!.Record.Pool);
+
+        Assert.Equal(1, await _store.RequeueTerminalAsync("b", new ItemRetryFilter(null, "failed"), null, Ct));
+        Assert.Equal(2, await _store.RequeueTerminalAsync("b", new ItemRetryFilter(ItemState.Cancelled, null), null, Ct));
+        Assert.Equal(0, await _store.RequeueTerminalAsync("b", new ItemRetryFilter(null, null), null, Ct));
+        Assert.Equal("bigger", (await _store.GetBatchAsync("b", Ct))!.Record.Pool);
+    }
+
+    [Fact]
     public async Task Results_StreamTerminalItemsInInputOrder()
     {
         await IngestAsync("b", 4);
