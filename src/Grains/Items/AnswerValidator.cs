@@ -28,6 +28,12 @@ internal sealed class AnswerValidator
     /// <summary>The validator for a request <paramref name="body"/>, or <c>null</c> when nothing asks for JSON.</summary>
     public static AnswerValidator? For(string body, string? batchSchema)
     {
+        // Most requests ask for no JSON: they are not parsed again for it.
+        if (batchSchema is null && !body.Contains("\"response_format\"", StringComparison.Ordinal))
+        {
+            return null;
+        }
+
         List<JsonSchema> schemas = batchSchema is null ? [] : [Build(batchSchema)];
         var objectOnly = false;
         using var request = JsonDocument.Parse(body);
