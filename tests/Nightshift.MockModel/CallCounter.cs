@@ -11,6 +11,7 @@ internal sealed class CallCounter(TimeProvider time)
 {
     private readonly ConcurrentDictionary<string, int> _calls = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<int, int> _callsByClientPort = new();
+    private readonly ConcurrentDictionary<string, ConcurrentQueue<double?>> _temperatures = new(StringComparer.Ordinal);
 
     // Everything below changes together under _lock: the time-weighted concurrency needs the count in
     // flight and the moment it changed to move as one.
@@ -57,6 +58,12 @@ internal sealed class CallCounter(TimeProvider time)
         // AddOrUpdate retries its update on contention, so each arrival gets a distinct attempt number.
         return _calls.AddOrUpdate(customId, 1, static (_, count) => count + 1);
     }
+
+    /// <summary>Notes the <c>temperature</c> a request for <paramref name="customId"/> asked for (<c>null</c>: none).</summary>
+    public void Asked(string customId, double? temperature) => _temperatures.GetOrAdd(customId, _ => new()).Enqueue(temperature);
+
+    /// <summary>The temperatures each custom id's requests asked for, in the order they were read.</summary>
+    public Dictionary<string, double?[]> Temperatures() => _temperatures.ToDictionary(entry => entry.Key, entry => entry.Value.ToArray(), StringComparer.Ordinal);
 
     /// <summary>Frees the request's concurrency slot; called once per <see cref="Arrive"/>, whatever the outcome.</summary>
     public void Leave()
@@ -167,6 +174,7 @@ internal sealed class CallCounter(TimeProvider time)
     {
         _calls.Clear();
         _callsByClientPort.Clear();
+        _temperatures.Clear();
         lock (_lock)
         {
             // Requests still in flight keep running concurrently, so the new peak starts from them.

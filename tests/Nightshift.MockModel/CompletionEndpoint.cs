@@ -32,6 +32,7 @@ internal sealed class CompletionEndpoint(MockModelOptions options, CallCounter c
             }
 
             var completion = CompletionRequest.Read(body, options.CompletionTokens);
+            counter.Asked(customId, completion.Temperature);
             var model = completion.Model ?? deployment ?? "mock";
 
             // As a provider's gateway does: checked at arrival, refused at once, before any latency.

@@ -8,7 +8,8 @@ namespace Nightshift.MockModel;
 /// <param name="Model">The body's <c>model</c>, or null when it names none.</param>
 /// <param name="PromptTokens">The prompt tokens its <c>usage</c> reports.</param>
 /// <param name="CompletionTokens">The completion tokens its <c>usage</c> reports.</param>
-internal sealed record CompletionRequest(bool IsJson, string? Model, int PromptTokens, int CompletionTokens)
+/// <param name="Temperature">The body's <c>temperature</c>, or null when it sets none.</param>
+internal sealed record CompletionRequest(bool IsJson, string? Model, int PromptTokens, int CompletionTokens, double? Temperature = null)
 {
     // OpenAI's way of counting a chat prompt (the cookbook's num_tokens_from_messages for gpt-4o).
     private const int TokensPerMessage = 3;
@@ -51,7 +52,8 @@ internal sealed record CompletionRequest(bool IsJson, string? Model, int PromptT
                 ? MessageTokens(messages) + SystemTokens(root)
                 : EstimatedTokens(body);
             var maximum = Maximum(root, "max_completion_tokens") ?? Maximum(root, "max_tokens");
-            return new CompletionRequest(true, model, prompt, maximum is { } cap ? (int)Math.Min(completionTokens, cap) : completionTokens);
+            double? temperature = root.TryGetProperty("temperature", out var set) && set.ValueKind == JsonValueKind.Number ? set.GetDouble() : null;
+            return new CompletionRequest(true, model, prompt, maximum is { } cap ? (int)Math.Min(completionTokens, cap) : completionTokens, temperature);
         }
     }
 

@@ -29,6 +29,7 @@ internal static class MockModelApi
         endpoints.MapGet("/stats", () => TypedResults.Json(counter.Snapshot(), Json));
         endpoints.MapGet("/stats/successes", () => TypedResults.Json(counter.Successes(), Json));
         endpoints.MapGet("/stats/arrivals", () => TypedResults.Json(counter.Arrivals(), Json));
+        endpoints.MapGet("/stats/temperatures", () => TypedResults.Json(counter.Temperatures(), Json));
         endpoints.MapPost("/stats/reset", NoContent () =>
         {
             counter.Reset();

@@ -8,16 +8,18 @@ namespace Nightshift.Api.Batches;
 /// Reads a batch's options from query parameters (uploads) or the JSON <c>options</c> object, by the
 /// same names: <c>maxAttempts</c>, <c>maxRateLimitedAttempts</c>, <c>attemptTimeoutSeconds</c>,
 /// <c>baseDelaySeconds</c>, <c>maxDelaySeconds</c>, <c>priority</c>, <c>maxValidationAttempts</c> and
-/// <c>schema</c> (a JSON Schema: URL-encoded JSON in a query, an object in JSON). A bad value names its field.
+/// <c>schema</c> (a JSON Schema: URL-encoded JSON in a query, an object in JSON) and <c>temperatures</c>
+/// (<c>0,0.5,1</c> in a query, an array of numbers in JSON). A bad value names its field.
 /// </summary>
 internal static class BatchOptionsReader
 {
     private const string SchemaName = "schema";
+    private const string TemperaturesName = "temperatures";
 
     private static readonly string[] Numbers =
         ["maxAttempts", "maxRateLimitedAttempts", "attemptTimeoutSeconds", "baseDelaySeconds", "maxDelaySeconds", "priority", "maxValidationAttempts"];
 
-    private static readonly string[] Names = [.. Numbers, SchemaName];
+    private static readonly string[] Names = [.. Numbers, SchemaName, TemperaturesName];
 
     /// <summary>
     /// The problem with <paramref name="given"/> names that are neither options nor among <paramref name="alsoKnown"/>
@@ -44,6 +46,19 @@ internal static class BatchOptionsReader
             }
 
             read = read with { Schema = schema };
+        }
+
+        if (value(TemperaturesName) is { } listed)
+        {
+            var temperatures = listed.Trim('[', ']').Split(',', StringSplitOptions.TrimEntries)
+                .Select(text => double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var t) && t is >= 0 and <= 2 ? t : double.NaN).ToArray();
+            if (temperatures.Length is 0 or > 20 || temperatures.Any(double.IsNaN))
+            {
+                problem = $"{TemperaturesName}: 1 to 20 numbers from 0 to 2, e.g. 0,0.5,1";
+                return false;
+            }
+
+            read = read with { Temperatures = temperatures };
         }
 
         foreach (var name in Numbers)
@@ -94,7 +109,7 @@ internal static class BatchOptionsReader
 
     /// <summary>The JSON <c>options</c> object as values by name; a value that is not a number (or the schema's object) is passed on as text to be refused.</summary>
     public static Func<string, string?> FromJson(JsonElement options) => name =>
-        options.TryGetProperty(name, out var value) ? value.ValueKind is JsonValueKind.Number or JsonValueKind.Object ? value.GetRawText() : value.ToString() : null;
+        options.TryGetProperty(name, out var value) ? value.ValueKind is JsonValueKind.Number or JsonValueKind.Object or JsonValueKind.Array ? value.GetRawText() : value.ToString() : null;
 
     private static bool IsJsonObject(string text)
     {

@@ -49,6 +49,12 @@ public sealed record BatchOptions
 
     /// <summary>Answers an item may give that fail validation before it fails as <c>validation_failed</c>. Default: 2.</summary>
     [Id(7)] public int MaxValidationAttempts { get; init; } = 2;
+
+    /// <summary>
+    /// The <c>temperature</c> each attempt is sent with, by the validation failures before it: the first
+    /// attempt the first, each later one the next (the last stays). Default: none, each line's own.
+    /// </summary>
+    [Id(8)] public double[]? Temperatures { get; init; }
 }
 
 /// <summary>What a batch was submitted with: its pool, its item count and its options.</summary>

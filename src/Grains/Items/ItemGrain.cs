@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using Nightshift.Batches;
 using Nightshift.Diagnostics;
@@ -204,7 +205,7 @@ internal sealed partial class ItemGrain(
             return (ModelCallResult.Unusable($"the pool's model cannot be called: {unusable.Message}"), CallStop.None);
         }
 
-        var request = new ModelRequest(assignment.CustomId, assignment.Body, assignment.Model.Model, assignment.Attempts + assignment.RateLimitedAttempts + 1);
+        var request = new ModelRequest(assignment.CustomId, Body(assignment), assignment.Model.Model, assignment.Attempts + assignment.RateLimitedAttempts + 1);
         using var call = ModelCallTelemetry.Start(assignment.Slot.Pool, assignment.Model, time);
         var (result, stop) = await InvokeAsync(model, request, assignment.Options.AttemptTimeout, abort, lost);
         call.End(result, stop switch { CallStop.Cancelled => "cancelled", CallStop.Interrupted => "interrupted", _ => null });
@@ -325,6 +326,18 @@ internal sealed partial class ItemGrain(
     /// <summary>Why the answer fails the JSON its request or batch asked for, or <c>null</c> when it passes or nothing was asked.</summary>
     private static string? InvalidAnswer(ItemAssignment assignment, string? answer) =>
         answer is not null && AnswerValidator.For(assignment.Body, assignment.Options.Schema) is { } validator ? validator.Problem(answer) : null;
+
+    /// <summary>The request body, with the batch's temperature for this attempt (by the validation failures before it) when it sets them.</summary>
+    private static string Body(ItemAssignment assignment)
+    {
+        if (assignment.Options.Temperatures is not { Length: > 0 } temperatures || JsonNode.Parse(assignment.Body) is not JsonObject body)
+        {
+            return assignment.Body;
+        }
+
+        body["temperature"] = temperatures[Math.Min(ValidationFailures(assignment.RetryState), temperatures.Length - 1)];
+        return body.ToJsonString();
+    }
 
     /// <summary>The validation failures an item's retry state counts (0 before any).</summary>
     private static int ValidationFailures(string? retryState)

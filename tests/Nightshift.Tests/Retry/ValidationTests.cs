@@ -50,6 +50,17 @@ public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
     }
 
     [Fact]
+    public async Task Temperatures_GoUpWithEachValidationFailure_AndTheLastStays()
+    {
+        var id = await SubmitAsync("text-model", "maxValidationAttempts=3&temperatures=0,0.7", SchemaLines("warm", 3));
+        await host.WaitUntilFinishedAsync(id, TimeSpan.FromMinutes(1));
+
+        using var client = new HttpClient { BaseAddress = _mock.BaseAddress };
+        var asked = await client.GetFromJsonAsync<Dictionary<string, double?[]>>("stats/temperatures", Ct);
+        Assert.All(Enumerable.Range(0, 3), i => Assert.Equal([0, 0.7, 0.7], asked![$"warm-{i}"]));
+    }
+
+    [Fact]
     public async Task JsonAnswers_ThatSatisfyTheSchema_SucceedWithOneCallEach()
     {
         var id = await SubmitAsync("json-model", "", SchemaLines("json", 6));
@@ -142,6 +153,8 @@ public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
     [InlineData("schema=%7B%22type%22%3A12%7D", "schema: not a JSON Schema")]
     [InlineData("schema=%5B1%5D", "schema: a JSON Schema, as a JSON object")]
     [InlineData("maxValidationAttempts=0", "maxValidationAttempts: from 1 to 20")]
+    [InlineData("temperatures=0,hot", "temperatures: 1 to 20 numbers from 0 to 2")]
+    [InlineData("temperatures=3", "temperatures: 1 to 20 numbers from 0 to 2")]
     public async Task ABadSchemaOption_Is400_NamingIt(string query, string detail)
     {
         await CreatePoolAsync("text-model");
