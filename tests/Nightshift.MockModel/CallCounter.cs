@@ -20,6 +20,7 @@ internal sealed class CallCounter(TimeProvider time)
     private readonly Dictionary<int, long> _statusCounts = [];
     private readonly List<long> _successes = [];
     private readonly List<long> _arrivals = [];
+    private readonly Dictionary<string, (int Current, int Peak)> _groups = new(StringComparer.Ordinal);
     private long _total;
     private int _current;
     private int _peak;
@@ -53,6 +54,8 @@ internal sealed class CallCounter(TimeProvider time)
             _total++;
             _current++;
             _peak = Math.Max(_peak, _current);
+            var (current, peak) = _groups.GetValueOrDefault(Group(customId));
+            _groups[Group(customId)] = (current + 1, Math.Max(peak, current + 1));
         }
 
         // AddOrUpdate retries its update on contention, so each arrival gets a distinct attempt number.
@@ -65,14 +68,22 @@ internal sealed class CallCounter(TimeProvider time)
     /// <summary>The temperatures each custom id's requests asked for, in the order they were read.</summary>
     public Dictionary<string, double?[]> Temperatures() => _temperatures.ToDictionary(entry => entry.Key, entry => entry.Value.ToArray(), StringComparer.Ordinal);
 
+    /// <summary>
+    /// The group a custom id counts in: its part before the last <c>-</c> (<c>team-a-17</c> is in <c>team-a</c>),
+    /// so tests mark the groups whose concurrency they assert in the ids themselves.
+    /// </summary>
+    public static string Group(string customId) => customId.LastIndexOf('-') is > 0 and var end ? customId[..end] : customId;
+
     /// <summary>Frees the request's concurrency slot; called once per <see cref="Arrive"/>, whatever the outcome.</summary>
-    public void Leave()
+    public void Leave(string customId)
     {
         lock (_lock)
         {
             var now = time.GetUtcNow();
             Accumulate(now);
             _current--;
+            var (current, peak) = _groups[Group(customId)];
+            _groups[Group(customId)] = (current - 1, peak);
             if (_firstArrival is not null)
             {
                 _lastDeparture = now;
@@ -158,6 +169,7 @@ internal sealed class CallCounter(TimeProvider time)
                 new Dictionary<int, int>(_callsByClientPort))
             {
                 Succeeded = _successes.Count,
+                PeakByGroup = _groups.ToDictionary(group => group.Key, group => group.Value.Peak, StringComparer.Ordinal),
                 RateLimited = _rateLimited,
                 Injected = FaultInjector.Names.ToDictionary(name => name, name => _injected.GetValueOrDefault(name), StringComparer.Ordinal),
                 StatusCounts = new Dictionary<int, long>(_statusCounts),
@@ -180,6 +192,11 @@ internal sealed class CallCounter(TimeProvider time)
             // Requests still in flight keep running concurrently, so the new peak starts from them.
             _total = 0;
             _peak = _current;
+            foreach (var (group, (current, _)) in _groups.ToList())
+            {
+                _groups[group] = (current, current);
+            }
+
             _rateLimited = 0;
             _tokensAdmitted = 0;
             _tokensSucceeded = 0;

@@ -83,7 +83,7 @@ internal sealed class CompletionEndpoint(MockModelOptions options, CallCounter c
         }
         finally
         {
-            counter.Leave();
+            counter.Leave(customId);
         }
     }
 

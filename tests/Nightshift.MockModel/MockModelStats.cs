@@ -11,6 +11,9 @@ public sealed record MockModelStats(long Total, int Current, int Peak, IReadOnly
     /// <summary>200 answers sent in full (their times are in <c>GET /stats/successes</c>).</summary>
     public long Succeeded { get; init; }
 
+    /// <summary>Most requests in flight at once per group of custom ids (<c>team-a-17</c> counts in <c>team-a</c>: the part before the last <c>-</c>).</summary>
+    public IReadOnlyDictionary<string, int> PeakByGroup { get; init; } = new Dictionary<string, int>(StringComparer.Ordinal);
+
     /// <summary>429s the rate-limit buckets answered at arrival (injected 429s are in <see cref="Injected"/>).</summary>
     public long RateLimited { get; init; }
 

@@ -17,7 +17,7 @@ internal static class BatchOptionsReader
     private const string TemperaturesName = "temperatures";
 
     private static readonly string[] Numbers =
-        ["maxAttempts", "maxRateLimitedAttempts", "attemptTimeoutSeconds", "baseDelaySeconds", "maxDelaySeconds", "priority", "maxValidationAttempts"];
+        ["maxAttempts", "maxRateLimitedAttempts", "attemptTimeoutSeconds", "baseDelaySeconds", "maxDelaySeconds", "priority", "maxValidationAttempts", "maxRunning"];
 
     private static readonly string[] Names = [.. Numbers, SchemaName, TemperaturesName];
 
@@ -76,7 +76,8 @@ internal static class BatchOptionsReader
 
             problem = name switch
             {
-                "maxAttempts" or "maxRateLimitedAttempts" or "priority" or "maxValidationAttempts" when number != Math.Floor(number) => $"{name}: a whole number",
+                "maxAttempts" or "maxRateLimitedAttempts" or "priority" or "maxValidationAttempts" or "maxRunning" when number != Math.Floor(number) => $"{name}: a whole number",
+                "maxRunning" when number is < 1 or > 100_000 => $"{name}: from 1 to 100000",
                 "maxValidationAttempts" when number is < 1 or > 20 => $"{name}: from 1 to 20",
                 "maxAttempts" when number is < 1 or > 100 => $"{name}: from 1 to 100",
                 "maxRateLimitedAttempts" when number is < 1 or > 1000 => $"{name}: from 1 to 1000",
@@ -97,6 +98,7 @@ internal static class BatchOptionsReader
                 "maxRateLimitedAttempts" => read with { MaxRateLimitedAttempts = (int)number },
                 "priority" => read with { Priority = (int)number },
                 "maxValidationAttempts" => read with { MaxValidationAttempts = (int)number },
+                "maxRunning" => read with { MaxRunning = (int)number },
                 "attemptTimeoutSeconds" => read with { AttemptTimeout = TimeSpan.FromSeconds(number) },
                 "baseDelaySeconds" => read with { BaseDelay = TimeSpan.FromSeconds(number) },
                 _ => read with { MaxDelay = TimeSpan.FromSeconds(number) },

@@ -55,6 +55,9 @@ public sealed record BatchOptions
     /// attempt the first, each later one the next (the last stays). Default: none, each line's own.
     /// </summary>
     [Id(8)] public double[]? Temperatures { get; init; }
+
+    /// <summary>How many of the batch's calls may run at once, inside its share of the pool. Default: none, its share alone.</summary>
+    [Id(9)] public int? MaxRunning { get; init; }
 }
 
 /// <summary>What a batch was submitted with: its pool, its item count and its options.</summary>

@@ -29,7 +29,7 @@ public interface IPoolGrain : IGrainWithStringKey
     /// how long one of its calls may run: a slot whose holder stops reporting stays counted that long
     /// past its lease, since its call may still be running at the provider.
     /// </summary>
-    Task Register(string batchId, long outstanding, int priority, TimeSpan attemptTimeout);
+    Task Register(string batchId, long outstanding, int priority, TimeSpan attemptTimeout, int? maxRunning);
 
     /// <summary>Stops granting slots to any batch until <see cref="Resume"/>; calls running finish. Persisted.</summary>
     Task Pause(string reason);

@@ -155,9 +155,9 @@ internal sealed partial class PoolGrain(
         return Task.FromResult(reservation);
     }
 
-    public async Task Register(string batchId, long outstanding, int priority, TimeSpan attemptTimeout)
+    public async Task Register(string batchId, long outstanding, int priority, TimeSpan attemptTimeout, int? maxRunning)
     {
-        Limiter.Register(batchId, outstanding, priority, attemptTimeout);
+        Limiter.Register(batchId, outstanding, priority, attemptTimeout, maxRunning);
         EnsureTicking();
         await GrantAsync();
     }

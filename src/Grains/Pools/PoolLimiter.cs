@@ -82,10 +82,11 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     }
 
     /// <summary>
-    /// Declares a batch that has started, with its items not yet terminal and how long one of its calls
-    /// may run (<see cref="BatchOptions.AttemptTimeout"/> when not given).
+    /// Declares a batch that has started, with its items not yet terminal, how long one of its calls
+    /// may run (<see cref="BatchOptions.AttemptTimeout"/> when not given) and how many of its calls may
+    /// run at once (<see cref="BatchOptions.MaxRunning"/>; <c>null</c>: as many as its share).
     /// </summary>
-    public void Register(string batchId, long outstanding, int priority, TimeSpan? attemptTimeout = null)
+    public void Register(string batchId, long outstanding, int priority, TimeSpan? attemptTimeout = null, int? maxRunning = null)
     {
         if (!_batches.TryGetValue(batchId, out var share))
         {
@@ -98,6 +99,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         share.Outstanding = outstanding;
         share.Priority = Math.Clamp(priority, 1, 10);
         share.AttemptTimeout = attemptTimeout ?? DefaultAttemptTimeout;
+        share.MaxRunning = maxRunning;
         share.NotBefore = null;
         share.Started = true;
         share.RejoinBy = null;
@@ -298,7 +300,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
             }
             else if (Wants(share, now))
             {
-                deficit += (int)Math.Min(target - keeps, share.Waiting);
+                deficit += (int)Math.Min(target - keeps, share.Room);
             }
         }
 
@@ -363,7 +365,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     }
 
     private static bool Wants(BatchShare share, DateTimeOffset now) =>
-        share.Started && !share.Paused && share.Waiting > 0 && !(share.NotBefore > now);
+        share.Started && !share.Paused && share.Room > 0 && !(share.NotBefore > now);
 
     /// <summary>
     /// Takes back slots a batch could not use; the batch gets no more before <paramref name="notBefore"/>
@@ -577,7 +579,13 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 
         public RunningMean Estimates { get; } = new();
 
+        /// <summary>How many of the batch's calls may run at once (<see cref="BatchOptions.MaxRunning"/>); <c>null</c>: no cap of its own.</summary>
+        public int? MaxRunning { get; set; }
+
         public long Waiting => Math.Max(0, Outstanding - Running);
+
+        /// <summary>Slots the batch could use now: its items waiting, within its own cap.</summary>
+        public long Room => MaxRunning is { } cap ? Math.Min(Waiting, Math.Max(0, cap - Running)) : Waiting;
     }
 
     /// <summary>

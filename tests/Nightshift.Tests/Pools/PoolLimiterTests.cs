@@ -440,6 +440,21 @@ public sealed class PoolLimiterTests
     }
 
     [Fact]
+    public void ABatchsOwnCap_HoldsInsideItsShare_AndTheRestGoesToTheOthers()
+    {
+        var limiter = Limiter(maxRunning: 8);
+        limiter.Register("capped", 100, 1, maxRunning: 2);
+        limiter.Register("free", 100, 1);
+
+        var granted = limiter.Grant().ToDictionary(grant => grant.BatchId, grant => grant.Leases.Count);
+
+        Assert.Equal((2, 6), (granted["capped"], granted["free"]));
+        var free = Leases(limiter.Grant());
+        Assert.Empty(free);
+        Assert.Empty(limiter.Revocations(poolPaused: false));
+    }
+
+    [Fact]
     public void RemovedBatch_KeepsItsRunningSlotsCountedUntilReleased()
     {
         var limiter = Limiter(maxRunning: 2);
