@@ -53,6 +53,9 @@ public sealed record PoolRequest
 
     public int? DefaultMaxTokens { get; init; }
 
+    /// <summary>Models (or deployments) sharing the pool's cap and budgets; a line's <c>body.model</c> picks one.</summary>
+    public string[]? Models { get; init; }
+
     /// <summary>Fields the request has that a pool does not: refused by name, never ignored (a typo would be).</summary>
     [JsonExtensionData]
     public Dictionary<string, JsonElement>? UnknownFields { get; init; }
@@ -124,7 +127,8 @@ public sealed record PoolView(
     double ExhaustedWaitSeconds,
     double LearnedLimitShare,
     int DefaultMaxTokens,
-    RateControlView? RateControl)
+    RateControlView? RateControl,
+    string[]? Models)
 {
     public static PoolView From(PoolSnapshot snapshot, TokenTotals usage, PriceTable prices)
     {
@@ -137,7 +141,7 @@ public sealed record PoolView(
             prices.Cost(config.Model.Model, new TokenUsage(usage.InputTokens, usage.OutputTokens, usage.CachedTokens)),
             config.BurstWindow.TotalSeconds, config.CapDecrease, config.CapIncreasePerSuccess, config.DecreaseWindow.TotalSeconds,
             config.ExhaustedAfterWindows, config.ExhaustedWait.TotalSeconds, config.LearnedLimitShare, config.DefaultMaxTokens,
-            RateControlView.From(snapshot.RateControl));
+            RateControlView.From(snapshot.RateControl), config.Model.Models);
     }
 }
 
@@ -220,7 +224,8 @@ public static class PoolsApi
         {
             Provider = request.Provider ?? (request.Endpoint is not null && config.Model.Provider == Simulated ? OpenAiCompatible : config.Model.Provider),
             Endpoint = request.Endpoint ?? config.Model.Endpoint,
-            Model = request.Model ?? config.Model.Model,
+            Model = request.Model ?? request.Models?.FirstOrDefault() ?? config.Model.Model,
+            Models = request.Models ?? config.Model.Models,
             ApiKeyEnvironmentVariable = request.ApiKeyEnv ?? config.Model.ApiKeyEnvironmentVariable,
         };
         return config with
@@ -256,6 +261,10 @@ public static class PoolsApi
     {
         _ when name.Length is 0 or > 128 || name.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')) =>
             "pool name: 1 to 128 letters, digits, '-', '_' or '.'",
+        _ when request.Models is { } models && (models.Length is 0 or > 64 || models.Any(string.IsNullOrWhiteSpace) || models.Distinct(StringComparer.Ordinal).Count() != models.Length) =>
+            "models: 1 to 64 distinct, non-empty model names",
+        _ when request.Models is { } models && request.Model is { } model && !models.Contains(model, StringComparer.Ordinal) =>
+            $"model: '{model}' is not one of models",
         _ when request.UnknownFields is { Count: > 0 } unknown =>
             $"unknown field(s) {string.Join(", ", unknown.Keys.Select(field => $"'{field}'"))}; a pool has {string.Join(", ", KnownFields)}",
         _ when request.Provider is { } provider && !providers.Names.Contains(provider) => providers.Validate(new ModelBinding { Provider = provider }),

@@ -22,6 +22,34 @@ public sealed record ModelBinding
 
     /// <summary>The name of the environment variable holding the API key (never the key itself); none sends no key.</summary>
     [Id(3)] public string? ApiKeyEnvironmentVariable { get; init; }
+
+    /// <summary>
+    /// Models (or deployments) that share the pool's cap and budgets: a line's <c>body.model</c> picks one of
+    /// them (one not listed is refused at submission), a line naming none gets <see cref="Model"/>. <c>null</c>:
+    /// every call goes to <see cref="Model"/>.
+    /// </summary>
+    [Id(4)] public string[]? Models { get; init; }
+
+    /// <summary>The binding a call of the request <paramref name="body"/> uses: for a pool of several <see cref="Models"/>, the one the body names.</summary>
+    public ModelBinding For(string body) =>
+        Models is { Length: > 0 } models
+            ? this with { Model = ModelOf(body) is { } named && models.Contains(named, StringComparer.Ordinal) ? named : Model, Models = null }
+            : this;
+
+    /// <summary>The <c>model</c> a request body names, or <c>null</c> when it names none (or is no JSON object).</summary>
+    public static string? ModelOf(string body)
+    {
+        try
+        {
+            using var request = System.Text.Json.JsonDocument.Parse(body);
+            return request.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object && request.RootElement.TryGetProperty("model", out var model)
+                && model.ValueKind == System.Text.Json.JsonValueKind.String ? model.GetString() : null;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null;
+        }
+    }
 }
 
 /// <summary>A pool's limits and the model behind it.</summary>

@@ -194,10 +194,12 @@ internal sealed partial class ItemGrain(
 
     private async Task<(ModelCallResult Result, CallStop Stop)> CallModelAsync(ItemAssignment assignment, CancellationToken abort, CancellationToken lost)
     {
+        // A pool of several models calls the one the line names.
+        var binding = assignment.Model.For(assignment.Body);
         IChatModel model;
         try
         {
-            model = models.Resolve(assignment.Model);
+            model = models.Resolve(binding);
         }
         catch (Exception unusable) when (unusable is InvalidOperationException or NotSupportedException or UriFormatException)
         {
@@ -205,8 +207,8 @@ internal sealed partial class ItemGrain(
             return (ModelCallResult.Unusable($"the pool's model cannot be called: {unusable.Message}"), CallStop.None);
         }
 
-        var request = new ModelRequest(assignment.CustomId, Body(assignment), assignment.Model.Model, assignment.Attempts + assignment.RateLimitedAttempts + 1);
-        using var call = ModelCallTelemetry.Start(assignment.Slot.Pool, assignment.Model, time);
+        var request = new ModelRequest(assignment.CustomId, Body(assignment), binding.Model, assignment.Attempts + assignment.RateLimitedAttempts + 1);
+        using var call = ModelCallTelemetry.Start(assignment.Slot.Pool, binding, time);
         var (result, stop) = await InvokeAsync(model, request, assignment.Options.AttemptTimeout, abort, lost);
         call.End(result, stop switch { CallStop.Cancelled => "cancelled", CallStop.Interrupted => "interrupted", _ => null });
         return (result, stop);

@@ -40,7 +40,7 @@ public sealed class BatchSubmitter(IItemIngest store, IItemCatalogue catalogue, 
     private async Task<SubmissionResult> IngestAsync(string batchId, string pool, BatchOptions batchOptions, Stream jsonl, string? idempotencyKey,
         CancellationToken cancellationToken)
     {
-        if (await grains.GetGrain<IPoolGrain>(pool).GetConfig() is null)
+        if (await grains.GetGrain<IPoolGrain>(pool).GetConfig() is not { } config)
         {
             return Rejected(batchId, SubmissionRejection.UnknownPool, $"pool '{pool}' does not exist");
         }
@@ -72,9 +72,9 @@ public sealed class BatchSubmitter(IItemIngest store, IItemCatalogue catalogue, 
         await using var session = await store.BeginIngestAsync(batchId, pool, cancellationToken);
         await foreach (var line in _reader.ReadAsync(jsonl, cancellationToken))
         {
-            var error = line.Error;
+            var error = line.Error ?? ModelProblem(line.Item!, pool, config.Model.Models);
             fingerprint.Add(line.Item);
-            if (line.Item is { } item && !taken)
+            if (line.Item is { } item && error is null && !taken)
             {
                 try
                 {
@@ -157,6 +157,17 @@ public sealed class BatchSubmitter(IItemIngest store, IItemCatalogue catalogue, 
             ? new SubmissionResult(batchId, existing.Record.ItemCount, SubmissionRejection.None, [], null) { Replayed = true }
             : Rejected(batchId, SubmissionRejection.KeyReused,
                 $"Idempotency-Key '{idempotencyKey}' was used for batch '{batchId}' with another payload; use a new key for a new batch");
+    }
+
+    /// <summary>For a pool of several models: the problem with a line whose <c>body.model</c> is none of them; <c>null</c> when it is one, or names none.</summary>
+    private static LineError? ModelProblem(ItemRequest item, string pool, string[]? models)
+    {
+        if (models is not { Length: > 0 } || ModelBinding.ModelOf(item.Body) is not { } model || models.Contains(model, StringComparer.Ordinal))
+        {
+            return null;
+        }
+
+        return new LineError(item.Index + 1, "body.model", $"'{model}' is not one of pool '{pool}''s models: {string.Join(", ", models)}");
     }
 
     private static SubmissionResult Rejected(string batchId, SubmissionRejection rejection, string? reason) =>

@@ -31,7 +31,9 @@ public sealed class ProviderTests(ProviderFixture fixture) : IClassFixture<Provi
     public async Task Success_PassesTheBodyThrough_AndStoresTheResponseAndUsage_AsTheProviderSentThem(string provider)
     {
         var prefix = $"ok-{provider}";
-        const string Answer = """{"id":"chatcmpl-x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":100,"completion_tokens":10,"total_tokens":110,"prompt_tokens_details":{"cached_tokens":40}},"system_fingerprint":"fp_1"}""";
+        const string Answer = """{"id":"chatcmpl-x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"{\"greeting\":\"hi\"}"},"finish_reason":"stop"}],"usage":{"prompt_tokens":100,"completion_tokens":10,"total_tokens":110,"prompt_tokens_details":{"cached_tokens":40}},"system_fingerprint":"fp_1"}""";
+
+        // The body asks for a JSON object, so the answer is one (or it would fail validation).
         fixture.Respond = request => request.CustomId.StartsWith(prefix, StringComparison.Ordinal) ? new MockResponse(200, Answer) : null;
         var body = """{"model":"ignored","messages":[{"role":"user","content":"x"}],"temperature":0.2,"max_tokens":64,"seed":7,"response_format":{"type":"json_object"},"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"vendor_extra":{"a":[1,2]}}""";
         var lines = string.Concat(Enumerable.Range(0, 5).Select(i => $$"""{"custom_id":"{{prefix}}-{{i}}","method":"POST","url":"/v1/chat/completions","body":{{body}}}""" + "\n"));
