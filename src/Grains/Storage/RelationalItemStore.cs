@@ -229,6 +229,21 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
         return new ItemCounts(perState[Pending], perState[Leased], perState[Succeeded], perState[Failed], perState[Cancelled], input, output, cached);
     }
 
+    /// <summary>
+    /// Requeues the leased items <paramref name="where"/> selects, or fails those interrupted
+    /// @max_interruptions times; returns each item's index and new state.
+    /// </summary>
+    private static string Requeue(string where) => $"""
+        UPDATE ns_items
+        SET state = CASE WHEN interruptions + 1 >= @max_interruptions THEN {Failed} ELSE {Pending} END,
+            error = CASE WHEN interruptions + 1 >= @max_interruptions
+                THEN 'interrupted ' || (interruptions + 1) || ' times by the death of the process running it; not tried again (Nightshift:Store:MaxInterruptions)'
+                ELSE error END,
+            lease_token = NULL, lease_expires_at = NULL, interruptions = interruptions + 1, updated_at = @now
+        WHERE {where}
+        RETURNING idx, state;
+        """;
+
     private static ItemSnapshot ReadSnapshot(DbDataReader reader) =>
         new(reader.GetInt32(0), (ItemState)reader.GetInt32(1), reader.IsDBNull(2) ? null : reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5));
 

@@ -1,5 +1,4 @@
 using System.Data.Common;
-using System.Text.Json;
 using Microsoft.Data.Sqlite;
 using Nightshift.Batches;
 using Nightshift.Pools;
@@ -76,27 +75,33 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
         return connection;
     }
 
-    /// <summary>Applied under SQLite's write lock, so processes starting at once apply each step once.</summary>
-    public override async Task ApplySchemaAsync(CancellationToken cancellationToken)
+    protected override IReadOnlyList<string> Migrations => SqliteSchema.Migrations;
+
+    protected override (string Type, string Now) AppliedAt => ("TEXT", "datetime('now')");
+
+    public override Task ApplySchemaAsync(CancellationToken cancellationToken)
     {
-        var directory = Path.GetDirectoryName(Path.GetFullPath(options.Path));
-        if (!string.IsNullOrEmpty(directory))
+        if (Path.GetDirectoryName(Path.GetFullPath(options.Path)) is { Length: > 0 } directory)
         {
             Directory.CreateDirectory(directory);
         }
 
-        await using var connection = await OpenAsync(cancellationToken);
+        return base.ApplySchemaAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// BEGIN IMMEDIATE takes the database's write lock before the version is read, so a second process
+    /// starting at the same moment waits here and then finds the work done.
+    /// </summary>
+    protected override async Task<DbTransaction> BeginMigrationAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
         await using (var wal = connection.CreateCommand())
         {
             wal.CommandText = "PRAGMA journal_mode = WAL;";
             await wal.ExecuteNonQueryAsync(cancellationToken);
         }
 
-        // BEGIN IMMEDIATE takes the database's write lock before reading the version, so a second
-        // process starting at the same moment waits here and then finds the work done.
-        await using var transaction = ((SqliteConnection)connection).BeginTransaction(deferred: false);
-        await MigrateAsync(connection, transaction, SqliteSchema.Migrations, "TEXT", "datetime('now')", cancellationToken);
-        await transaction.CommitAsync(cancellationToken);
+        return ((SqliteConnection)connection).BeginTransaction(deferred: false);
     }
 
     /// <summary>One read transaction: in WAL mode its reads all see the same snapshot.</summary>
@@ -113,8 +118,7 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
         foreach (var lease in leases)
         {
             var claim = group.Command(ClaimOne, ("@batch", batchId), ("@token", lease.Token), ("@expires", lease.ExpiresAt.Millis()), ("@now", now));
-            var item = await claim.ReadAllAsync(reader => new ClaimedItem(reader.GetInt32(0), reader.GetString(1), reader.GetString(2), reader.GetInt32(3), reader.GetInt32(4), lease,
-                reader.IsDBNull(5) ? null : reader.GetString(5)), CancellationToken.None);
+            var item = await claim.ReadAllAsync(reader => ReadClaim(reader, lease), CancellationToken.None);
             if (item.Count == 0)
             {
                 break;
@@ -164,23 +168,17 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
     /// never holds the database's write lock (which would stall every running batch); the items move
     /// into ns_items in one short transaction at commit, with the batch's catalogue row.
     /// </summary>
-    private sealed class IngestSession : IItemIngestSession
+    private sealed class IngestSession : ItemIngest, IItemIngestSession
     {
-        private readonly string _batchId;
-        private readonly string _pool;
         private readonly SqliteConnection _connection;
-        private readonly long _now;
         private readonly SqliteTransaction _staging;
         private readonly SqliteCommand _insert;
         private bool _committed;
-        private int _added;
 
         public IngestSession(string batchId, string pool, SqliteConnection connection, long now)
+            : base(batchId, pool, now)
         {
-            _batchId = batchId;
-            _pool = pool;
             _connection = connection;
-            _now = now;
             using (var create = connection.CreateCommand())
             {
                 create.CommandText = """
@@ -217,7 +215,7 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
             if (await _insert.Bind(("@idx", item.Index), ("@custom_id", item.CustomId), ("@method", item.Method), ("@url", item.Url), ("@body", item.Body))
                 .ExecuteNonQueryAsync(cancellationToken) == 1)
             {
-                _added++;
+                Added++;
                 return null;
             }
 
@@ -225,7 +223,7 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
             first.Transaction = _staging;
             first.CommandText = "SELECT idx FROM temp.ns_ingest WHERE custom_id = @custom_id;";
             var firstIndex = (long)(await first.Bind(("@custom_id", item.CustomId)).ExecuteScalarAsync(cancellationToken))!;
-            return new LineError(item.Index + 1, "custom_id", $"duplicate custom_id '{item.CustomId}' (first used on line {firstIndex + 1})");
+            return Duplicate(item, firstIndex);
         }
 
         public async Task CommitAsync(BatchOptions options, string? fingerprint, CancellationToken cancellationToken)
@@ -244,13 +242,12 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
                     """;
                 try
                 {
-                    await move.Bind(("@batch", _batchId), ("@pool", _pool), ("@count", _added), ("@state", (int)BatchState.Running), ("@now", _now),
-                        ("@options", JsonSerializer.Serialize(options)), ("@fingerprint", fingerprint)).ExecuteNonQueryAsync(cancellationToken);
+                    await BindBatch(move, options, fingerprint).ExecuteNonQueryAsync(cancellationToken);
                 }
                 catch (SqliteException taken) when (taken.SqliteErrorCode == ConstraintViolation)
                 {
                     // The write lock serialized two ingests of one id: the other committed first.
-                    throw new BatchExistsException(_batchId, taken);
+                    throw new BatchExistsException(BatchId, taken);
                 }
             }
 
