@@ -1,4 +1,5 @@
 using System.Data.Common;
+using System.Globalization;
 using System.Text.Json;
 using Nightshift.Batches;
 using Nightshift.Pools;
@@ -74,12 +75,12 @@ internal abstract class ItemStoreDialect : IAsyncDisposable
     {
         await using var connection = await OpenAsync(cancellationToken);
         await using var transaction = await BeginMigrationAsync(connection, cancellationToken);
-        await using var create = connection.CreateCommand();
-        create.Transaction = transaction;
-        create.CommandText = $"CREATE TABLE IF NOT EXISTS ns_schema_version (version integer NOT NULL PRIMARY KEY, applied_at {AppliedAt.Type} NOT NULL);";
-        await create.ExecuteNonQueryAsync(cancellationToken);
-        create.CommandText = "SELECT COALESCE(MAX(version), 0) FROM ns_schema_version;";
-        var current = Convert.ToInt32(await create.ExecuteScalarAsync(cancellationToken), System.Globalization.CultureInfo.InvariantCulture);
+        var versions = "CREATE TABLE IF NOT EXISTS ns_schema_version " +
+            $"(version integer NOT NULL PRIMARY KEY, applied_at {AppliedAt.Type} NOT NULL);";
+        await connection.ExecuteAsync(transaction, versions, cancellationToken);
+        const string Newest = "SELECT COALESCE(MAX(version), 0) FROM ns_schema_version;";
+        var current = Convert.ToInt32(
+            await connection.ScalarAsync(transaction, Newest, cancellationToken), CultureInfo.InvariantCulture);
         if (current > Migrations.Count)
         {
             throw new InvalidOperationException(
@@ -89,12 +90,9 @@ internal abstract class ItemStoreDialect : IAsyncDisposable
         for (var version = current + 1; version <= Migrations.Count; version++)
         {
             // Without parameters, so the script goes to the database as written.
-            await using var migrate = connection.CreateCommand();
-            migrate.Transaction = transaction;
-            migrate.CommandText = Migrations[version - 1];
-            await migrate.ExecuteNonQueryAsync(cancellationToken);
-            create.CommandText = $"INSERT INTO ns_schema_version (version, applied_at) VALUES (@version, {AppliedAt.Now});";
-            await create.Bind(("@version", version)).ExecuteNonQueryAsync(cancellationToken);
+            await connection.ExecuteAsync(transaction, Migrations[version - 1], cancellationToken);
+            var applied = $"INSERT INTO ns_schema_version (version, applied_at) VALUES (@version, {AppliedAt.Now});";
+            await connection.ExecuteAsync(transaction, applied, cancellationToken, ("@version", version));
         }
 
         await transaction.CommitAsync(cancellationToken);
@@ -142,6 +140,30 @@ internal static class ItemSql
         return command;
     }
 
+    /// <summary>A command for <paramref name="sql"/> in <paramref name="transaction"/>, its parameters bound.</summary>
+    public static DbCommand Command(this DbConnection connection, DbTransaction? transaction, string sql,
+        params ReadOnlySpan<(string Name, object? Value)> parameters)
+    {
+        var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        return command.Bind(parameters);
+    }
+
+    public static async Task<int> ExecuteAsync(this DbConnection connection, DbTransaction? transaction, string sql,
+        CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
+    {
+        await using var command = connection.Command(transaction, sql, parameters);
+        return await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    public static async Task<object?> ScalarAsync(this DbConnection connection, DbTransaction? transaction, string sql,
+        CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
+    {
+        await using var command = connection.Command(transaction, sql, parameters);
+        return await command.ExecuteScalarAsync(cancellationToken);
+    }
+
     public static async Task<IReadOnlyList<T>> ReadAllAsync<T>(this DbCommand command, Func<DbDataReader, T> read, CancellationToken cancellationToken)
     {
         var rows = new List<T>();
@@ -175,8 +197,8 @@ internal abstract class ItemIngest(string batchId, string pool, long now)
     protected static LineError Duplicate(ItemRequest item, long firstIndex) =>
         new(item.Index + 1, "custom_id", $"duplicate custom_id '{item.CustomId}' (first used on line {firstIndex + 1})");
 
-    /// <summary>Binds the parameters of <see cref="InsertBatch"/>.</summary>
-    protected DbCommand BindBatch(DbCommand command, BatchOptions options, string? fingerprint) => command.Bind(("@batch", batchId),
-        ("@pool", pool), ("@count", Added), ("@state", (int)BatchState.Running), ("@now", now),
-        ("@options", JsonSerializer.Serialize(options)), ("@fingerprint", fingerprint));
+    /// <summary>The parameters of <see cref="InsertBatch"/>: the batch, running, with the items added.</summary>
+    protected (string Name, object? Value)[] BatchRow(BatchOptions options, string? fingerprint) =>
+        [("@batch", batchId), ("@pool", pool), ("@count", Added), ("@state", (int)BatchState.Running), ("@now", now),
+            ("@options", JsonSerializer.Serialize(options)), ("@fingerprint", fingerprint)];
 }

@@ -183,7 +183,7 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
     public async IAsyncEnumerable<ItemResult> ReadResultsAsync(string batchId, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         await using var connection = await _retry.RunAsync(_dialect.OpenAsync, cancellationToken);
-        await using var command = Query(connection, null, $"""
+        await using var command = connection.Command(null, $"""
             SELECT idx, custom_id, state, status_code, response, error
             FROM ns_items WHERE batch_id = @batch AND state >= {Succeeded} ORDER BY idx;
             """, [("@batch", batchId)]);
@@ -247,18 +247,10 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
     private static ItemSnapshot ReadSnapshot(DbDataReader reader) =>
         new(reader.GetInt32(0), (ItemState)reader.GetInt32(1), reader.IsDBNull(2) ? null : reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5));
 
-    private static DbCommand Query(DbConnection connection, DbTransaction? transaction, string sql, (string Name, object? Value)[] parameters)
-    {
-        var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = sql;
-        return command.Bind(parameters);
-    }
-
     private static async Task<IReadOnlyList<T>> RowsAsync<T>(DbConnection connection, DbTransaction? transaction, string sql, Func<DbDataReader, T> read,
         CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
     {
-        await using var command = Query(connection, transaction, sql, parameters);
+        await using var command = connection.Command(transaction, sql, parameters);
         return await command.ReadAllAsync(read, cancellationToken);
     }
 

@@ -92,12 +92,10 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
     protected override async Task<DbTransaction> BeginMigrationAsync(DbConnection connection, CancellationToken cancellationToken)
     {
         var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        await using var lockCommand = new NpgsqlCommand(
-            "SELECT pg_advisory_xact_lock(@lock);", (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
 
         // The lock comes first: CREATE TABLE IF NOT EXISTS itself races between sessions.
-        lockCommand.Parameters.AddWithValue("lock", MigrationLock);
-        await lockCommand.ExecuteNonQueryAsync(cancellationToken);
+        await connection.ExecuteAsync(transaction, "SELECT pg_advisory_xact_lock(@lock);", cancellationToken,
+            ("@lock", MigrationLock));
         return transaction;
     }
 
@@ -201,8 +199,7 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
             try
             {
                 await FinishCopyAsync(cancellationToken);
-                await using var catalogue = new NpgsqlCommand(InsertBatch, connection, transaction);
-                await BindBatch(catalogue, options, fingerprint).ExecuteNonQueryAsync(cancellationToken);
+                await connection.ExecuteAsync(transaction, InsertBatch, cancellationToken, BatchRow(options, fingerprint));
             }
             catch (PostgresException taken) when (taken.SqlState == PostgresErrorCodes.UniqueViolation)
             {
@@ -249,8 +246,9 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
         private async Task<int?> FirstLineOfAsync(string customId, CancellationToken cancellationToken)
         {
             await FinishCopyAsync(cancellationToken);
-            await using var first = new NpgsqlCommand("SELECT idx FROM ns_items WHERE batch_id = @batch AND custom_id = @custom_id;", connection, transaction);
-            return await first.Bind(("@batch", BatchId), ("@custom_id", customId)).ExecuteScalarAsync(cancellationToken) as int?;
+            const string First = "SELECT idx FROM ns_items WHERE batch_id = @batch AND custom_id = @custom_id;";
+            return await connection.ScalarAsync(
+                transaction, First, cancellationToken, ("@batch", BatchId), ("@custom_id", customId)) as int?;
         }
 
         private async Task FinishCopyAsync(CancellationToken cancellationToken)

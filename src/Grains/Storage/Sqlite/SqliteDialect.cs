@@ -67,11 +67,10 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
     public override async Task<DbConnection> OpenWriterAsync(CancellationToken cancellationToken)
     {
         var connection = await OpenAsync(cancellationToken);
-        await using var synchronous = connection.CreateCommand();
 
         // Per connection; see ItemStoreOptions.SyncEveryCommit for what NORMAL gives up.
-        synchronous.CommandText = options.SyncEveryCommit ? "PRAGMA synchronous = FULL;" : "PRAGMA synchronous = NORMAL;";
-        await synchronous.ExecuteNonQueryAsync(cancellationToken);
+        var synchronous = options.SyncEveryCommit ? "FULL" : "NORMAL";
+        await connection.ExecuteAsync(null, $"PRAGMA synchronous = {synchronous};", cancellationToken);
         return connection;
     }
 
@@ -95,12 +94,7 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
     /// </summary>
     protected override async Task<DbTransaction> BeginMigrationAsync(DbConnection connection, CancellationToken cancellationToken)
     {
-        await using (var wal = connection.CreateCommand())
-        {
-            wal.CommandText = "PRAGMA journal_mode = WAL;";
-            await wal.ExecuteNonQueryAsync(cancellationToken);
-        }
-
+        await connection.ExecuteAsync(null, "PRAGMA journal_mode = WAL;", cancellationToken);
         return ((SqliteConnection)connection).BeginTransaction(deferred: false);
     }
 
@@ -219,11 +213,9 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
                 return null;
             }
 
-            await using var first = _connection.CreateCommand();
-            first.Transaction = _staging;
-            first.CommandText = "SELECT idx FROM temp.ns_ingest WHERE custom_id = @custom_id;";
-            var firstIndex = (long)(await first.Bind(("@custom_id", item.CustomId)).ExecuteScalarAsync(cancellationToken))!;
-            return Duplicate(item, firstIndex);
+            const string First = "SELECT idx FROM temp.ns_ingest WHERE custom_id = @custom_id;";
+            var first = await _connection.ScalarAsync(_staging, First, cancellationToken, ("@custom_id", item.CustomId));
+            return Duplicate(item, (long)first!);
         }
 
         public async Task CommitAsync(BatchOptions options, string? fingerprint, CancellationToken cancellationToken)
@@ -232,23 +224,18 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
 
             // The only moment the upload holds the write lock: one INSERT … SELECT of staged rows.
             await using var publish = _connection.BeginTransaction(deferred: false);
-            await using (var move = _connection.CreateCommand())
+            try
             {
-                move.Transaction = publish;
-                move.CommandText = $"""
+                await _connection.ExecuteAsync(publish, $"""
                     INSERT INTO ns_items (batch_id, idx, custom_id, method, url, body, updated_at)
                     SELECT @batch, idx, custom_id, method, url, body, @now FROM temp.ns_ingest ORDER BY idx;
                     {InsertBatch}
-                    """;
-                try
-                {
-                    await BindBatch(move, options, fingerprint).ExecuteNonQueryAsync(cancellationToken);
-                }
-                catch (SqliteException taken) when (taken.SqliteErrorCode == ConstraintViolation)
-                {
-                    // The write lock serialized two ingests of one id: the other committed first.
-                    throw new BatchExistsException(BatchId, taken);
-                }
+                    """, cancellationToken, BatchRow(options, fingerprint));
+            }
+            catch (SqliteException taken) when (taken.SqliteErrorCode == ConstraintViolation)
+            {
+                // The write lock serialized two ingests of one id: the other committed first.
+                throw new BatchExistsException(BatchId, taken);
             }
 
             await publish.CommitAsync(cancellationToken);
@@ -264,12 +251,7 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
 
             await _insert.DisposeAsync();
             await _staging.DisposeAsync();
-            await using (var drop = _connection.CreateCommand())
-            {
-                drop.CommandText = "DROP TABLE IF EXISTS temp.ns_ingest;";
-                await drop.ExecuteNonQueryAsync();
-            }
-
+            await _connection.ExecuteAsync(null, "DROP TABLE IF EXISTS temp.ns_ingest;", CancellationToken.None);
             await _connection.DisposeAsync();
         }
     }
