@@ -219,29 +219,26 @@ internal sealed class GroupCommitQueue : IAsyncDisposable
 internal sealed class GroupTransaction(DbConnection connection) : IAsyncDisposable
 {
     private readonly Dictionary<string, DbCommand> _commands = [];
-
-    public DbConnection Connection { get; } = connection;
-
-    public DbTransaction? Transaction { get; private set; }
+    private DbTransaction? _transaction;
 
     /// <summary>
     /// On SQLite this is BEGIN IMMEDIATE (Microsoft.Data.Sqlite's default): it takes the write lock up front,
     /// so several processes sharing the file wait their turn (busy timeout) instead of failing to upgrade a
     /// read transaction.
     /// </summary>
-    public async Task<DbTransaction> BeginAsync() => Transaction = await Connection.BeginTransactionAsync();
+    public async Task<DbTransaction> BeginAsync() => _transaction = await connection.BeginTransactionAsync();
 
     /// <summary>The command for <paramref name="sql"/> on this connection, in the group transaction, with <paramref name="parameters"/> bound.</summary>
     public DbCommand Command(string sql, params ReadOnlySpan<(string Name, object? Value)> parameters)
     {
         if (!_commands.TryGetValue(sql, out var command))
         {
-            command = Connection.CreateCommand();
+            command = connection.CreateCommand();
             command.CommandText = sql;
             _commands[sql] = command;
         }
 
-        command.Transaction = Transaction;
+        command.Transaction = _transaction;
         return command.Bind(parameters);
     }
 
@@ -252,6 +249,6 @@ internal sealed class GroupTransaction(DbConnection connection) : IAsyncDisposab
             await command.DisposeAsync();
         }
 
-        await Connection.DisposeAsync();
+        await connection.DisposeAsync();
     }
 }
