@@ -167,7 +167,6 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
         private readonly SqliteConnection _connection;
         private readonly SqliteTransaction _staging;
         private readonly SqliteCommand _insert;
-        private bool _committed;
 
         public IngestSession(string batchId, string pool, SqliteConnection connection, long now)
             : base(batchId, pool, now)
@@ -239,16 +238,11 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
             }
 
             await publish.CommitAsync(cancellationToken);
-            _committed = true;
         }
 
         public async ValueTask DisposeAsync()
         {
-            if (!_committed && _staging.Connection is not null)
-            {
-                await _staging.RollbackAsync();
-            }
-
+            // Disposing the staging transaction rolls it back if it was never committed.
             await _insert.DisposeAsync();
             await _staging.DisposeAsync();
             await _connection.ExecuteAsync(null, "DROP TABLE IF EXISTS temp.ns_ingest;", CancellationToken.None);
