@@ -36,7 +36,7 @@ internal abstract class ItemStoreDialect : IAsyncDisposable
     /// <summary>The connection of a group-commit queue.</summary>
     public virtual Task<DbConnection> OpenWriterAsync(CancellationToken cancellationToken) => OpenAsync(cancellationToken);
 
-    /// <summary>The schema's migrations, oldest first: version n is the n-th. A released one is never edited; a change is a new one.</summary>
+    /// <summary>The migrations, oldest first (version n is the n-th). A released one is never edited; a change is a new one.</summary>
     protected abstract IReadOnlyList<string> Migrations { get; }
 
     /// <summary>The SQL type of ns_schema_version.applied_at, and the SQL for now in it.</summary>
@@ -70,7 +70,7 @@ internal abstract class ItemStoreDialect : IAsyncDisposable
 
     public virtual ValueTask DisposeAsync() => ValueTask.CompletedTask;
 
-    /// <summary>Creates or migrates the schema: applies the migrations not yet recorded in ns_schema_version, under the lock.</summary>
+    /// <summary>Creates or migrates the schema: applies, under the lock, the migrations ns_schema_version lacks.</summary>
     public virtual async Task ApplySchemaAsync(CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
@@ -117,7 +117,7 @@ internal static class ItemSql
         ALTER TABLE ns_batches ADD COLUMN fingerprint text NULL;
         """;
 
-    /// <summary>The columns a claim returns, in this order: idx, custom_id, body, attempts, rate_limited_attempts, retry_state.</summary>
+    /// <summary>A claim's columns, in order: idx, custom_id, body, attempts, rate_limited_attempts, retry_state.</summary>
     public static ClaimedItem ReadClaim(DbDataReader reader, ItemLease lease) => new(reader.GetInt32(0), reader.GetString(1),
         reader.GetString(2), reader.GetInt32(3), reader.GetInt32(4), lease, reader.IsDBNull(5) ? null : reader.GetString(5));
 
