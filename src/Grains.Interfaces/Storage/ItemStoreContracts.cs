@@ -4,10 +4,7 @@ using Nightshift.Pools;
 
 namespace Nightshift.Storage;
 
-/// <summary>
-/// The bulk table of items: requests, attempts, retry state, results and leases. Items live here,
-/// not in grain state, so a million-item batch never sits in one grain's memory.
-/// </summary>
+/// <summary>Items' requests, attempts, results and leases: here, not in grain state, so no grain holds a whole batch.</summary>
 public interface IItemStore : IItemIngest, IItemDispatch, IItemCatalogue
 {
     /// <summary>Applies the schema (idempotent).</summary>
@@ -17,10 +14,7 @@ public interface IItemStore : IItemIngest, IItemDispatch, IItemCatalogue
 /// <summary>The store's ingest role: a submission's items go in all at once or not at all.</summary>
 public interface IItemIngest
 {
-    /// <summary>
-    /// Opens an all-or-nothing ingest of a batch's items: nothing is visible to anyone until
-    /// <see cref="IItemIngestSession.CommitAsync"/>, and disposing without committing leaves nothing behind.
-    /// </summary>
+    /// <summary>Opens an ingest: nothing shows before <see cref="IItemIngestSession.CommitAsync"/> or stays without it.</summary>
     Task<IItemIngestSession> BeginIngestAsync(string batchId, string pool, CancellationToken cancellationToken);
 }
 
@@ -31,10 +25,8 @@ public interface IItemIngestSession : IAsyncDisposable
     ValueTask<LineError?> AddAsync(ItemRequest item, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Makes the items and the batch's catalogue row visible at once, the row holding the batch's
-    /// <paramref name="options"/> (so the batch can start from the store alone) and the submission's
-    /// <paramref name="fingerprint"/>. Throws <see cref="BatchExistsException"/>, keeping nothing, when a
-    /// batch of this id was committed first (two submissions of one idempotency key at once).
+    /// Makes the items and the catalogue row (with <paramref name="options"/>, so the batch can start from the store
+    /// alone, and <paramref name="fingerprint"/>) visible at once; <see cref="BatchExistsException"/> when one id raced.
     /// </summary>
     Task CommitAsync(BatchOptions options, string? fingerprint, CancellationToken cancellationToken);
 }
@@ -47,70 +39,52 @@ public sealed class BatchExistsException(string batchId, Exception inner) : Exce
 }
 
 /// <summary>
-/// The store's dispatch role: claims, fenced results, leases and their recovery. Writes are
-/// group-committed: a write whose token fires while it still waits for its group is withdrawn (never
-/// written, its task cancelled); once in a group it commits with the group whatever its token says.
+/// Claims, fenced results, leases and their recovery. Writes are group-committed: a write cancelled while it waits is
+/// withdrawn (never written); once in a group it commits with the group whatever its token says.
 /// </summary>
 public interface IItemDispatch
 {
-    /// <summary>
-    /// The store belongs to one process, so whatever held leases before this process started is dead:
-    /// nothing from before the start can still be running.
-    /// </summary>
+    /// <summary>The store belongs to one process: whatever held leases before it started is dead.</summary>
     bool OwnedByOneProcess { get; }
 
-    /// <summary>
-    /// Claims up to one due pending item per lease, in input order, and marks each leased under its
-    /// lease's fencing token.
-    /// </summary>
+    /// <summary>Claims up to one due pending item per lease, in input order, each under its lease's fencing token.</summary>
     Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string batchId, IReadOnlyList<ItemLease> leases, DateTimeOffset now, CancellationToken cancellationToken);
 
-    /// <summary>
-    /// Records an attempt's end. Fenced: written only while the item is still leased under
-    /// <see cref="AttemptRecord.LeaseToken"/>; returns <c>false</c> (and writes nothing) otherwise.
-    /// </summary>
+    /// <summary>Records an attempt's end if its item is still leased under its lease token; else <c>false</c>.</summary>
     Task<bool> RecordAttemptAsync(AttemptRecord record, CancellationToken cancellationToken);
 
     /// <summary>When the earliest pending item of the batch is due, or <c>null</c> when none is pending.</summary>
     Task<DateTimeOffset?> NextDueAsync(string batchId, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Puts leased items whose lease expired before <paramref name="now"/> back to pending, counting the
-    /// interruption; an item interrupted too often fails instead (a poison item must not crash-loop
-    /// the cluster).
+    /// Puts items whose lease expired before <paramref name="now"/> back to pending, counting the interruption; one
+    /// interrupted too often fails instead (a poison item must not crash-loop the cluster).
     /// </summary>
     Task<IReadOnlyList<RequeuedItem>> RequeueExpiredLeasesAsync(string batchId, DateTimeOffset now, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Puts every leased item of every batch back to pending, counting the interruption as
-    /// <see cref="RequeueExpiredLeasesAsync"/> does; returns how many. Only for a store
-    /// <see cref="OwnedByOneProcess"/>, at that process's start, when no lease can have a live holder.
+    /// Requeues every leased item as <see cref="RequeueExpiredLeasesAsync"/> does; returns how many. Only for a store
+    /// <see cref="OwnedByOneProcess"/>, at its start, when no lease can have a live holder.
     /// </summary>
     Task<int> RequeueAllLeasesAsync(CancellationToken cancellationToken);
 
-    /// <summary>
-    /// Extends the leases still held under their tokens; returns the tokens extended. A token missing
-    /// from the answer was lost (expired and requeued, or the item was cancelled): its result will be fenced.
-    /// </summary>
+    /// <summary>Extends the leases still held under their tokens; returns those extended (a missing one was lost).</summary>
     Task<IReadOnlySet<long>> ExtendLeasesAsync(IReadOnlyList<LeaseExtension> leases, CancellationToken cancellationToken);
 
     /// <summary>
     /// Puts the batch's failed and cancelled items that <paramref name="filter"/> picks back to pending with
-    /// fresh budgets (attempts, 429s, interruptions and retry state start again), and moves the batch's
-    /// catalogue row to <paramref name="pool"/> when one is given, in one transaction; returns how many.
+    /// fresh budgets (attempts, 429s, interruptions, retry state), and moves the batch's catalogue row to
+    /// <paramref name="pool"/> when given, in one transaction; returns how many.
     /// </summary>
     Task<int> RequeueTerminalAsync(string batchId, ItemRetryFilter filter, string? pool, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Gives a leased item back to pending: its call was stopped before it could end (<paramref name="interrupted"/>:
-    /// the interruption counts toward failing it as poison), or it was claimed ahead and never started.
+    /// Gives a leased item back to pending: its call was stopped (<paramref name="interrupted"/>, which counts toward
+    /// failing it as poison), or it was claimed ahead and never started.
     /// </summary>
     Task<bool> ReleaseLeaseAsync(string batchId, int index, long leaseToken, bool interrupted, CancellationToken cancellationToken);
 
-    /// <summary>
-    /// The batch's counts and its items now leased (the calls a new batch activation must expect
-    /// reports from), read from one snapshot so they agree.
-    /// </summary>
+    /// <summary>The batch's counts and its leased items (whose reports a new activation expects), from one snapshot.</summary>
     Task<BatchProgress> ReadProgressAsync(string batchId, CancellationToken cancellationToken);
 
     /// <summary>Where the given items stand in the store, for a batch to reconcile reports that never reached it.</summary>
@@ -180,31 +154,17 @@ public sealed record LineError(long Line, string? Field, string Message)
     public override string ToString() => Field is null ? $"line {Line}: {Message}" : $"line {Line}, field '{Field}': {Message}";
 }
 
-/// <summary>
-/// An item claimed under <c>Lease</c>, with the attempts it made before (429s counted apart) and the retry
-/// state its last attempt left (JSON, as the item grain writes it; <c>null</c> before any).
-/// </summary>
+/// <summary>An item claimed under <c>Lease</c>: attempts so far (429s apart), retry state (JSON, <c>null</c> at first).</summary>
 public sealed record ClaimedItem(int Index, string CustomId, string Body, int Attempts, int RateLimitedAttempts, ItemLease Lease, string? RetryState = null);
 
 /// <summary>
-/// The end of an attempt, as the store records it, fenced on <c>LeaseToken</c>: the item's new state
-/// (pending again to retry at <c>NextAttemptAt</c>, or terminal), its attempts so far this one included,
-/// what the retry policy keeps between attempts, and the model's answer and usage.
+/// An attempt's end, fenced on <c>LeaseToken</c>: the new state (pending to retry at <c>NextAttemptAt</c>, or terminal),
+/// the attempts so far with this one, what the retry policy keeps, and the model's answer and usage.
 /// </summary>
 public sealed record AttemptRecord(
-    string BatchId,
-    int Index,
-    long LeaseToken,
-    ItemState State,
-    int Attempts,
-    int RateLimitedAttempts,
-    DateTimeOffset? NextAttemptAt,
-    string? RetryState,
-    int? StatusCode,
-    string? Response,
-    string? Error,
-    TokenUsage Usage,
-    DateTimeOffset At);
+    string BatchId, int Index, long LeaseToken, ItemState State, int Attempts, int RateLimitedAttempts,
+    DateTimeOffset? NextAttemptAt, string? RetryState, int? StatusCode, string? Response, string? Error,
+    TokenUsage Usage, DateTimeOffset At);
 
 /// <summary>A batch's items per state, and the tokens they used (<c>CachedTokens</c> is the part of the input served from a prompt cache).</summary>
 public sealed record ItemCounts(long Pending, long Leased, long Succeeded, long Failed, long Cancelled, long InputTokens, long OutputTokens, long CachedTokens = 0)
@@ -216,10 +176,7 @@ public sealed record ItemCounts(long Pending, long Leased, long Succeeded, long 
 /// <summary>A batch as the catalogue lists it, in the state its grain last recorded.</summary>
 public sealed record BatchRecord(string BatchId, string Pool, int ItemCount, BatchState State, DateTimeOffset CreatedAt, DateTimeOffset? FinishedAt);
 
-/// <summary>
-/// A batch's catalogue row with its options (<c>null</c> for a batch stored before they were) and the
-/// fingerprint of the submission that created it (its pool, options and items).
-/// </summary>
+/// <summary>A catalogue row with its options (<c>null</c> if stored before they were) and its submission's fingerprint.</summary>
 public sealed record StoredBatch(BatchRecord Record, BatchOptions? Options, string? Fingerprint);
 
 /// <summary>A batch's counts and the items leased at that moment, from one snapshot.</summary>

@@ -15,9 +15,9 @@ namespace Nightshift.Storage;
 /// </summary>
 internal sealed class GroupCommitQueue : IAsyncDisposable
 {
-    private const int MaxOperationsPerCommit = 1024;
+    private const int MaxWritesPerCommit = 1024;
 
-    private readonly Channel<Write> _operations = Channel.CreateUnbounded<Write>(new() { SingleReader = true });
+    private readonly Channel<Write> _writes = Channel.CreateUnbounded<Write>(new() { SingleReader = true });
     private readonly Func<CancellationToken, Task<DbConnection>> _open;
     private readonly Func<Exception, bool> _failsAlone;
     private readonly StoreRetry _retry;
@@ -42,35 +42,33 @@ internal sealed class GroupCommitQueue : IAsyncDisposable
     /// result from their answers.
     /// </summary>
     public Task<T> RunAsync<T>(Func<GroupTransaction, Task<T>> work, CancellationToken cancellationToken = default) =>
-        Enqueue(new Operation<T>(work), cancellationToken);
+        // The lambda captures work, so each call makes a delegate of its own: a kind with one write.
+        RunSharedAsync<bool, T>(async (group, _) => [await work(group)], true, cancellationToken);
 
     /// <summary>
     /// Runs <paramref name="item"/> in the next group transaction, in one call of <paramref name="writeAll"/>
     /// with every item queued for the same <paramref name="writeAll"/> (which answers one result per item, in order).
     /// </summary>
-    public Task<TResult> RunSharedAsync<TItem, TResult>(Func<GroupTransaction, IReadOnlyList<TItem>, Task<IReadOnlyList<TResult>>> writeAll, TItem item,
-        CancellationToken cancellationToken = default) =>
-        Enqueue(new Shared<TItem, TResult>(writeAll, item), cancellationToken);
+    public Task<TResult> RunSharedAsync<TItem, TResult>(Func<GroupTransaction, IReadOnlyList<TItem>, Task<IReadOnlyList<TResult>>> writeAll,
+        TItem item, CancellationToken cancellationToken = default)
+    {
+        var write = new Write<TItem, TResult>(writeAll, item, cancellationToken);
+        return _writes.Writer.TryWrite(write) ? write.Task : throw new ObjectDisposedException(nameof(GroupCommitQueue));
+    }
 
     public async ValueTask DisposeAsync()
     {
-        _operations.Writer.TryComplete();
+        _writes.Writer.TryComplete();
         await _loop;
         await DropConnectionAsync();
     }
 
-    private Task<T> Enqueue<T>(Write<T> write, CancellationToken cancellationToken)
-    {
-        write.WithdrawOn(cancellationToken);
-        return _operations.Writer.TryWrite(write) ? write.Task : throw new ObjectDisposedException(nameof(GroupCommitQueue));
-    }
-
     private async Task RunAsync()
     {
-        var queued = new List<Write>(MaxOperationsPerCommit);
-        while (await _operations.Reader.WaitToReadAsync())
+        var queued = new List<Write>(MaxWritesPerCommit);
+        while (await _writes.Reader.WaitToReadAsync())
         {
-            while (queued.Count < MaxOperationsPerCommit && _operations.Reader.TryRead(out var write))
+            while (queued.Count < MaxWritesPerCommit && _writes.Reader.TryRead(out var write))
             {
                 if (write.TryTake())
                 {
@@ -78,13 +76,11 @@ internal sealed class GroupCommitQueue : IAsyncDisposable
                 }
             }
 
-            if (queued.Count == 0)
+            if (queued.Count > 0)
             {
-                continue;
+                await CommitAsync([.. queued.GroupBy(write => write.Kind).Select(kind => kind.ToList())]);
+                queued.Clear();
             }
-
-            await CommitAsync([.. queued.GroupBy(write => write.Kind).Select(kind => kind.ToList())]);
-            queued.Clear();
         }
     }
 
@@ -159,85 +155,60 @@ internal sealed class GroupCommitQueue : IAsyncDisposable
     /// <summary>A queued write. Writes of one <see cref="Kind"/> in a group run in one call of the first's <see cref="ExecuteAsync"/>.</summary>
     private abstract class Write
     {
-        private const int Waiting = 0;
-        private const int Taken = 1;
-        private const int Withdrawn = 2;
-
-        private int _state;
-        private CancellationTokenRegistration _withdrawal;
-
         public abstract object Kind { get; }
 
-        /// <summary>Withdraws the write if <paramref name="cancellationToken"/> fires while it still waits.</summary>
-        public void WithdrawOn(CancellationToken cancellationToken)
-        {
-            if (cancellationToken.CanBeCanceled)
-            {
-                _withdrawal = cancellationToken.Register(() =>
-                {
-                    if (Interlocked.CompareExchange(ref _state, Withdrawn, Waiting) == Waiting)
-                    {
-                        Cancel(cancellationToken);
-                    }
-                });
-            }
-        }
-
         /// <summary>Takes the write into a group, unless it was withdrawn: from here it commits with the group.</summary>
-        public bool TryTake()
-        {
-            var taken = Interlocked.CompareExchange(ref _state, Taken, Waiting) == Waiting;
-            _withdrawal.Dispose();
-            return taken;
-        }
+        public abstract bool TryTake();
 
         public abstract Task ExecuteAsync(GroupTransaction group, List<Write> kind);
 
         public abstract void Complete();
 
         public abstract void Fail(Exception exception);
-
-        protected abstract void Cancel(CancellationToken cancellationToken);
     }
 
-    private abstract class Write<T> : Write
+    /// <summary>A write of one item that shares one call of its writeAll with the others queued for it.</summary>
+    private sealed class Write<TItem, TResult> : Write
     {
-        private readonly TaskCompletionSource<T> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource<TResult> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly Func<GroupTransaction, IReadOnlyList<TItem>, Task<IReadOnlyList<TResult>>> _writeAll;
+        private readonly TItem _item;
+        private readonly CancellationTokenRegistration _withdrawal;
+        private TResult? _result;
 
-        public Task<T> Task => _completion.Task;
+        public Write(Func<GroupTransaction, IReadOnlyList<TItem>, Task<IReadOnlyList<TResult>>> writeAll, TItem item,
+            CancellationToken cancellationToken)
+        {
+            _writeAll = writeAll;
+            _item = item;
+            _withdrawal = cancellationToken.Register(() => _completion.TrySetCanceled(cancellationToken));
+        }
 
-        public T? Result { get; set; }
+        public Task<TResult> Task => _completion.Task;
 
-        public override void Complete() => _completion.TrySetResult(Result!);
+        public override object Kind => _writeAll;
 
-        public override void Fail(Exception exception) => _completion.TrySetException(exception);
-
-        protected override void Cancel(CancellationToken cancellationToken) => _completion.TrySetCanceled(cancellationToken);
-    }
-
-    /// <summary>A write of its own kind.</summary>
-    private sealed class Operation<T>(Func<GroupTransaction, Task<T>> work) : Write<T>
-    {
-        public override object Kind => this;
-
-        public override async Task ExecuteAsync(GroupTransaction group, List<Write> kind) => Result = await work(group);
-    }
-
-    /// <summary>A write that shares one call of <paramref name="writeAll"/> with the others queued for it.</summary>
-    private sealed class Shared<TItem, TResult>(Func<GroupTransaction, IReadOnlyList<TItem>, Task<IReadOnlyList<TResult>>> writeAll, TItem item) : Write<TResult>
-    {
-        public override object Kind => writeAll;
+        public override bool TryTake()
+        {
+            // Once the registration is disposed its callback has either run to its end or never will,
+            // so a task not cancelled by now is the write's to complete.
+            _withdrawal.Dispose();
+            return !_completion.Task.IsCompleted;
+        }
 
         public override async Task ExecuteAsync(GroupTransaction group, List<Write> kind)
         {
-            var results = await writeAll(group, [.. kind.Select(write => ((Shared<TItem, TResult>)write).Item)]);
-            for (var i = 0; i < kind.Count; i++)
+            var writes = kind.ConvertAll(write => (Write<TItem, TResult>)write);
+            var results = await _writeAll(group, writes.ConvertAll(write => write._item));
+            for (var i = 0; i < writes.Count; i++)
             {
-                ((Shared<TItem, TResult>)kind[i]).Result = results[i];
+                writes[i]._result = results[i];
             }
         }
 
-        private TItem Item => item;
+        public override void Complete() => _completion.TrySetResult(_result!);
+
+        public override void Fail(Exception exception) => _completion.TrySetException(exception);
     }
 }
 
@@ -248,29 +219,26 @@ internal sealed class GroupCommitQueue : IAsyncDisposable
 internal sealed class GroupTransaction(DbConnection connection) : IAsyncDisposable
 {
     private readonly Dictionary<string, DbCommand> _commands = [];
-
-    public DbConnection Connection { get; } = connection;
-
-    public DbTransaction? Transaction { get; private set; }
+    private DbTransaction? _transaction;
 
     /// <summary>
     /// On SQLite this is BEGIN IMMEDIATE (Microsoft.Data.Sqlite's default): it takes the write lock up front,
     /// so several processes sharing the file wait their turn (busy timeout) instead of failing to upgrade a
     /// read transaction.
     /// </summary>
-    public async Task<DbTransaction> BeginAsync() => Transaction = await Connection.BeginTransactionAsync();
+    public async Task<DbTransaction> BeginAsync() => _transaction = await connection.BeginTransactionAsync();
 
     /// <summary>The command for <paramref name="sql"/> on this connection, in the group transaction, with <paramref name="parameters"/> bound.</summary>
     public DbCommand Command(string sql, params ReadOnlySpan<(string Name, object? Value)> parameters)
     {
         if (!_commands.TryGetValue(sql, out var command))
         {
-            command = Connection.CreateCommand();
+            command = connection.CreateCommand();
             command.CommandText = sql;
             _commands[sql] = command;
         }
 
-        command.Transaction = Transaction;
+        command.Transaction = _transaction;
         return command.Bind(parameters);
     }
 
@@ -281,6 +249,6 @@ internal sealed class GroupTransaction(DbConnection connection) : IAsyncDisposab
             await command.DisposeAsync();
         }
 
-        await Connection.DisposeAsync();
+        await connection.DisposeAsync();
     }
 }

@@ -1,4 +1,7 @@
 using System.Data.Common;
+using System.Globalization;
+using System.Text.Json;
+using Nightshift.Batches;
 using Nightshift.Pools;
 
 namespace Nightshift.Storage;
@@ -33,8 +36,17 @@ internal abstract class ItemStoreDialect : IAsyncDisposable
     /// <summary>The connection of a group-commit queue.</summary>
     public virtual Task<DbConnection> OpenWriterAsync(CancellationToken cancellationToken) => OpenAsync(cancellationToken);
 
-    /// <summary>Creates or migrates the database's schema (idempotent, safe for processes starting at once).</summary>
-    public abstract Task ApplySchemaAsync(CancellationToken cancellationToken);
+    /// <summary>The migrations, oldest first (version n is the n-th). A released one is never edited; a change is a new one.</summary>
+    protected abstract IReadOnlyList<string> Migrations { get; }
+
+    /// <summary>The SQL type of ns_schema_version.applied_at, and the SQL for now in it.</summary>
+    protected abstract (string Type, string Now) AppliedAt { get; }
+
+    /// <summary>
+    /// The transaction to migrate in, holding the database's lock for it: processes starting at once then
+    /// apply each migration once.
+    /// </summary>
+    protected abstract Task<DbTransaction> BeginMigrationAsync(DbConnection connection, CancellationToken cancellationToken);
 
     /// <summary>A read-only transaction whose reads all see one snapshot.</summary>
     public abstract Task<DbTransaction> BeginSnapshotAsync(DbConnection connection, CancellationToken cancellationToken);
@@ -58,38 +70,36 @@ internal abstract class ItemStoreDialect : IAsyncDisposable
 
     public virtual ValueTask DisposeAsync() => ValueTask.CompletedTask;
 
-    /// <summary>
-    /// Applies the migrations not yet recorded in ns_schema_version, inside <paramref name="transaction"/>,
-    /// which the caller has made exclusive. A released migration is never edited; a change is a new one.
-    /// </summary>
-    protected static async Task MigrateAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<string> migrations, string timeType, string now, CancellationToken cancellationToken)
+    /// <summary>Creates or migrates the schema: applies, under the lock, the migrations ns_schema_version lacks.</summary>
+    public virtual async Task ApplySchemaAsync(CancellationToken cancellationToken)
     {
-        await using var create = connection.CreateCommand();
-        create.Transaction = transaction;
-        create.CommandText = $"CREATE TABLE IF NOT EXISTS ns_schema_version (version integer NOT NULL PRIMARY KEY, applied_at {timeType} NOT NULL);";
-        await create.ExecuteNonQueryAsync(cancellationToken);
-        create.CommandText = "SELECT COALESCE(MAX(version), 0) FROM ns_schema_version;";
-        var current = Convert.ToInt32(await create.ExecuteScalarAsync(cancellationToken), System.Globalization.CultureInfo.InvariantCulture);
-        if (current > migrations.Count)
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var transaction = await BeginMigrationAsync(connection, cancellationToken);
+        var versions = "CREATE TABLE IF NOT EXISTS ns_schema_version " +
+            $"(version integer NOT NULL PRIMARY KEY, applied_at {AppliedAt.Type} NOT NULL);";
+        await connection.ExecuteAsync(transaction, versions, cancellationToken);
+        const string Newest = "SELECT COALESCE(MAX(version), 0) FROM ns_schema_version;";
+        var current = Convert.ToInt32(
+            await connection.ScalarAsync(transaction, Newest, cancellationToken), CultureInfo.InvariantCulture);
+        if (current > Migrations.Count)
         {
             throw new InvalidOperationException(
-                $"The database is at schema version {current}, newer than this build's {migrations.Count}. Run a newer Nightshift.");
+                $"The database is at schema version {current}, newer than this build's {Migrations.Count}. Run a newer Nightshift.");
         }
 
-        for (var version = current + 1; version <= migrations.Count; version++)
+        for (var version = current + 1; version <= Migrations.Count; version++)
         {
             // Without parameters, so the script goes to the database as written.
-            await using var migrate = connection.CreateCommand();
-            migrate.Transaction = transaction;
-            migrate.CommandText = migrations[version - 1];
-            await migrate.ExecuteNonQueryAsync(cancellationToken);
-            create.CommandText = $"INSERT INTO ns_schema_version (version, applied_at) VALUES (@version, {now});";
-            await create.Bind(("@version", version)).ExecuteNonQueryAsync(cancellationToken);
+            await connection.ExecuteAsync(transaction, Migrations[version - 1], cancellationToken);
+            var applied = $"INSERT INTO ns_schema_version (version, applied_at) VALUES (@version, {AppliedAt.Now});";
+            await connection.ExecuteAsync(transaction, applied, cancellationToken, ("@version", version));
         }
+
+        await transaction.CommitAsync(cancellationToken);
     }
 }
 
-/// <summary>Item states as the SQL spells them, and the statements both databases share word for word.</summary>
+/// <summary>Item states as the SQL spells them, and what both databases share word for word.</summary>
 internal static class ItemSql
 {
     public const int Pending = (int)ItemState.Pending;
@@ -98,26 +108,18 @@ internal static class ItemSql
     public const int Failed = (int)ItemState.Failed;
     public const int Cancelled = (int)ItemState.Cancelled;
 
-    /// <summary>The batch's catalogue row, written in the ingest's own transaction.</summary>
-    public const string InsertBatch = """
-        INSERT INTO ns_batches (batch_id, pool, item_count, state, created_at, options, fingerprint)
-        VALUES (@batch, @pool, @count, @state, @now, @options, @fingerprint);
+    /// <summary>A migration both databases run word for word.</summary>
+    public const string AddBatchSpec = """
+        -- The spec a batch was submitted with, written in the ingest's transaction, so a batch whose
+        -- grain never started (its submitter died after the commit) starts from the store alone; and
+        -- the fingerprint of that submission, so an idempotency key reused with another payload is refused.
+        ALTER TABLE ns_batches ADD COLUMN options text NULL;
+        ALTER TABLE ns_batches ADD COLUMN fingerprint text NULL;
         """;
 
-    /// <summary>
-    /// Requeues the leased items <paramref name="where"/> selects, or fails those interrupted
-    /// @max_interruptions times; returns each item's index and new state.
-    /// </summary>
-    public static string Requeue(string where) => $"""
-        UPDATE ns_items
-        SET state = CASE WHEN interruptions + 1 >= @max_interruptions THEN {Failed} ELSE {Pending} END,
-            error = CASE WHEN interruptions + 1 >= @max_interruptions
-                THEN 'interrupted ' || (interruptions + 1) || ' times by the death of the process running it; not tried again (Nightshift:Store:MaxInterruptions)'
-                ELSE error END,
-            lease_token = NULL, lease_expires_at = NULL, interruptions = interruptions + 1, updated_at = @now
-        WHERE {where}
-        RETURNING idx, state;
-        """;
+    /// <summary>A claim's columns, in order: idx, custom_id, body, attempts, rate_limited_attempts, retry_state.</summary>
+    public static ClaimedItem ReadClaim(DbDataReader reader, ItemLease lease) => new(reader.GetInt32(0), reader.GetString(1),
+        reader.GetString(2), reader.GetInt32(3), reader.GetInt32(4), lease, reader.IsDBNull(5) ? null : reader.GetString(5));
 
     /// <summary>Binds each parameter, adding those the command does not have yet.</summary>
     public static DbCommand Bind(this DbCommand command, params ReadOnlySpan<(string Name, object? Value)> parameters)
@@ -138,6 +140,30 @@ internal static class ItemSql
         return command;
     }
 
+    /// <summary>A command for <paramref name="sql"/> in <paramref name="transaction"/>, its parameters bound.</summary>
+    public static DbCommand Command(this DbConnection connection, DbTransaction? transaction, string sql,
+        params ReadOnlySpan<(string Name, object? Value)> parameters)
+    {
+        var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        return command.Bind(parameters);
+    }
+
+    public static async Task<int> ExecuteAsync(this DbConnection connection, DbTransaction? transaction, string sql,
+        CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
+    {
+        await using var command = connection.Command(transaction, sql, parameters);
+        return await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    public static async Task<object?> ScalarAsync(this DbConnection connection, DbTransaction? transaction, string sql,
+        CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
+    {
+        await using var command = connection.Command(transaction, sql, parameters);
+        return await command.ExecuteScalarAsync(cancellationToken);
+    }
+
     public static async Task<IReadOnlyList<T>> ReadAllAsync<T>(this DbCommand command, Func<DbDataReader, T> read, CancellationToken cancellationToken)
     {
         var rows = new List<T>();
@@ -151,4 +177,28 @@ internal static class ItemSql
     }
 
     public static long Millis(this DateTimeOffset time) => time.ToUnixTimeMilliseconds();
+}
+
+/// <summary>What the ingests of both databases share: the items added, and the batch's catalogue row written at commit.</summary>
+internal abstract class ItemIngest(string batchId, string pool, long now)
+{
+    /// <summary>The batch's catalogue row, written in the ingest's own transaction.</summary>
+    protected const string InsertBatch = """
+        INSERT INTO ns_batches (batch_id, pool, item_count, state, created_at, options, fingerprint)
+        VALUES (@batch, @pool, @count, @state, @now, @options, @fingerprint);
+        """;
+
+    protected string BatchId => batchId;
+
+    protected long Now => now;
+
+    protected int Added { get; set; }
+
+    protected static LineError Duplicate(ItemRequest item, long firstIndex) =>
+        new(item.Index + 1, "custom_id", $"duplicate custom_id '{item.CustomId}' (first used on line {firstIndex + 1})");
+
+    /// <summary>The parameters of <see cref="InsertBatch"/>: the batch, running, with the items added.</summary>
+    protected (string Name, object? Value)[] BatchRow(BatchOptions options, string? fingerprint) =>
+        [("@batch", batchId), ("@pool", pool), ("@count", Added), ("@state", (int)BatchState.Running), ("@now", now),
+            ("@options", JsonSerializer.Serialize(options)), ("@fingerprint", fingerprint)];
 }

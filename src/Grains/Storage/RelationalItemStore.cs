@@ -215,7 +215,7 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
     public async IAsyncEnumerable<ItemResult> ReadResultsAsync(string batchId, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         await using var connection = await _retry.RunAsync(_dialect.OpenAsync, cancellationToken);
-        await using var command = Query(connection, null, $"""
+        await using var command = connection.Command(null, $"""
             SELECT idx, custom_id, state, status_code, response, error
             FROM ns_items WHERE batch_id = @batch AND state >= {Succeeded} ORDER BY idx;
             """, [("@batch", batchId)]);
@@ -261,21 +261,28 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
         return new ItemCounts(perState[Pending], perState[Leased], perState[Succeeded], perState[Failed], perState[Cancelled], input, output, cached);
     }
 
+    /// <summary>
+    /// Requeues the leased items <paramref name="where"/> selects, or fails those interrupted
+    /// @max_interruptions times; returns each item's index and new state.
+    /// </summary>
+    private static string Requeue(string where) => $"""
+        UPDATE ns_items
+        SET state = CASE WHEN interruptions + 1 >= @max_interruptions THEN {Failed} ELSE {Pending} END,
+            error = CASE WHEN interruptions + 1 >= @max_interruptions
+                THEN 'interrupted ' || (interruptions + 1) || ' times by the death of the process running it; not tried again (Nightshift:Store:MaxInterruptions)'
+                ELSE error END,
+            lease_token = NULL, lease_expires_at = NULL, interruptions = interruptions + 1, updated_at = @now
+        WHERE {where}
+        RETURNING idx, state;
+        """;
+
     private static ItemSnapshot ReadSnapshot(DbDataReader reader) =>
         new(reader.GetInt32(0), (ItemState)reader.GetInt32(1), reader.IsDBNull(2) ? null : reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5));
-
-    private static DbCommand Query(DbConnection connection, DbTransaction? transaction, string sql, (string Name, object? Value)[] parameters)
-    {
-        var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = sql;
-        return command.Bind(parameters);
-    }
 
     private static async Task<IReadOnlyList<T>> RowsAsync<T>(DbConnection connection, DbTransaction? transaction, string sql, Func<DbDataReader, T> read,
         CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
     {
-        await using var command = Query(connection, transaction, sql, parameters);
+        await using var command = connection.Command(transaction, sql, parameters);
         return await command.ReadAllAsync(read, cancellationToken);
     }
 

@@ -2,7 +2,6 @@ using System.Data;
 using System.Data.Common;
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
-using System.Text.Json;
 using Npgsql;
 using NpgsqlTypes;
 using Nightshift.Batches;
@@ -32,7 +31,7 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
         SET state = {Leased}, lease_token = (@tokens)[numbered.n], lease_expires_at = (@expires)[numbered.n], updated_at = @now
         FROM numbered
         WHERE i.batch_id = @batch AND i.idx = numbered.idx
-        RETURNING i.idx, i.custom_id, i.body, i.attempts, i.rate_limited_attempts, i.lease_token, i.retry_state;
+        RETURNING i.idx, i.custom_id, i.body, i.attempts, i.rate_limited_attempts, i.retry_state, i.lease_token;
         """;
 
     private readonly NpgsqlDataSource _dataSource = new NpgsqlDataSourceBuilder(ConnectionStringFor(connectionString)).Build();
@@ -85,20 +84,19 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
 
     public override async Task<DbConnection> OpenAsync(CancellationToken cancellationToken) => await _dataSource.OpenConnectionAsync(cancellationToken);
 
-    /// <summary>Inside one transaction holding an advisory lock, so silos starting at once apply each step exactly once.</summary>
-    public override async Task ApplySchemaAsync(CancellationToken cancellationToken)
-    {
-        await using var connection = await OpenAsync(cancellationToken);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        await using (var lockCommand = new NpgsqlCommand("SELECT pg_advisory_xact_lock(@lock);", (NpgsqlConnection)connection, (NpgsqlTransaction)transaction))
-        {
-            // The lock comes first: CREATE TABLE IF NOT EXISTS itself races between sessions.
-            lockCommand.Parameters.AddWithValue("lock", MigrationLock);
-            await lockCommand.ExecuteNonQueryAsync(cancellationToken);
-        }
+    protected override IReadOnlyList<string> Migrations => PostgresSchema.Migrations;
 
-        await MigrateAsync(connection, transaction, PostgresSchema.Migrations, "timestamptz", "now()", cancellationToken);
-        await transaction.CommitAsync(cancellationToken);
+    protected override (string Type, string Now) AppliedAt => ("timestamptz", "now()");
+
+    /// <summary>A transaction holding an advisory lock, so silos starting at once apply each step exactly once.</summary>
+    protected override async Task<DbTransaction> BeginMigrationAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        var transaction = await connection.BeginTransactionAsync(cancellationToken);
+
+        // The lock comes first: CREATE TABLE IF NOT EXISTS itself races between sessions.
+        await connection.ExecuteAsync(transaction, "SELECT pg_advisory_xact_lock(@lock);", cancellationToken,
+            ("@lock", MigrationLock));
+        return transaction;
     }
 
     public override async Task<DbTransaction> BeginSnapshotAsync(DbConnection connection, CancellationToken cancellationToken) =>
@@ -114,8 +112,7 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
         var claim = group.Command(Claim, ("@batch", batchId), ("@now", now), ("@count", leases.Count), ("@tokens", leases.Select(lease => lease.Token).ToArray()),
             ("@expires", leases.Select(lease => lease.ExpiresAt.Millis()).ToArray()));
         var byToken = leases.ToDictionary(lease => lease.Token);
-        var claimed = await claim.ReadAllAsync(reader => new ClaimedItem(reader.GetInt32(0), reader.GetString(1), reader.GetString(2), reader.GetInt32(3), reader.GetInt32(4), byToken[reader.GetInt64(5)],
-            reader.IsDBNull(6) ? null : reader.GetString(6)), CancellationToken.None);
+        var claimed = await claim.ReadAllAsync(reader => ReadClaim(reader, byToken[reader.GetInt64(6)]), CancellationToken.None);
         return [.. claimed.OrderBy(item => item.Index)];
     }
 
@@ -175,13 +172,13 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
     /// Duplicates are caught on the way by a 64-bit hash of each custom_id (8 bytes an item, not the
     /// strings); a hash seen before pauses the COPY to ask the table which line used it first.
     /// </summary>
-    private sealed class IngestSession(string batchId, string pool, NpgsqlConnection connection, NpgsqlTransaction transaction, long now) : IItemIngestSession
+    private sealed class IngestSession(string batchId, string pool, NpgsqlConnection connection, NpgsqlTransaction transaction, long now)
+        : ItemIngest(batchId, pool, now), IItemIngestSession
     {
         private const string CopyCommand = "COPY ns_items (batch_id, idx, custom_id, method, url, body, updated_at) FROM STDIN (FORMAT BINARY)";
 
         private readonly HashSet<ulong> _seen = [];
         private NpgsqlBinaryImporter? _copy;
-        private int _added;
 
         public async ValueTask<LineError?> AddAsync(ItemRequest item, CancellationToken cancellationToken)
         {
@@ -191,7 +188,7 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
             }
             catch (PostgresException taken) when (taken.SqlState == PostgresErrorCodes.UniqueViolation)
             {
-                throw new BatchExistsException(batchId, taken);
+                throw new BatchExistsException(BatchId, taken);
             }
         }
 
@@ -202,15 +199,11 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
             try
             {
                 await FinishCopyAsync(cancellationToken);
-                await using (var catalogue = new NpgsqlCommand(InsertBatch, connection, transaction))
-                {
-                    await catalogue.Bind(("@batch", batchId), ("@pool", pool), ("@count", _added), ("@state", (short)BatchState.Running), ("@now", now),
-                        ("@options", JsonSerializer.Serialize(options)), ("@fingerprint", fingerprint)).ExecuteNonQueryAsync(cancellationToken);
-                }
+                await connection.ExecuteAsync(transaction, InsertBatch, cancellationToken, BatchRow(options, fingerprint));
             }
             catch (PostgresException taken) when (taken.SqlState == PostgresErrorCodes.UniqueViolation)
             {
-                throw new BatchExistsException(batchId, taken);
+                throw new BatchExistsException(BatchId, taken);
             }
 
             await transaction.CommitAsync(cancellationToken);
@@ -220,19 +213,19 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
         {
             if (!_seen.Add(XxHash3.HashToUInt64(MemoryMarshal.AsBytes(item.CustomId.AsSpan()))) && await FirstLineOfAsync(item.CustomId, cancellationToken) is { } firstIndex)
             {
-                return new LineError(item.Index + 1, "custom_id", $"duplicate custom_id '{item.CustomId}' (first used on line {firstIndex + 1})");
+                return Duplicate(item, firstIndex);
             }
 
             _copy ??= await connection.BeginBinaryImportAsync(CopyCommand, cancellationToken);
             await _copy.StartRowAsync(cancellationToken);
-            await _copy.WriteAsync(batchId, NpgsqlDbType.Text, cancellationToken);
+            await _copy.WriteAsync(BatchId, NpgsqlDbType.Text, cancellationToken);
             await _copy.WriteAsync(item.Index, NpgsqlDbType.Integer, cancellationToken);
             await _copy.WriteAsync(item.CustomId, NpgsqlDbType.Text, cancellationToken);
             await _copy.WriteAsync(item.Method, NpgsqlDbType.Text, cancellationToken);
             await _copy.WriteAsync(item.Url, NpgsqlDbType.Text, cancellationToken);
             await _copy.WriteAsync(item.Body, NpgsqlDbType.Text, cancellationToken);
-            await _copy.WriteAsync(now, NpgsqlDbType.Bigint, cancellationToken);
-            _added++;
+            await _copy.WriteAsync(Now, NpgsqlDbType.Bigint, cancellationToken);
+            Added++;
             return null;
         }
 
@@ -253,8 +246,9 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
         private async Task<int?> FirstLineOfAsync(string customId, CancellationToken cancellationToken)
         {
             await FinishCopyAsync(cancellationToken);
-            await using var first = new NpgsqlCommand("SELECT idx FROM ns_items WHERE batch_id = @batch AND custom_id = @custom_id;", connection, transaction);
-            return await first.Bind(("@batch", batchId), ("@custom_id", customId)).ExecuteScalarAsync(cancellationToken) as int?;
+            const string First = "SELECT idx FROM ns_items WHERE batch_id = @batch AND custom_id = @custom_id;";
+            return await connection.ScalarAsync(
+                transaction, First, cancellationToken, ("@batch", BatchId), ("@custom_id", customId)) as int?;
         }
 
         private async Task FinishCopyAsync(CancellationToken cancellationToken)

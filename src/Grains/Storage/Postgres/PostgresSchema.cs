@@ -3,7 +3,7 @@ namespace Nightshift.Storage.Postgres;
 /// <summary>
 /// Versioned schema of the PostgreSQL store: Nightshift's item table and catalogue, and the tables and
 /// queries Orleans' ADO.NET clustering, grain storage and reminders run (the query contract in
-/// shared/ORLEANS-ADONET.md, sections 3 to 5), applied by <see cref="PostgresDialect.ApplySchemaAsync"/>.
+/// shared/ORLEANS-ADONET.md, sections 3 to 5), applied by <see cref="ItemStoreDialect.ApplySchemaAsync"/>.
 /// A released migration is never edited; a change is a new one.
 /// </summary>
 internal static class PostgresSchema
@@ -267,13 +267,7 @@ internal static class PostgresSchema
             DELETE FROM orleans_reminders WHERE service_id = @ServiceId;
         $q$);
         """,
-        """
-        -- The spec a batch was submitted with, written in the ingest's transaction, so a batch whose
-        -- grain never started (its submitter died after the commit) starts from the store alone; and
-        -- the fingerprint of that submission, so an idempotency key reused with another payload is refused.
-        ALTER TABLE ns_batches ADD COLUMN options text NULL;
-        ALTER TABLE ns_batches ADD COLUMN fingerprint text NULL;
-        """,
+        ItemSql.AddBatchSpec,
     ];
 
     /// <summary>The newest schema version this build knows.</summary>

@@ -1,5 +1,4 @@
 using System.Data.Common;
-using System.Text.Json;
 using Microsoft.Data.Sqlite;
 using Nightshift.Batches;
 using Nightshift.Pools;
@@ -68,35 +67,35 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
     public override async Task<DbConnection> OpenWriterAsync(CancellationToken cancellationToken)
     {
         var connection = await OpenAsync(cancellationToken);
-        await using var synchronous = connection.CreateCommand();
 
         // Per connection; see ItemStoreOptions.SyncEveryCommit for what NORMAL gives up.
-        synchronous.CommandText = options.SyncEveryCommit ? "PRAGMA synchronous = FULL;" : "PRAGMA synchronous = NORMAL;";
-        await synchronous.ExecuteNonQueryAsync(cancellationToken);
+        var synchronous = options.SyncEveryCommit ? "FULL" : "NORMAL";
+        await connection.ExecuteAsync(null, $"PRAGMA synchronous = {synchronous};", cancellationToken);
         return connection;
     }
 
-    /// <summary>Applied under SQLite's write lock, so processes starting at once apply each step once.</summary>
-    public override async Task ApplySchemaAsync(CancellationToken cancellationToken)
+    protected override IReadOnlyList<string> Migrations => SqliteSchema.Migrations;
+
+    protected override (string Type, string Now) AppliedAt => ("TEXT", "datetime('now')");
+
+    public override Task ApplySchemaAsync(CancellationToken cancellationToken)
     {
-        var directory = Path.GetDirectoryName(Path.GetFullPath(options.Path));
-        if (!string.IsNullOrEmpty(directory))
+        if (Path.GetDirectoryName(Path.GetFullPath(options.Path)) is { Length: > 0 } directory)
         {
             Directory.CreateDirectory(directory);
         }
 
-        await using var connection = await OpenAsync(cancellationToken);
-        await using (var wal = connection.CreateCommand())
-        {
-            wal.CommandText = "PRAGMA journal_mode = WAL;";
-            await wal.ExecuteNonQueryAsync(cancellationToken);
-        }
+        return base.ApplySchemaAsync(cancellationToken);
+    }
 
-        // BEGIN IMMEDIATE takes the database's write lock before reading the version, so a second
-        // process starting at the same moment waits here and then finds the work done.
-        await using var transaction = ((SqliteConnection)connection).BeginTransaction(deferred: false);
-        await MigrateAsync(connection, transaction, SqliteSchema.Migrations, "TEXT", "datetime('now')", cancellationToken);
-        await transaction.CommitAsync(cancellationToken);
+    /// <summary>
+    /// BEGIN IMMEDIATE takes the database's write lock before the version is read, so a second process
+    /// starting at the same moment waits here and then finds the work done.
+    /// </summary>
+    protected override async Task<DbTransaction> BeginMigrationAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        await connection.ExecuteAsync(null, "PRAGMA journal_mode = WAL;", cancellationToken);
+        return ((SqliteConnection)connection).BeginTransaction(deferred: false);
     }
 
     /// <summary>One read transaction: in WAL mode its reads all see the same snapshot.</summary>
@@ -113,8 +112,7 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
         foreach (var lease in leases)
         {
             var claim = group.Command(ClaimOne, ("@batch", batchId), ("@token", lease.Token), ("@expires", lease.ExpiresAt.Millis()), ("@now", now));
-            var item = await claim.ReadAllAsync(reader => new ClaimedItem(reader.GetInt32(0), reader.GetString(1), reader.GetString(2), reader.GetInt32(3), reader.GetInt32(4), lease,
-                reader.IsDBNull(5) ? null : reader.GetString(5)), CancellationToken.None);
+            var item = await claim.ReadAllAsync(reader => ReadClaim(reader, lease), CancellationToken.None);
             if (item.Count == 0)
             {
                 break;
@@ -164,23 +162,16 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
     /// never holds the database's write lock (which would stall every running batch); the items move
     /// into ns_items in one short transaction at commit, with the batch's catalogue row.
     /// </summary>
-    private sealed class IngestSession : IItemIngestSession
+    private sealed class IngestSession : ItemIngest, IItemIngestSession
     {
-        private readonly string _batchId;
-        private readonly string _pool;
         private readonly SqliteConnection _connection;
-        private readonly long _now;
         private readonly SqliteTransaction _staging;
         private readonly SqliteCommand _insert;
-        private bool _committed;
-        private int _added;
 
         public IngestSession(string batchId, string pool, SqliteConnection connection, long now)
+            : base(batchId, pool, now)
         {
-            _batchId = batchId;
-            _pool = pool;
             _connection = connection;
-            _now = now;
             using (var create = connection.CreateCommand())
             {
                 create.CommandText = """
@@ -217,15 +208,13 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
             if (await _insert.Bind(("@idx", item.Index), ("@custom_id", item.CustomId), ("@method", item.Method), ("@url", item.Url), ("@body", item.Body))
                 .ExecuteNonQueryAsync(cancellationToken) == 1)
             {
-                _added++;
+                Added++;
                 return null;
             }
 
-            await using var first = _connection.CreateCommand();
-            first.Transaction = _staging;
-            first.CommandText = "SELECT idx FROM temp.ns_ingest WHERE custom_id = @custom_id;";
-            var firstIndex = (long)(await first.Bind(("@custom_id", item.CustomId)).ExecuteScalarAsync(cancellationToken))!;
-            return new LineError(item.Index + 1, "custom_id", $"duplicate custom_id '{item.CustomId}' (first used on line {firstIndex + 1})");
+            const string First = "SELECT idx FROM temp.ns_ingest WHERE custom_id = @custom_id;";
+            var first = await _connection.ScalarAsync(_staging, First, cancellationToken, ("@custom_id", item.CustomId));
+            return Duplicate(item, (long)first!);
         }
 
         public async Task CommitAsync(BatchOptions options, string? fingerprint, CancellationToken cancellationToken)
@@ -234,45 +223,29 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
 
             // The only moment the upload holds the write lock: one INSERT … SELECT of staged rows.
             await using var publish = _connection.BeginTransaction(deferred: false);
-            await using (var move = _connection.CreateCommand())
+            try
             {
-                move.Transaction = publish;
-                move.CommandText = $"""
+                await _connection.ExecuteAsync(publish, $"""
                     INSERT INTO ns_items (batch_id, idx, custom_id, method, url, body, updated_at)
                     SELECT @batch, idx, custom_id, method, url, body, @now FROM temp.ns_ingest ORDER BY idx;
                     {InsertBatch}
-                    """;
-                try
-                {
-                    await move.Bind(("@batch", _batchId), ("@pool", _pool), ("@count", _added), ("@state", (int)BatchState.Running), ("@now", _now),
-                        ("@options", JsonSerializer.Serialize(options)), ("@fingerprint", fingerprint)).ExecuteNonQueryAsync(cancellationToken);
-                }
-                catch (SqliteException taken) when (taken.SqliteErrorCode == ConstraintViolation)
-                {
-                    // The write lock serialized two ingests of one id: the other committed first.
-                    throw new BatchExistsException(_batchId, taken);
-                }
+                    """, cancellationToken, BatchRow(options, fingerprint));
+            }
+            catch (SqliteException taken) when (taken.SqliteErrorCode == ConstraintViolation)
+            {
+                // The write lock serialized two ingests of one id: the other committed first.
+                throw new BatchExistsException(BatchId, taken);
             }
 
             await publish.CommitAsync(cancellationToken);
-            _committed = true;
         }
 
         public async ValueTask DisposeAsync()
         {
-            if (!_committed && _staging.Connection is not null)
-            {
-                await _staging.RollbackAsync();
-            }
-
+            // Disposing the staging transaction rolls it back if it was never committed.
             await _insert.DisposeAsync();
             await _staging.DisposeAsync();
-            await using (var drop = _connection.CreateCommand())
-            {
-                drop.CommandText = "DROP TABLE IF EXISTS temp.ns_ingest;";
-                await drop.ExecuteNonQueryAsync();
-            }
-
+            await _connection.ExecuteAsync(null, "DROP TABLE IF EXISTS temp.ns_ingest;", CancellationToken.None);
             await _connection.DisposeAsync();
         }
     }

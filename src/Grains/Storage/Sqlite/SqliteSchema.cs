@@ -3,7 +3,7 @@ namespace Nightshift.Storage.Sqlite;
 /// <summary>
 /// Versioned schema of the embedded store: Nightshift's item table and the tables and queries that
 /// Orleans' ADO.NET grain storage and reminders read (the query contract in shared/ORLEANS-ADONET.md,
-/// sections 3 and 5), applied by <see cref="SqliteDialect.ApplySchemaAsync"/>. A released migration is never edited; a change is a new one.
+/// sections 3 and 5), applied by <see cref="ItemStoreDialect.ApplySchemaAsync"/>. A released migration is never edited; a change is a new one.
 /// </summary>
 internal static class SqliteSchema
 {
@@ -155,13 +155,7 @@ internal static class SqliteSchema
         -- Pool usage sums its batches' items: find them by pool.
         CREATE INDEX ns_batches_pool ON ns_batches (pool);
         """,
-        """
-        -- The spec a batch was submitted with, written in the ingest's transaction, so a batch whose
-        -- grain never started (its submitter died after the commit) starts from the store alone; and
-        -- the fingerprint of that submission, so an idempotency key reused with another payload is refused.
-        ALTER TABLE ns_batches ADD COLUMN options text NULL;
-        ALTER TABLE ns_batches ADD COLUMN fingerprint text NULL;
-        """,
+        ItemSql.AddBatchSpec,
     ];
 
     /// <summary>The newest schema version this build knows.</summary>
