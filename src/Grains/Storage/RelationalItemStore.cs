@@ -119,15 +119,18 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
     public Task<bool> ReleaseLeaseAsync(string batchId, int index, long leaseToken, bool interrupted, CancellationToken cancellationToken) =>
         _writer.RunAsync(async group => await group.Command(Release, ("@batch", batchId), ("@idx", index), ("@token", leaseToken), ("@interrupted", interrupted ? 1 : 0), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None) == 1, cancellationToken);
 
-    public Task<int> RequeueTerminalAsync(string batchId, ItemRetryFilter filter, string? pool, CancellationToken cancellationToken) =>
-        _writer.RunAsync(async group =>
+    public Task<int> RequeueTerminalAsync(string batchId, ItemRetryFilter filter, string? pool, CancellationToken cancellationToken)
+    {
+        // Built before it is queued: a bad filter must fail this call alone, not the group it would join.
+        var requeue = $"""
+            UPDATE ns_items
+            SET state = {Pending}, attempts = 0, rate_limited_attempts = 0, interruptions = 0, next_attempt_at = 0, retry_state = NULL,
+                lease_token = NULL, lease_expires_at = NULL, updated_at = @now
+            WHERE batch_id = @batch AND {Picked(filter)};
+            """;
+        return _writer.RunAsync(async group =>
         {
-            var requeued = await group.Command($"""
-                UPDATE ns_items
-                SET state = {Pending}, attempts = 0, rate_limited_attempts = 0, interruptions = 0, next_attempt_at = 0, retry_state = NULL,
-                    lease_token = NULL, lease_expires_at = NULL, updated_at = @now
-                WHERE batch_id = @batch AND {Picked(filter)};
-                """, ("@batch", batchId), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None);
+            var requeued = await group.Command(requeue, ("@batch", batchId), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None);
             if (pool is not null)
             {
                 await group.Command("UPDATE ns_batches SET pool = @pool WHERE batch_id = @batch;", ("@batch", batchId), ("@pool", pool)).ExecuteNonQueryAsync(CancellationToken.None);
@@ -135,6 +138,7 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
 
             return requeued;
         }, cancellationToken);
+    }
 
     /// <summary>The items a retry picks, as the results name their error codes (<see cref="Results.BatchOutputWriter"/>).</summary>
     private static string Picked(ItemRetryFilter filter)

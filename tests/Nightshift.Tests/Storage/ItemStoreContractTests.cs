@@ -298,6 +298,9 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
         Assert.Equal(1, await _store.RequeueTerminalAsync("b", new ItemRetryFilter(null, "failed"), null, Ct));
         Assert.Equal(2, await _store.RequeueTerminalAsync("b", new ItemRetryFilter(ItemState.Cancelled, null), null, Ct));
         Assert.Equal(0, await _store.RequeueTerminalAsync("b", new ItemRetryFilter(null, null), null, Ct));
+
+        // A code no result has is refused at once, before anything is queued beside other writes.
+        Assert.Throws<ArgumentException>(() => { _ = _store.RequeueTerminalAsync("b", new ItemRetryFilter(null, "timeout"), null, Ct); });
         Assert.Equal("bigger", (await _store.GetBatchAsync("b", Ct))!.Record.Pool);
     }
 
