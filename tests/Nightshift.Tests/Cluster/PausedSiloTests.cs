@@ -61,9 +61,10 @@ public sealed class PausedSiloTests
         await using var serve = await ServeCluster.StartAsync(["--latency-ms", "1000", "2000", "--slow", Slow, "20000"], 2, QuickMembership);
         var (pool, batches) = await PlaceAsync(serve, leaseSeconds: 6, slowItems: 4, quickItems: 60);
         var (paused, live) = (serve.Silos.Members[0], serve.Silos.Members[1]);
+        // All four slow calls have started (they run 20 s) and the quick batch holds the rest of the pool.
         await Eventually.MatchesAsync(serve.StatsAsync,
-            stats => stats.Current == MaxRunning && TcpConnections.LocalPortsTo(paused.Process.Id, serve.Mock.BaseAddress.Port).Count == 4,
-            stats => $"{stats.Current} calls in flight, {TcpConnections.LocalPortsTo(paused.Process.Id, serve.Mock.BaseAddress.Port).Count} of them from the silo to pause");
+            stats => stats.Current == MaxRunning && stats.Calls.Keys.Count(id => id.StartsWith(Slow, StringComparison.Ordinal)) == 4,
+            stats => $"{stats.Current} calls in flight, {stats.Calls.Keys.Count(id => id.StartsWith(Slow, StringComparison.Ordinal))} of the slow batch's started");
 
         paused.Pause();
         var pausedAt = DateTimeOffset.UtcNow;
