@@ -20,6 +20,7 @@ internal sealed class CompletionEndpoint(MockModelOptions options, CallCounter c
         var header = context.Request.Headers[MockModelApi.CustomIdHeader].ToString();
         var customId = header.Length == 0 ? MockModelApi.NoCustomId : header;
         var attempt = counter.Arrive(customId, context.Connection.RemotePort);
+        var left = false;
         try
         {
             using var reader = new StreamReader(context.Request.Body, Encoding.UTF8);
@@ -69,6 +70,11 @@ internal sealed class CompletionEndpoint(MockModelOptions options, CallCounter c
             }
 
             var (answer, tokens) = hookAnswer is not null ? (hookAnswer, 0) : OwnAnswer(body, completion, model, fault);
+
+            // The call ends as its answer goes out: counted until after the write, a client that already has
+            // the answer and calls again could be counted beside it while this handler waits to be scheduled.
+            counter.Leave(customId);
+            left = true;
             await WriteAsync(context.Response, answer, aborted);
 
             // A reset before any byte sent no status line.
@@ -83,7 +89,10 @@ internal sealed class CompletionEndpoint(MockModelOptions options, CallCounter c
         }
         finally
         {
-            counter.Leave(customId);
+            if (!left)
+            {
+                counter.Leave(customId);
+            }
         }
     }
 
