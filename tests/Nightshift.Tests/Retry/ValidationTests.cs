@@ -15,6 +15,9 @@ public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
 {
     private const string AnswerSchema = """{"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}""";
 
+    /// <summary>Each test's pools are its own: a pool keeps its slots and state across tests on the shared silo.</summary>
+    private readonly string _pools = Guid.NewGuid().ToString("n")[..8];
+
     private MockModelProcess _mock = null!;
 
     private HttpClient Http => host.Http;
@@ -95,13 +98,13 @@ public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
         await host.WaitUntilFinishedAsync(id, TimeSpan.FromMinutes(1));
         await CreatePoolAsync("json-model");
 
-        var retried = await Http.PostAsJsonAsync($"/v1/batches/{id}/retry", new { status = "failed", errorCode = "validation_failed", pool = "json-model" }, Ct);
+        var retried = await Http.PostAsJsonAsync($"/v1/batches/{id}/retry", new { status = "failed", errorCode = "validation_failed", pool = Pool("json-model") }, Ct);
         Assert.Equal(HttpStatusCode.OK, retried.StatusCode);
         var answer = await retried.Content.ReadFromJsonAsync<JsonElement>(Ct);
         Assert.Equal(5, answer.GetProperty("requeued").GetInt32());
 
         var batch = await host.WaitUntilFinishedAsync(id, TimeSpan.FromMinutes(1));
-        Assert.Equal(("json-model", 5L, 0L), (batch.GetProperty("pool").GetString(), batch.GetProperty("counts").GetProperty("succeeded").GetInt64(),
+        Assert.Equal((Pool("json-model"), 5L, 0L), (batch.GetProperty("pool").GetString(), batch.GetProperty("counts").GetProperty("succeeded").GetInt64(),
             batch.GetProperty("counts").GetProperty("failed").GetInt64()));
         var results = await ResultsAsync(id);
         Assert.Equal(5, results.Select(result => result.GetProperty("custom_id").GetString()).Distinct().Count());
@@ -121,7 +124,7 @@ public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
     {
         // A paused pool grants nothing, so the batch stays running.
         await CreatePoolAsync("held-model");
-        Assert.Equal(HttpStatusCode.OK, (await Http.PostAsync("/v1/pools/held-model/pause", null, Ct)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await Http.PostAsync($"/v1/pools/{Pool("held-model")}/pause", null, Ct)).StatusCode);
         var id = await SubmitAsync("held-model", "", SchemaLines("held", 2));
 
         var response = await Http.PostAsync($"/v1/batches/{id}/retry", null, Ct);
@@ -158,7 +161,7 @@ public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
     public async Task ABadSchemaOption_Is400_NamingIt(string query, string detail)
     {
         await CreatePoolAsync("text-model");
-        var response = await Http.PostAsync($"/v1/batches?pool=text-model&{query}", new StringContent(Jsonl.Lines(2, "bad"), Encoding.UTF8, "application/x-ndjson"), Ct);
+        var response = await Http.PostAsync($"/v1/batches?pool={Pool("text-model")}&{query}", new StringContent(Jsonl.Lines(2, "bad"), Encoding.UTF8, "application/x-ndjson"), Ct);
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Contains(detail, (await response.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("detail").GetString(), StringComparison.Ordinal);
@@ -171,7 +174,7 @@ public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
     {
         await CreatePoolAsync("text-model");
         var bad = $$$"""{"custom_id": "s", "body": {"model": "m", "messages": [], "response_format": {{{responseFormat}}}}}""";
-        var response = await Http.PostAsync("/v1/batches?pool=text-model", new StringContent($"{Jsonl.Line("ok", "x")}\n{bad}\n", Encoding.UTF8, "application/x-ndjson"), Ct);
+        var response = await Http.PostAsync($"/v1/batches?pool={Pool("text-model")}", new StringContent($"{Jsonl.Line("ok", "x")}\n{bad}\n", Encoding.UTF8, "application/x-ndjson"), Ct);
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Contains($"line 2, {detail}", (await response.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("detail").GetString(), StringComparison.Ordinal);
@@ -189,14 +192,16 @@ public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
         },
     }) + "\n"));
 
+    private string Pool(string model) => $"{model}-{_pools}";
+
     private async Task CreatePoolAsync(string model) =>
-        (await Http.PutAsJsonAsync($"/v1/pools/{model}", new { provider = "openai", endpoint = new Uri(_mock.BaseAddress, "v1").ToString(), model, maxRunning = 4 }, Ct))
+        (await Http.PutAsJsonAsync($"/v1/pools/{Pool(model)}", new { provider = "openai", endpoint = new Uri(_mock.BaseAddress, "v1").ToString(), model, maxRunning = 4 }, Ct))
             .EnsureSuccessStatusCode();
 
     private async Task<string> SubmitAsync(string model, string query, string lines)
     {
         await CreatePoolAsync(model);
-        var submitted = await Http.PostAsync($"/v1/batches?pool={model}&{query}", new StringContent(lines, Encoding.UTF8, "application/x-ndjson"), Ct);
+        var submitted = await Http.PostAsync($"/v1/batches?pool={Pool(model)}&{query}", new StringContent(lines, Encoding.UTF8, "application/x-ndjson"), Ct);
         Assert.Equal(HttpStatusCode.Created, submitted.StatusCode);
         return (await submitted.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
     }
