@@ -114,9 +114,9 @@ public static class BatchesApi
         }
 
         var code = Text("errorCode");
-        if (code is not (null or BatchOutputWriter.ValidationFailed or "failed" or "cancelled"))
+        if (code is not (null or BatchOutputWriter.ValidationFailed or BatchOutputWriter.Failed or BatchOutputWriter.Cancelled))
         {
-            return "errorCode: 'validation_failed', 'failed' or 'cancelled'";
+            return $"errorCode: {BatchOutputWriter.ErrorCodes}";
         }
 
         pool = Text("pool");

@@ -1,3 +1,5 @@
+using System.Text.Json;
+
 namespace Nightshift.Pools;
 
 /// <summary>The model a pool's items are sent to.</summary>
@@ -41,11 +43,11 @@ public sealed record ModelBinding
     {
         try
         {
-            using var request = System.Text.Json.JsonDocument.Parse(body);
-            return request.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object && request.RootElement.TryGetProperty("model", out var model)
-                && model.ValueKind == System.Text.Json.JsonValueKind.String ? model.GetString() : null;
+            using var request = JsonDocument.Parse(body);
+            return request.RootElement.ValueKind == JsonValueKind.Object && request.RootElement.TryGetProperty("model", out var model)
+                && model.ValueKind == JsonValueKind.String ? model.GetString() : null;
         }
-        catch (System.Text.Json.JsonException)
+        catch (JsonException)
         {
             return null;
         }

@@ -89,11 +89,20 @@ public static class BatchOutputWriter
 
     /// <summary>The error code of an item that did not succeed: its error names one before a colon, or it is <c>cancelled</c> or <c>failed</c>.</summary>
     private static string ErrorCode(ItemResult result) => result.State == ItemState.Cancelled
-        ? "cancelled"
-        : result.Error?.StartsWith(ValidationFailed + ":", StringComparison.Ordinal) == true ? ValidationFailed : "failed";
+        ? Cancelled
+        : result.Error?.StartsWith(ValidationFailed + ":", StringComparison.Ordinal) == true ? ValidationFailed : Failed;
 
     /// <summary>The error code (and the start of the error) of an item whose answers kept failing the JSON its request or batch asked for.</summary>
     public const string ValidationFailed = "validation_failed";
+
+    /// <summary>The error code of an item that failed otherwise.</summary>
+    public const string Failed = "failed";
+
+    /// <summary>The error code of an item that was cancelled.</summary>
+    public const string Cancelled = "cancelled";
+
+    /// <summary>Every error code a result may carry, as a message lists them: <c>'validation_failed', 'failed' or 'cancelled'</c>.</summary>
+    public const string ErrorCodes = $"'{ValidationFailed}', '{Failed}' or '{Cancelled}'";
 
     /// <summary>Bodies are written as JSON when they are JSON, and as a string when a provider sent something else.</summary>
     private static void WriteBody(Utf8JsonWriter json, string body)

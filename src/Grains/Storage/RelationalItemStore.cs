@@ -149,9 +149,9 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
         {
             null => states,
             Results.BatchOutputWriter.ValidationFailed => $"{states} AND state = {Failed} AND {Invalid}",
-            "failed" => $"{states} AND state = {Failed} AND (error IS NULL OR NOT {Invalid})",
-            "cancelled" => $"{states} AND state = {Cancelled}",
-            var unknown => throw new ArgumentException($"errorCode: '{unknown}' is not validation_failed, failed or cancelled", nameof(filter)),
+            Results.BatchOutputWriter.Failed => $"{states} AND state = {Failed} AND (error IS NULL OR NOT {Invalid})",
+            Results.BatchOutputWriter.Cancelled => $"{states} AND state = {Cancelled}",
+            var unknown => throw new ArgumentException($"errorCode: '{unknown}' is not {Results.BatchOutputWriter.ErrorCodes}", nameof(filter)),
         };
     }
 
