@@ -101,7 +101,7 @@ internal sealed partial class ItemGrain(
         {
             // Its claim went a whole lease unrenewed before the call began and may have passed to another
             // silo: nothing is sent, and the item goes back to pending (the store fences a claim it no longer holds).
-            await GiveBackAsync(assignment, estimate: 0, stopping: false);
+            await GiveBackAsync(assignment, estimate: 0, sent: false);
             return;
         }
 
@@ -119,7 +119,7 @@ internal sealed partial class ItemGrain(
             if (stop == CallStop.Interrupted)
             {
                 execution?.SetTag(NightshiftTelemetry.Tags.Outcome, "interrupted");
-                await GiveBackAsync(assignment, estimate, stopping: _interrupt.IsCancellationRequested || renewer.Abandoned.IsCancellationRequested);
+                await GiveBackAsync(assignment, estimate, sent: true);
                 return;
             }
 
@@ -163,11 +163,12 @@ internal sealed partial class ItemGrain(
     }
 
     /// <summary>
-    /// The call was stopped before it ended, or never began: the item goes back to pending, interrupted. The
-    /// slot goes back to the pool when the silo is <paramref name="stopping"/>, else as any freed slot (a
-    /// hot one to its batch, which holds it).
+    /// The call was stopped before it ended, or never began: the item goes back to pending, interrupted. A
+    /// slot whose call was <paramref name="sent"/> goes back to the pool, which grants it again only after its
+    /// round trip (the provider may still be at work on the call cut off); one never used goes on as any freed
+    /// slot (a hot one to its batch).
     /// </summary>
-    private async Task GiveBackAsync(ItemAssignment assignment, long estimate, bool stopping)
+    private async Task GiveBackAsync(ItemAssignment assignment, long estimate, bool sent)
     {
         // Checkpoint 5: the request may have reached the model, but no answer reached us. Nothing is
         // recorded but the interruption, so the item will be called again; an interruption does not
@@ -175,7 +176,7 @@ internal sealed partial class ItemGrain(
         await store.ReleaseLeaseAsync(assignment.BatchId, assignment.Index, assignment.Lease.Token, interrupted: true, CancellationToken.None);
         LogInterrupted(logger, assignment.BatchId, assignment.Index);
         var release = new SlotRelease(assignment.BatchId, assignment.Slot.Token, ItemTerminal: false, RateLimitedFor: null, EstimatedTokens: estimate);
-        await Task.WhenAll(stopping ? ReleaseSlotAsync(assignment, release) : FreeSlotAsync(assignment, release),
+        await Task.WhenAll(sent ? ReleaseSlotAsync(assignment, release) : FreeSlotAsync(assignment, release),
             ReportAsync(assignment, ItemOutcome.Retrying, default));
     }
 
