@@ -22,23 +22,22 @@ public interface IBatchGrain : IGrainWithStringKey
     Task SlotsGranted(ImmutableArray<ItemLease> leases);
 
     /// <summary>
-    /// A hot slot's call has ended (its result is being written): the batch starts its next item on the
-    /// slot at once, or frees it in the pool when it was revoked, the call's outcome concerns the pool
-    /// (a 429, a refusal), or no item is ready. One-way: the item does not wait for the next one to start
-    /// (a message lost with a silo leaves the slot to expire in the pool, as the item's own release would).
-    /// </summary>
-    [OneWay]
-    Task SlotFreed(SlotRelease release);
-
-    /// <summary>
     /// The pool wants these hot slots back (another batch's share, a lower cap, a pause, a budget now in
     /// force): each is freed when its call ends instead of starting another. One-way, as <see cref="SlotsGranted"/>.
     /// </summary>
     [OneWay]
     Task SlotsRevoked(ImmutableArray<long> tokens);
 
-    /// <summary>An item's attempt has ended; called by the item grain.</summary>
-    Task ItemFinished(ItemReport report);
+    /// <summary>
+    /// An item's attempt has ended (its result is durable); called by the item grain, with the hot slot the
+    /// call ran on when that slot comes back to the batch. The batch starts its next item on the slot at once,
+    /// or frees it in the pool when it was revoked, the call's outcome concerns the pool (a 429, a refusal), or
+    /// no item is ready. One message for both, and one-way: the item neither waits for the next call to start
+    /// nor for the count. A report lost with a silo is reconciled from the store (Recovery/BatchRecovery), and
+    /// its slot expires in the pool as the item's own release would.
+    /// </summary>
+    [OneWay]
+    Task ItemFinished(ItemReport report, SlotRelease? hotSlot);
 
     /// <summary>Stops starting calls and gives the batch's slots back; calls running finish. Persisted.</summary>
     Task Pause();

@@ -211,18 +211,6 @@ internal sealed partial class BatchGrain(
         return Task.CompletedTask;
     }
 
-    public Task SlotFreed(SlotRelease release)
-    {
-        if (_dispatcher is null)
-        {
-            Send(Pool.Release([release]));
-            return Task.CompletedTask;
-        }
-
-        Apply(_dispatcher.Freed(release));
-        return Task.CompletedTask;
-    }
-
     public Task SlotsRevoked(ImmutableArray<long> tokens)
     {
         if (_dispatcher is not null)
@@ -444,8 +432,13 @@ internal sealed partial class BatchGrain(
         }
     }
 
-    public async Task ItemFinished(ItemReport report)
+    public async Task ItemFinished(ItemReport report, SlotRelease? hotSlot)
     {
+        if (hotSlot is not null)
+        {
+            FreeHotSlot(hotSlot);
+        }
+
         if (!_inFlight.TryGetValue(report.Index, out var token) || token != report.LeaseToken)
         {
             LogStaleReport(logger, Id, report.Index, report.LeaseToken);
@@ -457,6 +450,17 @@ internal sealed partial class BatchGrain(
         Count(report.Outcome, new TokenUsage(report.InputTokens, report.OutputTokens, report.CachedTokens));
 
         await FinishIfDoneAsync();
+    }
+
+    private void FreeHotSlot(SlotRelease release)
+    {
+        if (_dispatcher is null)
+        {
+            Send(Pool.Release([release]));
+            return;
+        }
+
+        Apply(_dispatcher.Freed(release));
     }
 
     public async Task Pause()

@@ -145,9 +145,9 @@ internal sealed partial class ItemGrain(
             // outnumber the slots. A hot slot goes to the batch, which starts its next item on it at once.
             // (A lease that was lost is no longer held by the pool, which then ignores this release.)
             var terminal = outcome is ItemOutcome.Succeeded or ItemOutcome.Failed or ItemOutcome.Cancelled;
-            var release = FreeSlotAsync(assignment, new SlotRelease(assignment.BatchId, assignment.Slot.Token, terminal, rateLimitedFor,
-                record.Usage.InputTokens + record.Usage.OutputTokens, pausePool, estimate, result.Status == ModelCallStatus.Succeeded, result.Limits));
-            await Task.WhenAll(release, ReportAsync(assignment, outcome, record.Usage));
+            var release = new SlotRelease(assignment.BatchId, assignment.Slot.Token, terminal, rateLimitedFor,
+                record.Usage.InputTokens + record.Usage.OutputTokens, pausePool, estimate, result.Status == ModelCallStatus.Succeeded, result.Limits);
+            await EndAsync(assignment, release, toPool: false, outcome, record.Usage);
         }
         catch (Exception failure)
         {
@@ -176,22 +176,21 @@ internal sealed partial class ItemGrain(
         await store.ReleaseLeaseAsync(assignment.BatchId, assignment.Index, assignment.Lease.Token, interrupted: true, CancellationToken.None);
         LogInterrupted(logger, assignment.BatchId, assignment.Index);
         var release = new SlotRelease(assignment.BatchId, assignment.Slot.Token, ItemTerminal: false, RateLimitedFor: null, EstimatedTokens: estimate);
-        await Task.WhenAll(sent ? ReleaseSlotAsync(assignment, release) : FreeSlotAsync(assignment, release),
-            ReportAsync(assignment, ItemOutcome.Retrying, default));
+        await EndAsync(assignment, release, toPool: sent, ItemOutcome.Retrying, default);
     }
 
-    private Task FreeSlotAsync(ItemAssignment assignment, SlotRelease release) => assignment.Slot.Hot
-        ? Batch(assignment).SlotFreed(release)
-        : ReleaseSlotAsync(assignment, release);
-
-    private IBatchGrain Batch(ItemAssignment assignment) => _batch ??= GrainFactory.GetGrain<IBatchGrain>(assignment.BatchId);
-
-    private Task ReleaseSlotAsync(ItemAssignment assignment, SlotRelease release) =>
-        GrainFactory.GetGrain<IPoolGrain>(assignment.Slot.Pool).Release([release]);
-
-    private Task ReportAsync(ItemAssignment assignment, ItemOutcome outcome, TokenUsage usage) =>
-        Batch(assignment)
-            .ItemFinished(new ItemReport(assignment.Index, assignment.Lease.Token, outcome, usage.InputTokens, usage.OutputTokens, usage.CachedTokens));
+    /// <summary>
+    /// Frees the slot and reports the attempt: a hot slot goes back to the batch with the report, in one
+    /// message (the batch starts its next item on it); any other slot, or one <paramref name="toPool"/>, to the pool.
+    /// </summary>
+    private Task EndAsync(ItemAssignment assignment, SlotRelease release, bool toPool, ItemOutcome outcome, TokenUsage usage)
+    {
+        var batch = _batch ??= GrainFactory.GetGrain<IBatchGrain>(assignment.BatchId);
+        var report = new ItemReport(assignment.Index, assignment.Lease.Token, outcome, usage.InputTokens, usage.OutputTokens, usage.CachedTokens);
+        return assignment.Slot.Hot && !toPool
+            ? batch.ItemFinished(report, release)
+            : Task.WhenAll(GrainFactory.GetGrain<IPoolGrain>(assignment.Slot.Pool).Release([release]), batch.ItemFinished(report, hotSlot: null));
+    }
 
     private async Task<(ModelCallResult Result, CallStop Stop)> CallModelAsync(ItemAssignment assignment, CancellationToken abort, CancellationToken lost)
     {

@@ -26,6 +26,9 @@ namespace Nightshift.Recovery;
 /// </summary>
 internal sealed partial class BatchRecovery(IItemStore store, string batchId, TimeProvider time, ILogger logger)
 {
+    /// <summary>The items in flight at the last reconcile, with their claim tokens.</summary>
+    private Dictionary<int, long> _seenInFlight = [];
+
     /// <summary>
     /// What a new batch activation starts from: the leases that expired requeued (step 3), then the
     /// batch's counts and the calls still running on live silos, which will report to this activation.
@@ -58,16 +61,21 @@ internal sealed partial class BatchRecovery(IItemStore store, string batchId, Ti
     /// <summary>
     /// Step 4, reconcile: the items of <paramref name="inFlight"/> the store shows past the attempt this
     /// batch waits on, taken out of it with what became of them. A report that still arrives is then stale.
+    /// Only an item in flight under the same claim at the previous reconcile is looked up: a report follows
+    /// its result's commit by milliseconds, so one younger than that is on its way, not lost (looking it up
+    /// would count it here and turn its report stale, as it did for every call in flight at once).
     /// </summary>
     public async Task<IReadOnlyList<(ItemSnapshot Item, ItemOutcome Outcome)>> ReconcileAsync(Dictionary<int, long> inFlight, CancellationToken cancellationToken)
     {
-        if (inFlight.Count == 0)
+        List<int> suspects = [.. inFlight.Where(item => _seenInFlight.TryGetValue(item.Key, out var token) && token == item.Value).Select(item => item.Key)];
+        _seenInFlight = new Dictionary<int, long>(inFlight);
+        if (suspects.Count == 0)
         {
             return [];
         }
 
         var reconciled = new List<(ItemSnapshot, ItemOutcome)>();
-        foreach (var item in await store.GetItemsAsync(batchId, [.. inFlight.Keys], cancellationToken))
+        foreach (var item in await store.GetItemsAsync(batchId, suspects, cancellationToken))
         {
             if (item.State == ItemState.Leased && item.LeaseToken == inFlight.GetValueOrDefault(item.Index))
             {
