@@ -10,6 +10,7 @@ using Nightshift.Api.Batches;
 using Nightshift.Api.Cluster;
 using Nightshift.Api.Pools;
 using Nightshift.Api.Security;
+using Nightshift.Api.Webhooks;
 
 namespace Nightshift.Api;
 
@@ -19,13 +20,15 @@ namespace Nightshift.Api;
 /// </summary>
 public static class NightshiftApi
 {
-    /// <summary>Options, problem details, JSON settings and the OpenAPI document.</summary>
+    /// <summary>Options, problem details, JSON settings, the OpenAPI document and the batches' webhook deliveries.</summary>
     public static IServiceCollection AddNightshiftApi(this IServiceCollection services)
     {
         services.AddOptions<ApiOptions>().BindConfiguration(ApiOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddProblemDetails();
         services.AddOpenApi();
         services.Configure<JsonOptions>(json => json.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.CamelCase);
+        services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddHostedService<WebhookDeliverer>();
         return services;
     }
 

@@ -9,17 +9,19 @@ namespace Nightshift.Api.Batches;
 /// same names: <c>maxAttempts</c>, <c>maxRateLimitedAttempts</c>, <c>attemptTimeoutSeconds</c>,
 /// <c>baseDelaySeconds</c>, <c>maxDelaySeconds</c>, <c>priority</c>, <c>maxValidationAttempts</c> and
 /// <c>schema</c> (a JSON Schema: URL-encoded JSON in a query, an object in JSON) and <c>temperatures</c>
-/// (<c>0,0.5,1</c> in a query, an array of numbers in JSON). A bad value names its field.
+/// (<c>0,0.5,1</c> in a query, an array of numbers in JSON) and <c>callbackUrl</c> (an absolute http(s) URL;
+/// whether the configuration allows it is the caller's to check). A bad value names its field.
 /// </summary>
 internal static class BatchOptionsReader
 {
     private const string SchemaName = "schema";
     private const string TemperaturesName = "temperatures";
+    private const string CallbackUrlName = "callbackUrl";
 
     private static readonly string[] Numbers =
         ["maxAttempts", "maxRateLimitedAttempts", "attemptTimeoutSeconds", "baseDelaySeconds", "maxDelaySeconds", "priority", "maxValidationAttempts", "maxRunning"];
 
-    private static readonly string[] Names = [.. Numbers, SchemaName, TemperaturesName];
+    private static readonly string[] Names = [.. Numbers, SchemaName, TemperaturesName, CallbackUrlName];
 
     /// <summary>
     /// The problem with <paramref name="given"/> names that are neither options nor among <paramref name="alsoKnown"/>
@@ -59,6 +61,17 @@ internal static class BatchOptionsReader
             }
 
             read = read with { Temperatures = temperatures };
+        }
+
+        if (value(CallbackUrlName) is { } callback)
+        {
+            if (callback.Length > 2048 || !Uri.TryCreate(callback, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https") || url.UserInfo.Length > 0)
+            {
+                problem = $"{CallbackUrlName}: an absolute http or https URL without credentials, at most 2048 characters";
+                return false;
+            }
+
+            read = read with { CallbackUrl = url.AbsoluteUri };
         }
 
         foreach (var name in Numbers)

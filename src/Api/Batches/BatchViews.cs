@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Json;
 using Nightshift.Batches;
 using Nightshift.Models;
 using Nightshift.Pools;
@@ -70,3 +71,10 @@ public sealed record LineProblem(long Line, string? Field, string Message);
 
 /// <summary>The answer to <c>POST /v1/batches/{id}/retry</c>: how many items went back to pending, and the batch now.</summary>
 public sealed record RetryView(int Requeued, BatchView Batch);
+
+/// <summary>One webhook delivery of a batch: the run whose end it announces, its event, where it stands (<c>pending</c>, <c>delivered</c>, <c>givenUp</c>) and its last error.</summary>
+public sealed record WebhookView(int Run, string Event, string State, int Attempts, DateTimeOffset CreatedAt, DateTimeOffset? DeliveredAt, string? LastError)
+{
+    public static WebhookView From(WebhookStatus status) => new(status.Run, status.Event,
+        JsonNamingPolicy.CamelCase.ConvertName(status.State.ToString()), status.Attempts, status.CreatedAt, status.DeliveredAt, status.LastError);
+}

@@ -7,8 +7,10 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Microsoft.Net.Http.Headers;
+using Nightshift.Api.Webhooks;
 using Nightshift.Batches;
 using Nightshift.Models;
 using Nightshift.Results;
@@ -35,7 +37,21 @@ public static class BatchesApi
         batches.MapPost("/{id}/pause", (string id, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time) => ControlAsync(id, grains, prices, time, batch => batch.Pause()));
         batches.MapPost("/{id}/resume", (string id, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time) => ControlAsync(id, grains, prices, time, batch => batch.Resume()));
         batches.MapPost("/{id}/retry", RetryAsync);
+        batches.MapGet("/{id}/webhooks", WebhooksAsync);
         return batches;
+    }
+
+    /// <summary><c>GET /v1/batches/{id}/webhooks</c>: the batch's webhook deliveries, one per run that reached its end, oldest first.</summary>
+    private static async Task<Results<Ok<IReadOnlyList<WebhookView>>, ProblemHttpResult>> WebhooksAsync(string id, IGrainFactory grains, IWebhookOutbox outbox,
+        CancellationToken cancellationToken)
+    {
+        if ((await grains.GetGrain<IBatchGrain>(id).GetStatus()).State == BatchState.NotFound)
+        {
+            return Problems.NotFound($"batch '{id}' does not exist");
+        }
+
+        var deliveries = await outbox.ListWebhooksAsync(id, cancellationToken);
+        return TypedResults.Ok<IReadOnlyList<WebhookView>>([.. deliveries.Select(WebhookView.From)]);
     }
 
     /// <summary>
@@ -294,6 +310,12 @@ public static class BatchesApi
     private static async Task<IResult> SubmitStreamAsync(HttpContext context, string batchId, string pool, BatchOptions options, Stream jsonl,
         IBatchSubmitter submitter, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time, bool itemNames)
     {
+        var webhooks = context.RequestServices.GetRequiredService<IOptions<WebhookOptions>>().Value;
+        if (options.CallbackUrl is { } callback && webhooks.Refusal(callback) is { } refused)
+        {
+            return Problems.BadRequest($"callbackUrl: {refused}");
+        }
+
         // With a key, a retried (or concurrent) submission finds the batch the first one created.
         var key = context.Request.Headers["Idempotency-Key"].ToString();
         var result = await submitter.SubmitAsync(batchId, pool, options, jsonl, key.Length > 0 ? key : null, context.RequestAborted);

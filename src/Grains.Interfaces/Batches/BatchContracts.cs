@@ -58,6 +58,12 @@ public sealed record BatchOptions
 
     /// <summary>How many of the batch's calls may run at once, inside its share of the pool. Default: none, its share alone.</summary>
     [Id(9)] public int? MaxRunning { get; init; }
+
+    /// <summary>
+    /// Where the batch's view is POSTed, signed, once it reaches a terminal state (completed or cancelled): an
+    /// absolute http(s) URL the configuration allows (<c>Nightshift:Webhooks:AllowedUrls</c>). Default: none.
+    /// </summary>
+    [Id(10)] public string? CallbackUrl { get; init; }
 }
 
 /// <summary>What a batch was submitted with: its pool, its item count and its options.</summary>

@@ -5,7 +5,7 @@ using Nightshift.Pools;
 namespace Nightshift.Storage;
 
 /// <summary>Items' requests, attempts, results and leases: here, not in grain state, so no grain holds a whole batch.</summary>
-public interface IItemStore : IItemIngest, IItemDispatch, IItemCatalogue
+public interface IItemStore : IItemIngest, IItemDispatch, IItemCatalogue, IWebhookOutbox
 {
     /// <summary>Applies the schema (idempotent).</summary>
     Task InitializeAsync(CancellationToken cancellationToken);
@@ -204,3 +204,47 @@ public sealed record ItemResult(int Index, string CustomId, ItemState State, int
 /// </summary>
 [GenerateSerializer, Immutable, Alias("nightshift.ItemRetryFilter")]
 public sealed record ItemRetryFilter([property: Id(0)] ItemState? State, [property: Id(1)] string? ErrorCode);
+
+/// <summary>
+/// The store's webhook outbox: each end of a batch's run to announce, written by the batch before its grain state
+/// says it finished, and delivered by whichever process claims it (its next attempt time is also its claim).
+/// </summary>
+public interface IWebhookOutbox
+{
+    /// <summary>Adds the delivery, unless the outbox holds one for the same batch and run already.</summary>
+    Task EnqueueWebhookAsync(WebhookDelivery delivery, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Takes up to <paramref name="max"/> pending deliveries due at <paramref name="now"/>, oldest first: each one's
+    /// attempts go up by one and its next attempt moves to <paramref name="until"/>, so no other process takes it meanwhile.
+    /// </summary>
+    Task<IReadOnlyList<WebhookDelivery>> ClaimWebhooksAsync(DateTimeOffset now, DateTimeOffset until, int max, CancellationToken cancellationToken);
+
+    /// <summary>Records how an attempt went: delivered, given up, or pending again from <paramref name="nextAttemptAt"/>.</summary>
+    Task RecordWebhookAsync(string batchId, int run, WebhookState state, DateTimeOffset nextAttemptAt, string? error, CancellationToken cancellationToken);
+
+    /// <summary>The batch's deliveries, one per run that reached its end, oldest first.</summary>
+    Task<IReadOnlyList<WebhookStatus>> ListWebhooksAsync(string batchId, CancellationToken cancellationToken);
+}
+
+/// <summary>Where a webhook delivery stands.</summary>
+public enum WebhookState
+{
+    /// <summary>Not delivered yet; tried again from its next attempt time.</summary>
+    Pending = 0,
+
+    /// <summary>The receiver answered 2xx.</summary>
+    Delivered = 1,
+
+    /// <summary>Every attempt failed, or the URL is no longer allowed; not tried again.</summary>
+    GivenUp = 2,
+}
+
+/// <summary>
+/// One announcement of a batch's end: <paramref name="Run"/> counts the batch's runs (a retry starts the next), so
+/// each run's end is announced once; <paramref name="Attempts"/> includes the one the claim that read it begins.
+/// </summary>
+public sealed record WebhookDelivery(string BatchId, int Run, string Event, string Url, int Attempts, DateTimeOffset CreatedAt);
+
+/// <summary>A delivery as the batch's view lists it.</summary>
+public sealed record WebhookStatus(int Run, string Event, WebhookState State, int Attempts, DateTimeOffset CreatedAt, DateTimeOffset? DeliveredAt, string? LastError);

@@ -23,6 +23,9 @@ public sealed class BatchGrainState
 
     /// <summary>Bumped by every activation that dispatches; the high half of every claim token it issues.</summary>
     [Id(4)] public long Epoch { get; set; }
+
+    /// <summary>Runs before this one (each retry starts another): the key of each run's webhook delivery.</summary>
+    [Id(5)] public int Runs { get; set; }
 }
 
 /// <summary>
@@ -564,6 +567,7 @@ internal sealed partial class BatchGrain(
         state.State.State = BatchState.Running;
         state.State.FinishedAt = null;
         state.State.Epoch++;
+        state.State.Runs++;
         _pool = null;
         var counts = await store.CountAsync(Id, CancellationToken.None);
         (_pending, _succeeded, _failed, _cancelled) = (counts.Pending, counts.Succeeded, counts.Failed, counts.Cancelled);
@@ -693,6 +697,13 @@ internal sealed partial class BatchGrain(
             }
 
             state.State.FinishedAt = time.GetUtcNow();
+            if (Spec.Options.CallbackUrl is { } url)
+            {
+                // Before the state says finished: a crash in between finishes this run again, and finds its delivery there.
+                var ending = new WebhookDelivery(Id, state.State.Runs, $"batch.{state.State.State.ToString().ToLowerInvariant()}", url, 0, state.State.FinishedAt.Value);
+                await store.EnqueueWebhookAsync(ending, CancellationToken.None);
+            }
+
             await SaveStateAsync();
             _maintenance?.Dispose();
             _maintenance = null;

@@ -117,6 +117,26 @@ internal static class ItemSql
         ALTER TABLE ns_batches ADD COLUMN fingerprint text NULL;
         """;
 
+    public const string AddWebhooks = """
+        -- The webhook outbox: one row per end of a batch's run to announce (run counts the batch's runs; a retry
+        -- starts the next), written before the batch's grain state says it finished, so a crash in between finds
+        -- it there. next_attempt_at is also a claim: a deliverer moves it past its own attempt before it sends.
+        CREATE TABLE ns_webhooks (
+            batch_id        text   NOT NULL,
+            run             bigint NOT NULL,
+            event           text   NOT NULL,
+            url             text   NOT NULL,
+            state           bigint NOT NULL DEFAULT 0,
+            attempts        bigint NOT NULL DEFAULT 0,
+            next_attempt_at bigint NOT NULL,
+            created_at      bigint NOT NULL,
+            delivered_at    bigint NULL,
+            last_error      text   NULL,
+            PRIMARY KEY (batch_id, run)
+        );
+        CREATE INDEX ns_webhooks_due ON ns_webhooks (next_attempt_at) WHERE state = 0;
+        """;
+
     /// <summary>A claim's columns, in order: idx, custom_id, body, attempts, rate_limited_attempts, retry_state.</summary>
     public static ClaimedItem ReadClaim(DbDataReader reader, ItemLease lease) => new(reader.GetInt32(0), reader.GetString(1),
         reader.GetString(2), reader.GetInt32(3), reader.GetInt32(4), lease, reader.IsDBNull(5) ? null : reader.GetString(5));

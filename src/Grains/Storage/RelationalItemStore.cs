@@ -155,6 +155,46 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
         };
     }
 
+    public Task EnqueueWebhookAsync(WebhookDelivery delivery, CancellationToken cancellationToken) =>
+        _writer.RunAsync(group => group.Command("""
+            INSERT INTO ns_webhooks (batch_id, run, event, url, next_attempt_at, created_at) VALUES (@batch, @run, @event, @url, @now, @now)
+            ON CONFLICT (batch_id, run) DO NOTHING;
+            """, ("@batch", delivery.BatchId), ("@run", delivery.Run), ("@event", delivery.Event), ("@url", delivery.Url), ("@now", delivery.CreatedAt.Millis()))
+            .ExecuteNonQueryAsync(CancellationToken.None), cancellationToken);
+
+    public async Task<IReadOnlyList<WebhookDelivery>> ClaimWebhooksAsync(DateTimeOffset now, DateTimeOffset until, int max, CancellationToken cancellationToken)
+    {
+        // Most polls find nothing due: a read first, which takes no write lock.
+        var due = $"state = {(int)WebhookState.Pending} AND next_attempt_at <= @now";
+        if ((await ReadRowsAsync($"SELECT 1 FROM ns_webhooks WHERE {due} LIMIT 1;", _ => true, cancellationToken, ("@now", now.Millis()))).Count == 0)
+        {
+            return [];
+        }
+
+        // The outer condition again: a process that claimed the same rows first leaves them no longer due.
+        return await _writer.RunAsync(group => group.Command($"""
+            UPDATE ns_webhooks SET next_attempt_at = @until, attempts = attempts + 1
+            WHERE {due} AND (batch_id, run) IN (SELECT batch_id, run FROM ns_webhooks WHERE {due} ORDER BY next_attempt_at LIMIT @max)
+            RETURNING batch_id, run, event, url, attempts, created_at;
+            """, ("@now", now.Millis()), ("@until", until.Millis()), ("@max", max))
+            .ReadAllAsync(reader => new WebhookDelivery(reader.GetString(0), (int)reader.GetInt64(1), reader.GetString(2), reader.GetString(3),
+                (int)reader.GetInt64(4), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(5))), CancellationToken.None), cancellationToken);
+    }
+
+    public Task RecordWebhookAsync(string batchId, int run, WebhookState state, DateTimeOffset nextAttemptAt, string? error, CancellationToken cancellationToken) =>
+        _writer.RunAsync(group => group.Command($"""
+            UPDATE ns_webhooks SET state = @state, next_attempt_at = @next, last_error = @error,
+                delivered_at = CASE WHEN @state = {(int)WebhookState.Delivered} THEN @now ELSE delivered_at END
+            WHERE batch_id = @batch AND run = @run;
+            """, ("@batch", batchId), ("@run", run), ("@state", (int)state), ("@next", nextAttemptAt.Millis()), ("@error", error), ("@now", Now()))
+            .ExecuteNonQueryAsync(CancellationToken.None), cancellationToken);
+
+    public Task<IReadOnlyList<WebhookStatus>> ListWebhooksAsync(string batchId, CancellationToken cancellationToken) =>
+        ReadRowsAsync("SELECT run, event, state, attempts, created_at, delivered_at, last_error FROM ns_webhooks WHERE batch_id = @batch ORDER BY run;",
+            reader => new WebhookStatus((int)reader.GetInt64(0), reader.GetString(1), (WebhookState)reader.GetInt64(2), (int)reader.GetInt64(3),
+                DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4)), reader.IsDBNull(5) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(5)),
+                reader.IsDBNull(6) ? null : reader.GetString(6)), cancellationToken, ("@batch", batchId));
+
     public Task<int> CancelPendingAsync(string batchId, CancellationToken cancellationToken) =>
         _writer.RunAsync(group => group.Command(CancelPending, ("@batch", batchId), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None), cancellationToken);
 

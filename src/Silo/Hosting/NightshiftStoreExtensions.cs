@@ -19,6 +19,7 @@ internal static class NightshiftStoreExtensions
         services.AddSingleton<IItemIngest>(sp => sp.GetRequiredService<RelationalItemStore>());
         services.AddSingleton<IItemDispatch>(sp => sp.GetRequiredService<RelationalItemStore>());
         services.AddSingleton<IItemCatalogue>(sp => sp.GetRequiredService<RelationalItemStore>());
+        services.AddSingleton<IWebhookOutbox>(sp => sp.GetRequiredService<RelationalItemStore>());
         services.AddNightshiftSubmission();
         return configuration.GetSection(ItemStoreOptions.Section).Get<ItemStoreOptions>() ?? new ItemStoreOptions();
     }

@@ -396,6 +396,33 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
         Assert.Equal(10, items[1].InputTokens);
     }
 
+    [Fact]
+    public async Task Webhooks_AreEnqueuedOncePerRun_ClaimedByOneProcessAtATime_AndDueAgainAfterAFailure()
+    {
+        var now = _time.GetUtcNow();
+        await _store.EnqueueWebhookAsync(new WebhookDelivery("w", 0, "batch.completed", "http://127.0.0.1/a", 0, now), Ct);
+        await _store.EnqueueWebhookAsync(new WebhookDelivery("w", 0, "batch.cancelled", "http://127.0.0.1/other", 0, now), Ct);
+        await _store.EnqueueWebhookAsync(new WebhookDelivery("w", 1, "batch.completed", "http://127.0.0.1/a", 0, now + TimeSpan.FromSeconds(1)), Ct);
+
+        // Another process's store claims first; this one finds nothing due until that claim runs out.
+        var other = NewStore();
+        await using var owned = (IAsyncDisposable)other;
+        var claimed = await other.ClaimWebhooksAsync(now + TimeSpan.FromSeconds(2), now + TimeSpan.FromSeconds(30), 10, Ct);
+        Assert.Equal([("w", 0, "batch.completed", 1), ("w", 1, "batch.completed", 1)], claimed.Select(d => (d.BatchId, d.Run, d.Event, d.Attempts)));
+        Assert.Empty(await _store.ClaimWebhooksAsync(now + TimeSpan.FromSeconds(3), now + TimeSpan.FromSeconds(30), 10, Ct));
+
+        await other.RecordWebhookAsync("w", 0, WebhookState.Delivered, now, null, Ct);
+        await other.RecordWebhookAsync("w", 1, WebhookState.Pending, now + TimeSpan.FromSeconds(5), "the receiver answered 503", Ct);
+        Assert.Empty(await _store.ClaimWebhooksAsync(now + TimeSpan.FromSeconds(4), now + TimeSpan.FromSeconds(30), 10, Ct));
+        var again = Assert.Single(await _store.ClaimWebhooksAsync(now + TimeSpan.FromSeconds(5), now + TimeSpan.FromSeconds(30), 10, Ct));
+        Assert.Equal((1, 2), (again.Run, again.Attempts));
+
+        var listed = await _store.ListWebhooksAsync("w", Ct);
+        Assert.Equal([(0, WebhookState.Delivered, 1, (string?)null), (1, WebhookState.Pending, 2, "the receiver answered 503")],
+            listed.Select(w => (w.Run, w.State, w.Attempts, w.LastError)));
+        Assert.NotNull(listed[0].DeliveredAt);
+    }
+
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     private static ItemRequest Item(int index, string customId) => new(index, customId, "POST", "/v1/chat/completions", """{"messages":[]}""");

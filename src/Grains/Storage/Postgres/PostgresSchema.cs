@@ -268,6 +268,7 @@ internal static class PostgresSchema
         $q$);
         """,
         ItemSql.AddBatchSpec,
+        ItemSql.AddWebhooks,
     ];
 
     /// <summary>The newest schema version this build knows.</summary>

@@ -156,6 +156,7 @@ internal static class SqliteSchema
         CREATE INDEX ns_batches_pool ON ns_batches (pool);
         """,
         ItemSql.AddBatchSpec,
+        ItemSql.AddWebhooks,
     ];
 
     /// <summary>The newest schema version this build knows.</summary>

@@ -1,0 +1,185 @@
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Nightshift.Api.Batches;
+using Nightshift.Batches;
+using Nightshift.Models;
+using Nightshift.Storage;
+
+namespace Nightshift.Api.Webhooks;
+
+/// <summary>
+/// Delivers the store's webhook outbox: every <see cref="Period"/> it claims the deliveries due (in a cluster,
+/// whichever process claims one delivers it), POSTs each batch's view, signed, and records the outcome; a
+/// failed attempt is tried again with backoff, up to <see cref="WebhookOptions.MaxAttempts"/>. The outbox row
+/// outlives any process, so a delivery interrupted by a crash is made by the next one to look (at least once:
+/// a crash after the receiver answered and before the outcome was recorded delivers it again, under the same
+/// <see cref="DeliveryHeader"/>).
+/// </summary>
+internal sealed partial class WebhookDeliverer(
+    IWebhookOutbox outbox,
+    IGrainFactory grains,
+    IOptions<WebhookOptions> options,
+    IOptions<PriceTable> prices,
+    IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json,
+    TimeProvider time,
+    ILogger<WebhookDeliverer> logger) : BackgroundService
+{
+    public const string SignatureHeader = "X-Nightshift-Signature";
+    public const string EventHeader = "X-Nightshift-Event";
+    public const string DeliveryHeader = "X-Nightshift-Delivery";
+
+    public static readonly TimeSpan Period = TimeSpan.FromSeconds(1);
+
+    /// <summary>Deliveries claimed per look.</summary>
+    private const int ClaimSize = 16;
+
+    // Redirects are not followed: an allowed URL must not lead a delivery to one that is not.
+    private readonly HttpClient _http = new(new SocketsHttpHandler { AllowAutoRedirect = false, PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
+    {
+        Timeout = Timeout.InfiniteTimeSpan,
+    };
+
+    /// <summary>The signature header's value for <paramref name="body"/>: <c>sha256=</c> and the HMAC-SHA256 in lowercase hex.</summary>
+    public static string Sign(string secret, byte[] body) =>
+        "sha256=" + Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), body));
+
+    public override void Dispose()
+    {
+        _http.Dispose();
+        base.Dispose();
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (options.Value.AllowedUrls.Length == 0)
+        {
+            // No batch can have asked for a webhook.
+            return;
+        }
+
+        using var timer = new PeriodicTimer(Period, time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                await DeliverDueAsync(stoppingToken);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopping: what is claimed and not delivered is due again once its claim runs out.
+        }
+    }
+
+    private async Task DeliverDueAsync(CancellationToken stoppingToken)
+    {
+        var settings = options.Value;
+        IReadOnlyList<WebhookDelivery> due;
+        try
+        {
+            // Claimed for longer than an attempt can take, so no other process sends it meanwhile.
+            var now = time.GetUtcNow();
+            due = await outbox.ClaimWebhooksAsync(now, now + settings.Timeout * 3, ClaimSize, stoppingToken);
+        }
+        catch (Exception failure) when (failure is not OperationCanceledException)
+        {
+            LogClaimFailed(logger, failure);
+            return;
+        }
+
+        await Task.WhenAll(due.Select(delivery => DeliverAsync(delivery, settings, stoppingToken)));
+    }
+
+    private async Task DeliverAsync(WebhookDelivery delivery, WebhookOptions settings, CancellationToken stoppingToken)
+    {
+        try
+        {
+            var (state, error) = settings.Refusal(delivery.Url) is { } refused
+                ? (WebhookState.GivenUp, $"no longer allowed: {refused}")
+                : await AttemptAsync(delivery, settings, stoppingToken);
+            var next = time.GetUtcNow();
+            switch (state)
+            {
+                case WebhookState.Delivered:
+                    LogDelivered(logger, delivery.BatchId, delivery.Run, delivery.Url, delivery.Attempts);
+                    break;
+                case WebhookState.GivenUp:
+                    LogGivenUp(logger, delivery.BatchId, delivery.Run, delivery.Attempts, error!);
+                    break;
+                default:
+                    // Exponential, with jitter in its upper half so that deliveries failed together spread out.
+                    var step = settings.BaseDelay * Math.Pow(2, Math.Min(delivery.Attempts - 1, 20));
+                    var delay = TimeSpan.FromTicks(Math.Min(step.Ticks, settings.MaxDelay.Ticks)) * (0.5 + (Random.Shared.NextDouble() / 2));
+                    LogRetrying(logger, delivery.BatchId, delivery.Run, delivery.Attempts, error!, delay);
+                    next += delay;
+                    break;
+            }
+
+            await outbox.RecordWebhookAsync(delivery.BatchId, delivery.Run, state, next, error, CancellationToken.None);
+        }
+        catch (Exception failure) when (!stoppingToken.IsCancellationRequested)
+        {
+            // The batch could not be read or the outcome not recorded: the claim runs out, and the delivery is due again.
+            LogAttemptFailed(logger, failure, delivery.BatchId, delivery.Run);
+        }
+    }
+
+    /// <summary>One attempt, and where the delivery stands after it: delivered, pending again (with the error) or given up.</summary>
+    private async Task<(WebhookState State, string? Error)> AttemptAsync(WebhookDelivery delivery, WebhookOptions settings, CancellationToken stoppingToken)
+    {
+        string? error;
+        try
+        {
+            error = await PostAsync(delivery, settings, stoppingToken);
+        }
+        catch (Exception failure) when (failure is HttpRequestException or TaskCanceledException && !stoppingToken.IsCancellationRequested)
+        {
+            error = failure is TaskCanceledException ? $"no answer within {settings.Timeout.TotalSeconds:0.#} s" : failure.Message;
+        }
+
+        return error is null ? (WebhookState.Delivered, null)
+            : delivery.Attempts >= settings.MaxAttempts ? (WebhookState.GivenUp, error)
+            : (WebhookState.Pending, error);
+    }
+
+    /// <summary>One attempt; <c>null</c> when the receiver answered 2xx, else what went wrong.</summary>
+    private async Task<string?> PostAsync(WebhookDelivery delivery, WebhookOptions settings, CancellationToken stoppingToken)
+    {
+        var status = await grains.GetGrain<IBatchGrain>(delivery.BatchId).GetStatus();
+        var view = await BatchView.FromAsync(status, grains, prices.Value, time.GetUtcNow());
+        var body = JsonSerializer.SerializeToUtf8Bytes(view, json.Value.SerializerOptions);
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, delivery.Url) { Content = new ByteArrayContent(body) };
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json") { CharSet = "utf-8" };
+        request.Headers.Add(EventHeader, delivery.Event);
+        request.Headers.Add(DeliveryHeader, $"{delivery.BatchId}.{delivery.Run.ToString(CultureInfo.InvariantCulture)}");
+        request.Headers.Add(SignatureHeader, Sign(settings.Secret!, body));
+        request.Headers.UserAgent.Add(new ProductInfoHeaderValue("Nightshift-Webhooks", "1"));
+
+        using var attempt = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        attempt.CancelAfter(settings.Timeout);
+        using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, attempt.Token);
+        return response.IsSuccessStatusCode ? null : $"the receiver answered {(int)response.StatusCode} {response.ReasonPhrase}";
+    }
+
+    [LoggerMessage(EventId = 6001, Level = LogLevel.Information, Message = "Webhook of batch {BatchId} run {Run} delivered to {Url} (attempt {Attempt})")]
+    private static partial void LogDelivered(ILogger logger, string batchId, int run, string url, int attempt);
+
+    [LoggerMessage(EventId = 6002, Level = LogLevel.Warning, Message = "Webhook of batch {BatchId} run {Run} failed (attempt {Attempt}): {Error}; tried again in {Delay}")]
+    private static partial void LogRetrying(ILogger logger, string batchId, int run, int attempt, string error, TimeSpan delay);
+
+    [LoggerMessage(EventId = 6003, Level = LogLevel.Error, Message = "Webhook of batch {BatchId} run {Run} given up after {Attempts} attempts: {Error}")]
+    private static partial void LogGivenUp(ILogger logger, string batchId, int run, int attempts, string error);
+
+    [LoggerMessage(EventId = 6005, Level = LogLevel.Warning, Message = "Webhook of batch {BatchId} run {Run}: its attempt could not be made or recorded; due again once its claim runs out")]
+    private static partial void LogAttemptFailed(ILogger logger, Exception failure, string batchId, int run);
+
+    [LoggerMessage(EventId = 6004, Level = LogLevel.Warning, Message = "Could not read the webhook outbox; looking again in a second")]
+    private static partial void LogClaimFailed(ILogger logger, Exception failure);
+}

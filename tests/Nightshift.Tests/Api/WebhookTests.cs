@@ -1,0 +1,109 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Nightshift.Tests.Fixtures;
+
+namespace Nightshift.Tests.Api;
+
+/// <summary>
+/// Batch webhooks end to end: the real <c>serve</c> executable on an SQLite file, a receiver on loopback that
+/// records every request it gets (and answers what the test says), and SIGKILL between two attempts.
+/// </summary>
+public sealed class WebhookTests : IDisposable
+{
+    private const string Secret = "webhook-test-secret";
+
+    private readonly TempDirectory _directory = new();
+    private readonly WebhookReceiver _receiver = new();
+
+    [Fact]
+    public async Task AFinishedBatch_IsDeliveredOnceSigned_AlsoWhenTheSiloIsKilledWhileTheDeliveryIsDue_AndARefusedUrlWritesNothing()
+    {
+        var http = ApiHost.FreePort();
+        var store = Path.Combine(_directory.Path, "hooks.db");
+        using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{http}") };
+        var silo = Serve(http, store);
+        try
+        {
+            await SiloProcess.WaitUntilAnsweringAsync(client);
+            Assert.Equal(HttpStatusCode.OK, (await client.PutAsync("/v1/pools/p", Json("""{"maxRunning": 8}"""), Ct)).StatusCode);
+
+            // A URL the configuration does not allow, and one that is no http(s) URL: 400 naming the option, nothing written.
+            foreach (var url in new[] { "http://127.0.0.2:9/elsewhere", "ftp://127.0.0.1/hooks" })
+            {
+                var refused = await client.PostAsync($"/v1/batches?pool=p&callbackUrl={Uri.EscapeDataString(url)}", Jsonl(5), Ct);
+                Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+                Assert.Contains("callbackUrl", await refused.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+            }
+
+            var none = await client.PostAsync("/v1/batches", Json("""{"pool": "p", "items": [{"custom_id": "a", "body": {"messages": []}}], "options": {"callbackUrl": "http://127.0.0.2:9/x"}}"""), Ct);
+            Assert.Equal(HttpStatusCode.BadRequest, none.StatusCode);
+            Assert.Contains("callbackUrl", await none.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+            Assert.Equal(0, JsonDocument.Parse(await client.GetStringAsync("/v1/batches", Ct)).RootElement.GetProperty("items").GetArrayLength());
+
+            // The first delivery is answered 503; the silo is killed before it tries again.
+            _receiver.Answers.Enqueue(503);
+            var created = await client.PostAsync($"/v1/batches?pool=p&callbackUrl={Uri.EscapeDataString(_receiver.Url)}", Jsonl(30), Ct);
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+            var location = created.Headers.Location!.OriginalString;
+            await Eventually.HoldsAsync(() => _receiver.Received.Count >= 1, () => $"no delivery came. Silo output:\n{silo.Output}");
+            silo.Kill();
+            await silo.WaitForExitAsync(TimeSpan.FromSeconds(30));
+            silo.Dispose();
+
+            silo = Serve(http, store);
+            var delivered = await Eventually.MatchesAsync(() => _receiver.Received.Where(hook => hook.AnsweredStatus == 200).ToList(), hooks => hooks.Count > 0,
+                _ => $"the restarted silo delivered nothing; received {_receiver.Received.Count}. Silo output:\n{silo.Output}");
+
+            // Nothing more comes once it is delivered.
+            await Task.Delay(TimeSpan.FromSeconds(3), Ct);
+            var received = _receiver.Received;
+            var delivery = Assert.Single(received, hook => hook.AnsweredStatus == 200);
+            Assert.Equal(2, received.Count);
+            var batchId = location.Split('/')[^1];
+            Assert.All(received, hook =>
+            {
+                Assert.Equal(("POST", "/hooks/batches", "batch.completed", $"{batchId}.0"),
+                    (hook.Headers["method"], hook.Headers["path"], hook.Headers["X-Nightshift-Event"], hook.Headers["X-Nightshift-Delivery"]));
+                Assert.StartsWith("application/json", hook.Headers["Content-Type"], StringComparison.Ordinal);
+                Assert.Equal("sha256=" + Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(Secret), hook.Body)), hook.Headers["X-Nightshift-Signature"]);
+            });
+
+            var view = JsonDocument.Parse(delivery.Body).RootElement;
+            Assert.Equal((batchId, "completed", 30), (view.GetProperty("id").GetString(), view.GetProperty("state").GetString(), view.GetProperty("counts").GetProperty("succeeded").GetInt32()));
+
+            await SiloProcess.WaitUntilAnsweringAsync(client);
+            var webhook = Assert.Single(JsonDocument.Parse(await client.GetStringAsync($"{location}/webhooks", Ct)).RootElement.EnumerateArray());
+            Assert.Equal((0, "delivered", 2), (webhook.GetProperty("run").GetInt32(), webhook.GetProperty("state").GetString(), webhook.GetProperty("attempts").GetInt32()));
+        }
+        finally
+        {
+            silo.Dispose();
+        }
+    }
+
+    public void Dispose()
+    {
+        _receiver.Dispose();
+        _directory.Dispose();
+    }
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
+
+    private static StringContent Jsonl(int count) => new(Fixtures.Jsonl.Lines(count, "hook"), Encoding.UTF8, "application/x-ndjson");
+
+    /// <summary>A <c>serve</c> process allowing webhooks to the receiver; retries 2 s apart at first, so none comes before the kill.</summary>
+    private SiloProcess Serve(int http, string store) => SiloProcess.Start(_directory.Path, new Dictionary<string, string>
+    {
+        ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{http}",
+        ["Nightshift__Silo__SiloPort"] = $"{ApiHost.FreePort()}",
+        ["Nightshift__Silo__GatewayPort"] = $"{ApiHost.FreePort()}",
+        ["Nightshift__Webhooks__AllowedUrls__0"] = $"http://127.0.0.1:{_receiver.Port}/hooks/",
+        ["Nightshift__Webhooks__Secret"] = Secret,
+        ["Nightshift__Webhooks__BaseDelay"] = "00:00:02",
+        ["Nightshift__Webhooks__Timeout"] = "00:00:01",
+    }, "serve", "--store", store);
+}
