@@ -32,6 +32,9 @@ public sealed record BatchView(
     DateTimeOffset? Eta,
     string? Silo)
 {
+    /// <summary>The calls that may have been billed with no answer kept (only <c>GET /v1/batches/{id}</c> fills it in).</summary>
+    public MaybeBilledView? MaybeBilled { get; init; }
+
     /// <summary>The view of <paramref name="status"/>, priced at its pool's model.</summary>
     public static async Task<BatchView> FromAsync(BatchStatus status, IGrainFactory grains, PriceTable prices, DateTimeOffset now)
     {
@@ -78,3 +81,25 @@ public sealed record WebhookView(int Run, string Event, string State, int Attemp
     public static WebhookView From(WebhookStatus status) => new(status.Run, status.Event,
         JsonNamingPolicy.CamelCase.ConvertName(status.State.ToString()), status.Attempts, status.CreatedAt, status.DeliveredAt, status.LastError);
 }
+
+/// <summary>
+/// Calls sent and then cut off, timed out or lost on the way back (a crash, a lost lease, the batch cancelled): the
+/// provider may have billed them though no answer was kept. Their tokens are estimates; the cost prices them as input.
+/// </summary>
+public sealed record MaybeBilledView(long Calls, long EstimatedTokens, decimal? EstimatedCost);
+
+/// <summary>An item and its attempts (<c>GET /v1/batches/{id}/items/{customId}</c>).</summary>
+public sealed record ItemView(
+    string CustomId, int Index, string State, int? StatusCode, string? Error, long InputTokens, long OutputTokens, long CachedTokens,
+    int Interruptions, IReadOnlyList<AttemptView> Attempts)
+{
+    public static ItemView From(ItemHistory item) => new(item.CustomId, item.Index, item.State == ItemState.Leased ? "running" : item.State.ToString().ToLower(CultureInfo.InvariantCulture),
+        item.StatusCode, item.Error, item.Usage.InputTokens, item.Usage.OutputTokens, item.Usage.CachedTokens, item.Interruptions,
+        [.. item.History.Select(attempt => new AttemptView(attempt.StartedAt, Math.Round(attempt.Duration.TotalSeconds, 3), attempt.Pool, attempt.Model, attempt.Outcome,
+            attempt.StatusCode, attempt.Error, attempt.Usage.InputTokens, attempt.Usage.OutputTokens, attempt.Usage.CachedTokens, attempt.MaybeBilled, attempt.EstimatedTokens))]);
+}
+
+/// <summary>One call of an item: when it started, how long it took, where it ran, how it ended, and its tokens.</summary>
+public sealed record AttemptView(
+    DateTimeOffset StartedAt, double DurationSeconds, string Pool, string Model, string Outcome, int? StatusCode, string? Error,
+    long InputTokens, long OutputTokens, long CachedTokens, bool MaybeBilled, long EstimatedTokens);

@@ -13,6 +13,7 @@ using Microsoft.Net.Http.Headers;
 using Nightshift.Api.Webhooks;
 using Nightshift.Batches;
 using Nightshift.Models;
+using Nightshift.Pools;
 using Nightshift.Results;
 using Nightshift.Storage;
 using Nightshift.Submission;
@@ -38,6 +39,7 @@ public static class BatchesApi
         batches.MapPost("/{id}/resume", (string id, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time) => ControlAsync(id, grains, prices, time, batch => batch.Resume()));
         batches.MapPost("/{id}/retry", RetryAsync);
         batches.MapGet("/{id}/webhooks", WebhooksAsync);
+        batches.MapGet("/{id}/items/{customId}", ItemAsync);
         return batches;
     }
 
@@ -372,12 +374,35 @@ public static class BatchesApi
         return TypedResults.Ok(new BatchPage([.. page.Take(size).Select(BatchSummary.From)], start, size, page.Count > size ? start + size : null));
     }
 
-    private static async Task<Results<Ok<BatchView>, ProblemHttpResult>> GetAsync(string id, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time)
+    /// <summary><c>GET /v1/batches/{id}</c>: the batch's view, with the calls that may have been billed with no answer kept.</summary>
+    private static async Task<Results<Ok<BatchView>, ProblemHttpResult>> GetAsync(string id, IGrainFactory grains, IItemCatalogue store, IOptions<PriceTable> prices,
+        TimeProvider time, CancellationToken cancellationToken)
     {
         var status = await grains.GetGrain<IBatchGrain>(id).GetStatus();
-        return status.State == BatchState.NotFound
-            ? Problems.NotFound($"batch '{id}' does not exist")
-            : TypedResults.Ok(await BatchView.FromAsync(status, grains, prices.Value, time.GetUtcNow()));
+        if (status.State == BatchState.NotFound)
+        {
+            return Problems.NotFound($"batch '{id}' does not exist");
+        }
+
+        var view = await BatchView.FromAsync(status, grains, prices.Value, time.GetUtcNow());
+        var maybe = await store.GetMaybeBilledAsync(id, cancellationToken);
+        var config = status.Pool is { } pool ? await grains.GetGrain<IPoolGrain>(pool).GetConfig() : null;
+        var cost = config is null ? null : prices.Value.Cost(config.Model.Model, new TokenUsage(maybe.EstimatedTokens, 0));
+        return TypedResults.Ok(view with { MaybeBilled = new MaybeBilledView(maybe.Calls, maybe.EstimatedTokens, cost) });
+    }
+
+    /// <summary><c>GET /v1/batches/{id}/items/{customId}</c>: the item's state and every attempt it made, oldest first.</summary>
+    private static async Task<Results<Ok<ItemView>, ProblemHttpResult>> ItemAsync(string id, string customId, IGrainFactory grains, IItemCatalogue store,
+        CancellationToken cancellationToken)
+    {
+        if ((await grains.GetGrain<IBatchGrain>(id).GetStatus()).State == BatchState.NotFound)
+        {
+            return Problems.NotFound($"batch '{id}' does not exist");
+        }
+
+        return await store.GetItemHistoryAsync(id, customId, cancellationToken) is { } item
+            ? TypedResults.Ok(ItemView.From(item))
+            : Problems.NotFound($"batch '{id}' has no item with custom_id '{customId}'");
     }
 
     /// <summary>Streams the batch's finished items as OpenAI Batch output lines, also while it runs.</summary>

@@ -84,6 +84,9 @@ public interface IItemDispatch
     /// </summary>
     Task<bool> ReleaseLeaseAsync(string batchId, int index, long leaseToken, bool interrupted, CancellationToken cancellationToken);
 
+    /// <summary>Adds an attempt that recorded no result (it was cut off) to its item's history, under the claim it ran on.</summary>
+    Task LogAttemptAsync(string batchId, int index, long leaseToken, AttemptLog log, CancellationToken cancellationToken);
+
     /// <summary>The batch's counts and its leased items (whose reports a new activation expects), from one snapshot.</summary>
     Task<BatchProgress> ReadProgressAsync(string batchId, CancellationToken cancellationToken);
 
@@ -123,6 +126,12 @@ public interface IItemCatalogue
 
     /// <summary>Streams the batch's terminal items in input order.</summary>
     IAsyncEnumerable<ItemResult> ReadResultsAsync(string batchId, CancellationToken cancellationToken);
+
+    /// <summary>The item of the batch with <paramref name="customId"/> and its attempts, or <c>null</c> when there is none.</summary>
+    Task<ItemHistory?> GetItemHistoryAsync(string batchId, string customId, CancellationToken cancellationToken);
+
+    /// <summary>The batch's calls that may have been billed with no answer kept.</summary>
+    Task<MaybeBilled> GetMaybeBilledAsync(string batchId, CancellationToken cancellationToken);
 }
 
 /// <summary>Where an item stands. The values are stored: never renumber them.</summary>
@@ -164,7 +173,52 @@ public sealed record ClaimedItem(int Index, string CustomId, string Body, int At
 public sealed record AttemptRecord(
     string BatchId, int Index, long LeaseToken, ItemState State, int Attempts, int RateLimitedAttempts,
     DateTimeOffset? NextAttemptAt, string? RetryState, int? StatusCode, string? Response, string? Error,
-    TokenUsage Usage, DateTimeOffset At);
+    TokenUsage Usage, DateTimeOffset At, AttemptLog? Log = null);
+
+/// <summary>
+/// One call as its item's history keeps it: when it started and how long it took, the pool and model it ran on, its
+/// outcome (<see cref="AttemptOutcomes"/>), the provider's status and the error, the tokens reported, and whether it
+/// may have been billed with no answer kept (sent, then cut off, timed out or lost; <c>EstimatedTokens</c> its estimate).
+/// </summary>
+public sealed record AttemptLog(
+    DateTimeOffset StartedAt, TimeSpan Duration, string Pool, string Model, string Outcome, int? StatusCode, string? Error,
+    TokenUsage Usage, bool MaybeBilled, long EstimatedTokens);
+
+/// <summary>The outcomes an attempt's history names.</summary>
+public static class AttemptOutcomes
+{
+    /// <summary>The answer was kept as the item's result.</summary>
+    public const string Succeeded = "succeeded";
+
+    /// <summary>A permanent error, or the last attempt its budget allowed: the item failed.</summary>
+    public const string Failed = "failed";
+
+    /// <summary>A retryable error (5xx, 408, a timeout, a broken connection or body): the item was asked again later.</summary>
+    public const string Retried = "retried";
+
+    /// <summary>A 429 (or Anthropic's 529): the item was asked again after the provider's wait.</summary>
+    public const string RateLimited = "rate_limited";
+
+    /// <summary>An answer that failed the JSON Schema it was asked for (retried, or failing the item once its budget is spent).</summary>
+    public const string ValidationFailed = "validation_failed";
+
+    /// <summary>The batch was cancelled during the call.</summary>
+    public const string Cancelled = "cancelled";
+
+    /// <summary>The call was cut off (its silo stopping, its claim lost) and the item went back to pending.</summary>
+    public const string Interrupted = "interrupted";
+
+    /// <summary>The answer came after the item's claim was lost (to lease expiry): it was discarded, and the call may have been billed.</summary>
+    public const string Discarded = "discarded";
+}
+
+/// <summary>An item with every attempt it made, oldest first.</summary>
+public sealed record ItemHistory(
+    int Index, string CustomId, ItemState State, int Attempts, int RateLimitedAttempts, int Interruptions, int? StatusCode, string? Error,
+    TokenUsage Usage, IReadOnlyList<AttemptLog> History);
+
+/// <summary>The calls of a batch that may have been billed with no answer kept, and their estimated tokens.</summary>
+public sealed record MaybeBilled(long Calls, long EstimatedTokens);
 
 /// <summary>A batch's items per state, and the tokens they used (<c>CachedTokens</c> is the part of the input served from a prompt cache).</summary>
 public sealed record ItemCounts(long Pending, long Leased, long Succeeded, long Failed, long Cancelled, long InputTokens, long OutputTokens, long CachedTokens = 0)

@@ -114,17 +114,24 @@ internal sealed partial class ItemGrain(
             var estimate = assignment.Slot.EstimateWithMaxTokens is { } defaultMaxTokens
                 ? TokenEstimate.For(assignment.Body, assignment.Model.Model, defaultMaxTokens)
                 : 0;
-            var (result, stop) = await CallModelAsync(assignment, abort, lost);
+
+            // A pool of several models calls the one the line names.
+            var binding = assignment.Model.For(assignment.Body);
+            var started = time.GetUtcNow();
+            var (result, stop) = await CallModelAsync(assignment, binding, abort, lost);
             var pausePool = stop == CallStop.None ? RetryPolicy.PoolPauseReason(result) : null;
             if (stop == CallStop.Interrupted)
             {
                 execution?.SetTag(NightshiftTelemetry.Tags.Outcome, "interrupted");
+                await store.LogAttemptAsync(assignment.BatchId, assignment.Index, assignment.Lease.Token,
+                    History(assignment, binding, started, AttemptOutcomes.Interrupted, result, null, default, estimate), CancellationToken.None);
                 await GiveBackAsync(assignment, estimate, sent: true);
                 return;
             }
 
             var record = Decide(assignment, result, stop == CallStop.Cancelled, out var outcome, out var rateLimitedFor);
             CountOutcome(assignment.Slot.Pool, outcome, rateLimitedFor is not null);
+            record = record with { Log = History(assignment, binding, started, HistoryOutcome(outcome, result), result, record.Error, record.Usage, estimate) };
 
             // Checkpoint 6: the call has happened and may be billed. Its result must be recorded now (no
             // token could withdraw it); a crash before the write below costs this one call again, never more.
@@ -192,10 +199,34 @@ internal sealed partial class ItemGrain(
             : Task.WhenAll(GrainFactory.GetGrain<IPoolGrain>(assignment.Slot.Pool).Release([release]), batch.ItemFinished(report, hotSlot: null));
     }
 
-    private async Task<(ModelCallResult Result, CallStop Stop)> CallModelAsync(ItemAssignment assignment, CancellationToken abort, CancellationToken lost)
+    /// <summary>
+    /// The attempt as its item's history keeps it. A call sent and then cut off, timed out or lost on the way back
+    /// may have been billed with no answer kept: it carries its token estimate (the pool's, or one made now).
+    /// </summary>
+    private AttemptLog History(ItemAssignment assignment, ModelBinding binding, DateTimeOffset started, string outcome, ModelCallResult result, string? error,
+        TokenUsage usage, long estimate)
     {
-        // A pool of several models calls the one the line names.
-        var binding = assignment.Model.For(assignment.Body);
+        var maybeBilled = outcome == AttemptOutcomes.Interrupted || result.Status is ModelCallStatus.Timeout or ModelCallStatus.NetworkError;
+        var estimated = !maybeBilled ? 0
+            : estimate > 0 ? estimate
+            : TokenEstimate.For(assignment.Body, binding.Model, assignment.Slot.EstimateWithMaxTokens ?? new PoolConfig().DefaultMaxTokens);
+        return new AttemptLog(started, time.GetUtcNow() - started, assignment.Slot.Pool, binding.Model, outcome,
+            result.StatusCode == 0 ? null : result.StatusCode, error ?? result.Error, usage, maybeBilled, estimated);
+    }
+
+    /// <summary>What the history calls an attempt that ended as <paramref name="outcome"/> (a 2xx that did not succeed failed validation).</summary>
+    private static string HistoryOutcome(ItemOutcome outcome, ModelCallResult result) => outcome switch
+    {
+        ItemOutcome.Succeeded => AttemptOutcomes.Succeeded,
+        ItemOutcome.Cancelled => AttemptOutcomes.Cancelled,
+        _ when result.Status == ModelCallStatus.Succeeded => AttemptOutcomes.ValidationFailed,
+        ItemOutcome.Failed => AttemptOutcomes.Failed,
+        _ when result.RateLimited => AttemptOutcomes.RateLimited,
+        _ => AttemptOutcomes.Retried,
+    };
+
+    private async Task<(ModelCallResult Result, CallStop Stop)> CallModelAsync(ItemAssignment assignment, ModelBinding binding, CancellationToken abort, CancellationToken lost)
+    {
         IChatModel model;
         try
         {

@@ -66,6 +66,22 @@ internal abstract class ItemStoreDialect : IAsyncDisposable
     /// <summary>Extends the leases still held under their tokens (fenced like a result); answers the tokens extended.</summary>
     public abstract Task<IReadOnlySet<long>> ExtendAsync(GroupTransaction group, IReadOnlyList<LeaseExtension> leases);
 
+    /// <summary>Adds attempts to their items' histories (ns_attempts), one prepared statement a row; an attempt already there is left as it is.</summary>
+    public virtual async Task LogAttemptsAsync(GroupTransaction group, IReadOnlyList<(string BatchId, int Index, long Token, AttemptLog Log)> attempts)
+    {
+        foreach (var (batchId, index, token, log) in attempts)
+        {
+            await group.Command($"""
+                INSERT INTO ns_attempts ({ItemSql.AttemptColumns})
+                VALUES (@batch, @idx, @token, @started, @duration, @pool, @model, @outcome, @status, @error, @input, @output, @cached, @maybe, @estimated)
+                ON CONFLICT DO NOTHING;
+                """, ("@batch", batchId), ("@idx", index), ("@token", token), ("@started", log.StartedAt.Millis()), ("@duration", (long)log.Duration.TotalMilliseconds),
+                ("@pool", log.Pool), ("@model", log.Model), ("@outcome", log.Outcome), ("@status", log.StatusCode), ("@error", log.Error), ("@input", log.Usage.InputTokens),
+                ("@output", log.Usage.OutputTokens), ("@cached", log.Usage.CachedTokens), ("@maybe", log.MaybeBilled ? 1 : 0), ("@estimated", log.EstimatedTokens))
+                .ExecuteNonQueryAsync(CancellationToken.None);
+        }
+    }
+
     public abstract Task<IItemIngestSession> BeginIngestAsync(DbConnection connection, string batchId, string pool, long now, CancellationToken cancellationToken);
 
     public virtual ValueTask DisposeAsync() => ValueTask.CompletedTask;
@@ -108,6 +124,10 @@ internal static class ItemSql
     public const int Failed = (int)ItemState.Failed;
     public const int Cancelled = (int)ItemState.Cancelled;
 
+    /// <summary>The columns of ns_attempts, in order.</summary>
+    public const string AttemptColumns =
+        "batch_id, idx, lease_token, started_at, duration_ms, pool, model, outcome, status_code, error, input_tokens, output_tokens, cached_tokens, maybe_billed, estimated_tokens";
+
     /// <summary>A migration both databases run word for word.</summary>
     public const string AddBatchSpec = """
         -- The spec a batch was submitted with, written in the ingest's transaction, so a batch whose
@@ -135,6 +155,30 @@ internal static class ItemSql
             PRIMARY KEY (batch_id, run)
         );
         CREATE INDEX ns_webhooks_due ON ns_webhooks (next_attempt_at) WHERE state = 0;
+        """;
+
+    public const string AddAttempts = """
+        -- Every call of an item, as its history shows it: one row per claim it ran under (a claim token is
+        -- unique per claim, so a group written twice adds nothing), written with the attempt's result, or
+        -- alone for a call cut off with no result. maybe_billed: sent, and no answer kept.
+        CREATE TABLE ns_attempts (
+            batch_id         text   NOT NULL,
+            idx              bigint NOT NULL,
+            lease_token      bigint NOT NULL,
+            started_at       bigint NOT NULL,
+            duration_ms      bigint NOT NULL,
+            pool             text   NOT NULL,
+            model            text   NOT NULL,
+            outcome          text   NOT NULL,
+            status_code      bigint NULL,
+            error            text   NULL,
+            input_tokens     bigint NOT NULL,
+            output_tokens    bigint NOT NULL,
+            cached_tokens    bigint NOT NULL,
+            maybe_billed     bigint NOT NULL,
+            estimated_tokens bigint NOT NULL,
+            PRIMARY KEY (batch_id, idx, lease_token)
+        );
         """;
 
     /// <summary>A claim's columns, in order: idx, custom_id, body, attempts, rate_limited_attempts, retry_state.</summary>

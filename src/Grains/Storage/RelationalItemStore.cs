@@ -5,6 +5,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Nightshift.Batches;
+using Nightshift.Models;
 using Nightshift.Pools;
 using Nightshift.Storage.Postgres;
 using Nightshift.Storage.Sqlite;
@@ -60,7 +61,7 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
         _retry = new StoreRetry(_dialect.IsTransient, _options.UsesPostgres ? _options.OutageTolerance : TimeSpan.Zero, time, logger);
         _writer = new GroupCommitQueue(_dialect.OpenWriterAsync, _dialect.FailsAlone, _retry);
         _claims = _dialect.ClaimsOnOwnConnection ? new GroupCommitQueue(_dialect.OpenWriterAsync, _dialect.FailsAlone, _retry) : _writer;
-        _recordAll = _dialect.RecordAsync;
+        _recordAll = RecordAllAsync;
     }
 
     public bool OwnedByOneProcess => _dialect.OwnedByOneProcess;
@@ -154,6 +155,41 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
             var unknown => throw new ArgumentException($"errorCode: '{unknown}' is not {Results.BatchOutputWriter.ErrorCodes}", nameof(filter)),
         };
     }
+
+    public Task LogAttemptAsync(string batchId, int index, long leaseToken, AttemptLog log, CancellationToken cancellationToken) =>
+        _writer.RunAsync(async group =>
+        {
+            await _dialect.LogAttemptsAsync(group, [(batchId, index, leaseToken, log)]);
+            return true;
+        }, cancellationToken);
+
+    public async Task<ItemHistory?> GetItemHistoryAsync(string batchId, string customId, CancellationToken cancellationToken)
+    {
+        var items = await ReadRowsAsync("""
+            SELECT idx, state, attempts, rate_limited_attempts, interruptions, status_code, error, input_tokens, output_tokens, cached_tokens
+            FROM ns_items WHERE batch_id = @batch AND custom_id = @custom;
+            """, reader => (Index: reader.GetInt32(0), State: (ItemState)reader.GetInt32(1), Attempts: reader.GetInt32(2), RateLimited: reader.GetInt32(3),
+                Interruptions: reader.GetInt32(4), Status: reader.IsDBNull(5) ? (int?)null : reader.GetInt32(5), Error: reader.IsDBNull(6) ? null : reader.GetString(6),
+                Usage: new TokenUsage(reader.GetInt64(7), reader.GetInt64(8), reader.GetInt64(9))), cancellationToken, ("@batch", batchId), ("@custom", customId));
+        if (items.Count == 0)
+        {
+            return null;
+        }
+
+        var item = items[0];
+        var history = await ReadRowsAsync($"""
+            SELECT {AttemptColumns} FROM ns_attempts WHERE batch_id = @batch AND idx = @idx ORDER BY started_at, lease_token;
+            """, reader => new AttemptLog(DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(3)), TimeSpan.FromMilliseconds(reader.GetInt64(4)),
+                reader.GetString(5), reader.GetString(6), reader.GetString(7), reader.IsDBNull(8) ? null : (int)reader.GetInt64(8), reader.IsDBNull(9) ? null : reader.GetString(9),
+                new TokenUsage(reader.GetInt64(10), reader.GetInt64(11), reader.GetInt64(12)), reader.GetInt64(13) != 0, reader.GetInt64(14)),
+            cancellationToken, ("@batch", batchId), ("@idx", item.Index));
+        return new ItemHistory(item.Index, customId, item.State, item.Attempts, item.RateLimited, item.Interruptions, item.Status, item.Error, item.Usage, history);
+    }
+
+    public async Task<MaybeBilled> GetMaybeBilledAsync(string batchId, CancellationToken cancellationToken) =>
+        (await ReadRowsAsync("""
+            SELECT COUNT(*), CAST(COALESCE(SUM(estimated_tokens), 0) AS bigint) FROM ns_attempts WHERE batch_id = @batch AND maybe_billed = 1;
+            """, reader => new MaybeBilled(reader.GetInt64(0), reader.GetInt64(1)), cancellationToken, ("@batch", batchId)))[0];
 
     public Task EnqueueWebhookAsync(WebhookDelivery delivery, CancellationToken cancellationToken) =>
         _writer.RunAsync(group => group.Command("""
@@ -319,6 +355,22 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
         WHERE {where}
         RETURNING idx, state;
         """;
+
+    /// <summary>The dialect's grouped results, and the attempts among them into their items' histories (a result fenced off as discarded).</summary>
+    private async Task<IReadOnlyList<bool>> RecordAllAsync(GroupTransaction group, IReadOnlyList<AttemptRecord> records)
+    {
+        var written = await _dialect.RecordAsync(group, records);
+        var logged = records.Select((record, i) => (record, written: written[i])).Where(entry => entry.record.Log is not null)
+            .Select(entry => (entry.record.BatchId, entry.record.Index, entry.record.LeaseToken,
+                entry.written ? entry.record.Log! : entry.record.Log! with { Outcome = AttemptOutcomes.Discarded, MaybeBilled = true }))
+            .ToList();
+        if (logged.Count > 0)
+        {
+            await _dialect.LogAttemptsAsync(group, logged);
+        }
+
+        return written;
+    }
 
     private static ItemSnapshot ReadSnapshot(DbDataReader reader) =>
         new(reader.GetInt32(0), (ItemState)reader.GetInt32(1), reader.IsDBNull(2) ? null : reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5));

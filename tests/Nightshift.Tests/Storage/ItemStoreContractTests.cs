@@ -423,6 +423,36 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
         Assert.NotNull(listed[0].DeliveredAt);
     }
 
+    [Fact]
+    public async Task History_ListsEveryAttemptOfAnItem_AResultFencedOffAsDiscarded_AndTheBatchsMaybeBilledCalls()
+    {
+        await IngestAsync("h", 2);
+        var start = _time.GetUtcNow();
+        AttemptLog Log(string outcome, bool maybeBilled, int? status) =>
+            new(start, TimeSpan.FromMilliseconds(250), "pool", "model-a", outcome, status, status is null ? "timeout" : null, new TokenUsage(7, 3, 1), maybeBilled, maybeBilled ? 40 : 0);
+
+        await _store.ClaimAsync("h", [Lease(1), Lease(2)], start, Ct);
+        await _store.LogAttemptAsync("h", 0, 1, Log(AttemptOutcomes.Interrupted, true, null), Ct);
+        await _store.ReleaseLeaseAsync("h", 0, 1, interrupted: true, Ct);
+        _time.Advance(TimeSpan.FromSeconds(1));
+        var again = Assert.Single(await _store.ClaimAsync("h", [Lease(3)], _time.GetUtcNow(), Ct));
+        Assert.True(await _store.RecordAttemptAsync(Attempt("h", again.Index, 3, ItemState.Succeeded) with { Log = Log(AttemptOutcomes.Succeeded, false, 200) }, Ct));
+
+        // A result under a claim the item no longer has is discarded, and may have been billed.
+        Assert.False(await _store.RecordAttemptAsync(Attempt("h", 1, 9, ItemState.Succeeded) with { Log = Log(AttemptOutcomes.Succeeded, false, 200) }, Ct));
+
+        var item = await _store.GetItemHistoryAsync("h", "c0", Ct);
+        Assert.NotNull(item);
+        Assert.Equal((0, ItemState.Succeeded, 1, 200), (item.Index, item.State, item.Interruptions, item.StatusCode));
+        Assert.Equal([(AttemptOutcomes.Interrupted, true, (int?)null, 40L), (AttemptOutcomes.Succeeded, false, 200, 0L)],
+            item.History.Select(attempt => (attempt.Outcome, attempt.MaybeBilled, attempt.StatusCode, attempt.EstimatedTokens)));
+        Assert.Equal((start, TimeSpan.FromMilliseconds(250), "pool", "model-a", new TokenUsage(7, 3, 1)),
+            (item.History[0].StartedAt, item.History[0].Duration, item.History[0].Pool, item.History[0].Model, item.History[0].Usage));
+        Assert.Equal(AttemptOutcomes.Discarded, Assert.Single((await _store.GetItemHistoryAsync("h", "c1", Ct))!.History).Outcome);
+        Assert.Null(await _store.GetItemHistoryAsync("h", "nobody", Ct));
+        Assert.Equal(new MaybeBilled(2, 40), await _store.GetMaybeBilledAsync("h", Ct));
+    }
+
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     private static ItemRequest Item(int index, string customId) => new(index, customId, "POST", "/v1/chat/completions", """{"messages":[]}""");

@@ -269,6 +269,7 @@ internal static class PostgresSchema
         """,
         ItemSql.AddBatchSpec,
         ItemSql.AddWebhooks,
+        ItemSql.AddAttempts,
     ];
 
     /// <summary>The newest schema version this build knows.</summary>

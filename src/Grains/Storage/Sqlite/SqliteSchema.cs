@@ -157,6 +157,7 @@ internal static class SqliteSchema
         """,
         ItemSql.AddBatchSpec,
         ItemSql.AddWebhooks,
+        ItemSql.AddAttempts,
     ];
 
     /// <summary>The newest schema version this build knows.</summary>
