@@ -57,6 +57,8 @@ public sealed class DashboardBrowserTests(DashboardHost host) : IClassFixture<Da
         Assert.True(lastDone > firstDone, $"the page's progress stayed at {firstDone}");
         Assert.InRange(maxRunning, 1, DashboardHost.Cap);
         Assert.Equal($"{DashboardHost.Cap}", await pool.GetAttributeAsync("data-cap"));
+        // The simulated model cuts no call off: nothing may have been billed without an answer.
+        await Assertions.Expect(card.Locator(".maybe-billed")).ToContainTextAsync("0 calls cut off");
         await page.ScreenshotAsync(new PageScreenshotOptions { Path = Browser.ArtifactPath("dashboard.png"), FullPage = true });
 
         await card.Locator("button[data-action='pause']").ClickAsync();

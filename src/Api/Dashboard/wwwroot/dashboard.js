@@ -176,7 +176,8 @@ function renderBatch(batch, history) {
     <dt>ETA</dt><dd>${batch.finishedAt ? `finished ${new Date(batch.finishedAt).toLocaleTimeString()}` : batch.eta ? `${duration(secondsUntil(batch.eta))} (${new Date(batch.eta).toLocaleTimeString()})` : "—"}</dd>
     <dt>elapsed</dt><dd>${duration(((batch.finishedAt ? Date.parse(batch.finishedAt) : Date.now()) - Date.parse(batch.createdAt)) / 1000)}</dd>
     <dt>tokens</dt><dd>${tokens}</dd>
-    <dt>cost</dt><dd class="cost">${cost(batch.cost)}</dd>`;
+    <dt>cost</dt><dd class="cost">${cost(batch.cost)}</dd>
+    ${batch.maybeBilled ? `<dt>maybe billed</dt><dd class="maybe-billed">${number(batch.maybeBilled.calls)} calls cut off · ~${number(batch.maybeBilled.estimatedTokens)} tokens · ${cost(batch.maybeBilled.estimatedCost)}</dd>` : ""}`;
   $(".throughput", card).innerHTML = chart(history.throughput?.[batch.id]);
   const box = $(".failures-box", card);
   box.hidden = c.failed === 0;
