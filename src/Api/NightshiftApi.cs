@@ -49,7 +49,7 @@ public static class NightshiftApi
     /// </summary>
     public static void EnsureSafeToListen(IConfiguration configuration, ApiOptions options)
     {
-        if (options.Keys.Any(k => k.Length > 0) || options.AllowAnonymous)
+        if (options.RequiresKeys || options.AllowAnonymous)
         {
             return;
         }

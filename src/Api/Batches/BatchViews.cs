@@ -59,11 +59,11 @@ public sealed record BatchView(
     public static string StateName(BatchState state) => state.ToString().ToLower(CultureInfo.InvariantCulture);
 }
 
-/// <summary>A batch as listings show it (from the catalogue, without asking every grain).</summary>
-public sealed record BatchSummary(string Id, string Pool, string State, int Total, DateTimeOffset CreatedAt, DateTimeOffset? FinishedAt)
+/// <summary>A batch as listings show it (from the catalogue, without asking every grain), with who submitted it (<c>null</c> without principals).</summary>
+public sealed record BatchSummary(string Id, string Pool, string State, int Total, DateTimeOffset CreatedAt, DateTimeOffset? FinishedAt, BatchOwner? Owner)
 {
     public static BatchSummary From(BatchRecord record) =>
-        new(record.BatchId, record.Pool, BatchView.StateName(record.State), record.ItemCount, record.CreatedAt, record.FinishedAt);
+        new(record.BatchId, record.Pool, BatchView.StateName(record.State), record.ItemCount, record.CreatedAt, record.FinishedAt, record.Owner);
 }
 
 /// <summary>A page of batches; <see cref="NextOffset"/> is <c>null</c> on the last page.</summary>

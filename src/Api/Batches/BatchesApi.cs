@@ -10,6 +10,7 @@ using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Microsoft.Net.Http.Headers;
+using Nightshift.Api.Security;
 using Nightshift.Api.Webhooks;
 using Nightshift.Batches;
 using Nightshift.Models;
@@ -27,7 +28,7 @@ public static class BatchesApi
 
     public static RouteGroupBuilder MapBatchesApi(this IEndpointRouteBuilder endpoints)
     {
-        var batches = endpoints.MapGroup("/v1/batches").WithTags("Batches");
+        var batches = endpoints.MapGroup("/v1/batches").WithTags("Batches").AddEndpointFilter(TeamScope.OwnBatchesOnly);
         // The content type is dispatched by the handler (JSON, JSONL or multipart), which answers an
         // unknown one with a problem rather than the framework's empty 415.
         batches.MapPost("/", SubmitAsync).DisableAntiforgery();
@@ -156,7 +157,7 @@ public static class BatchesApi
     {
         var request = context.Request;
         var cancellationToken = context.RequestAborted;
-        var batchId = BatchId(request.Headers["Idempotency-Key"]);
+        var batchId = BatchId(request.Headers["Idempotency-Key"], Principal.Of(context).Team);
         if (batchId is null)
         {
             return Problems.BadRequest("Idempotency-Key: 1 to 256 characters");
@@ -312,6 +313,7 @@ public static class BatchesApi
     private static async Task<IResult> SubmitStreamAsync(HttpContext context, string batchId, string pool, BatchOptions options, Stream jsonl,
         IBatchSubmitter submitter, IGrainFactory grains, IOptions<PriceTable> prices, TimeProvider time, bool itemNames)
     {
+        options = options with { Owner = Principal.Of(context).Owner };
         var webhooks = context.RequestServices.GetRequiredService<IOptions<WebhookOptions>>().Value;
         if (options.CallbackUrl is { } callback && webhooks.Refusal(callback) is { } refused)
         {
@@ -350,7 +352,8 @@ public static class BatchesApi
         }
     }
 
-    private static async Task<Results<Ok<BatchPage>, ProblemHttpResult>> ListAsync(IItemCatalogue store, string? state, int? limit, int? offset, CancellationToken cancellationToken)
+    private static async Task<Results<Ok<BatchPage>, ProblemHttpResult>> ListAsync(HttpContext context, IItemCatalogue store, string? state, int? limit, int? offset,
+        CancellationToken cancellationToken)
     {
         BatchState? filter = null;
         if (state is not null)
@@ -370,7 +373,9 @@ public static class BatchesApi
             return Problems.BadRequest("limit: from 1 to 1000; offset: 0 or more");
         }
 
-        var page = await store.ListBatchesAsync(filter, start, size + 1, cancellationToken);
+        // A user sees its team's batches only; an admin, every batch.
+        var principal = Principal.Of(context);
+        var page = await store.ListBatchesAsync(filter, start, size + 1, cancellationToken, principal.Admin ? null : principal.Team);
         return TypedResults.Ok(new BatchPage([.. page.Take(size).Select(BatchSummary.From)], start, size, page.Count > size ? start + size : null));
     }
 
@@ -450,15 +455,17 @@ public static class BatchesApi
     /// With an Idempotency-Key the batch id is derived from it, so a retry finds the batch the first
     /// try created; without one, a fresh id. <c>null</c> for a key that is empty or too long.
     /// </summary>
-    private static string? BatchId(string? idempotencyKey)
+    private static string? BatchId(string? idempotencyKey, string? team)
     {
         if (idempotencyKey is null)
         {
             return "b-" + Guid.NewGuid().ToString("n");
         }
 
+        // A team's keys are its own: the same key from another team names another batch.
+        var scoped = team is null ? idempotencyKey : $"{team}\n{idempotencyKey}";
         return idempotencyKey.Length is 0 or > 256
             ? null
-            : "b-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(idempotencyKey)).AsSpan(0, 16));
+            : "b-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(scoped)).AsSpan(0, 16));
     }
 }

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Nightshift.Api.Security;
 using Nightshift.Batches;
 using Nightshift.Storage;
 
@@ -47,7 +48,7 @@ public static class DashboardApi
         var feeds = endpoints.MapGroup("/v1").WithTags("Dashboard");
         feeds.MapGet("/events", (long? after, DashboardMonitor monitor) => TypedResults.Ok(monitor.EventsAfter(after ?? 0)));
         feeds.MapGet("/dashboard/history", (DashboardMonitor monitor) => TypedResults.Ok(monitor.History()));
-        feeds.MapGet("/batches/{id}/failures", FailuresAsync);
+        feeds.MapGet("/batches/{id}/failures", FailuresAsync).AddEndpointFilter(TeamScope.OwnBatchesOnly);
         return endpoints;
     }
 

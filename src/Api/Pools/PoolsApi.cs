@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Options;
+using Nightshift.Api.Security;
 using Nightshift.Models;
 using Nightshift.Pools;
 using Nightshift.Storage;
@@ -154,7 +155,7 @@ public static class PoolsApi
 
     public static RouteGroupBuilder MapPoolsApi(this IEndpointRouteBuilder endpoints)
     {
-        var pools = endpoints.MapGroup("/v1/pools").WithTags("Pools");
+        var pools = endpoints.MapGroup("/v1/pools").WithTags("Pools").AddEndpointFilter(TeamScope.AdminsChange);
         pools.MapGet("/", ListAsync);
         pools.MapGet("/{name}", GetAsync);
         pools.MapPut("/{name}", PutAsync);

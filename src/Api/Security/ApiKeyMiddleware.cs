@@ -10,7 +10,8 @@ namespace Nightshift.Api.Security;
 /// When keys are configured, every request but <c>/health</c> must carry one of them (compared in
 /// constant time): <c>Authorization: Bearer &lt;key&gt;</c>, or the <see cref="CookieName"/> cookie a
 /// browser gets by opening a page once with <c>?key=&lt;key&gt;</c> (a browser cannot send the header
-/// from a link). Otherwise 401 with a problem.
+/// from a link). Otherwise 401 with a problem. The key says who calls (<see cref="Principal"/>): an admin key, or a
+/// user's of <c>Nightshift:Api:Principals</c>.
 /// </summary>
 internal sealed class ApiKeyMiddleware(RequestDelegate next, IOptions<ApiOptions> options)
 {
@@ -19,7 +20,16 @@ internal sealed class ApiKeyMiddleware(RequestDelegate next, IOptions<ApiOptions
 
     private const string KeyParameter = "key";
 
-    private readonly byte[][] _keys = [.. options.Value.Keys.Where(k => k.Length > 0).Select(Encoding.UTF8.GetBytes)];
+    /// <summary>What shows every team's work at once: the cluster-wide feeds, the Orleans dashboard and the metrics.</summary>
+    private static readonly string[] AdminOnly = ["/v1/events", "/v1/dashboard", "/orleans", "/metrics"];
+
+    /// <summary>Every key with whom it stands for: the admin keys, then each principal's.</summary>
+    private readonly (byte[] Key, Principal Principal)[] _keys =
+    [
+        .. options.Value.Keys.Where(k => k.Length > 0).Select(key => (Encoding.UTF8.GetBytes(key), Principal.AdminKey)),
+        .. options.Value.Principals.Select(p => (Key: p.Value.ResolveKey(), Principal: new Principal(p.Key, p.Value.Team, p.Value.Admin)))
+            .Where(p => p.Key is { Length: > 0 }).Select(p => (Encoding.UTF8.GetBytes(p.Key!), p.Principal)),
+    ];
 
     public async Task InvokeAsync(HttpContext context)
     {
@@ -30,7 +40,7 @@ internal sealed class ApiKeyMiddleware(RequestDelegate next, IOptions<ApiOptions
             return;
         }
 
-        if (HttpMethods.IsGet(request.Method) && request.Query[KeyParameter].ToString() is { Length: > 0 } fromLink && Authorized(fromLink))
+        if (HttpMethods.IsGet(request.Method) && request.Query[KeyParameter].ToString() is { Length: > 0 } fromLink && Authorized(fromLink) is not null)
         {
             // Trade the key in the link for a cookie, and send the browser to the same page without it,
             // so the key stays out of the address bar, the history and later requests' logs.
@@ -46,8 +56,16 @@ internal sealed class ApiKeyMiddleware(RequestDelegate next, IOptions<ApiOptions
             return;
         }
 
-        if (Authorized(BearerKey(request)) || Authorized(request.Cookies[CookieName]))
+        if ((Authorized(BearerKey(request)) ?? Authorized(request.Cookies[CookieName])) is { } principal)
         {
+            if (!principal.Admin && AdminOnly.Any(path => request.Path.StartsWithSegments(path)))
+            {
+                await Problems.Problem(StatusCodes.Status403Forbidden, "Forbidden",
+                    $"{request.Path} shows every team's work: it needs an admin key (Nightshift:Api:Keys, or a principal with Admin=true)").ExecuteAsync(context);
+                return;
+            }
+
+            Principal.Set(context, principal);
             await next(context);
             return;
         }
@@ -63,18 +81,22 @@ internal sealed class ApiKeyMiddleware(RequestDelegate next, IOptions<ApiOptions
         return header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : null;
     }
 
-    private bool Authorized(string? key)
+    /// <summary>Whom <paramref name="key"/> stands for, or <c>null</c> for no known key; every key is compared, in constant time.</summary>
+    private Principal? Authorized(string? key)
     {
         if (string.IsNullOrEmpty(key))
         {
-            return false;
+            return null;
         }
 
         var presented = Encoding.UTF8.GetBytes(key);
-        var match = false;
-        foreach (var known in _keys)
+        Principal? match = null;
+        foreach (var (known, principal) in _keys)
         {
-            match |= CryptographicOperations.FixedTimeEquals(presented, known);
+            if (CryptographicOperations.FixedTimeEquals(presented, known))
+            {
+                match ??= principal;
+            }
         }
 
         return match;

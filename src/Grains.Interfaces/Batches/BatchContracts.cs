@@ -64,7 +64,14 @@ public sealed record BatchOptions
     /// absolute http(s) URL the configuration allows (<c>Nightshift:Webhooks:AllowedUrls</c>). Default: none.
     /// </summary>
     [Id(10)] public string? CallbackUrl { get; init; }
+
+    /// <summary>Who submitted the batch: set by the API from the caller's key, never read from a request. Default: none (no principals).</summary>
+    [Id(11)] public BatchOwner? Owner { get; init; }
 }
+
+/// <summary>The user and team a batch belongs to: a non-admin caller sees only its team's batches.</summary>
+[GenerateSerializer, Immutable, Alias("nightshift.BatchOwner")]
+public sealed record BatchOwner([property: Id(0)] string? User, [property: Id(1)] string? Team);
 
 /// <summary>What a batch was submitted with: its pool, its item count and its options.</summary>
 [GenerateSerializer, Immutable, Alias("nightshift.BatchSpec")]

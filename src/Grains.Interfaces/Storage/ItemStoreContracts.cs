@@ -109,8 +109,8 @@ public interface IItemCatalogue
     /// <summary>The batch's catalogue row with what it was submitted with, or <c>null</c> when no batch has the id.</summary>
     Task<StoredBatch?> GetBatchAsync(string batchId, CancellationToken cancellationToken);
 
-    /// <summary>A page of the batch catalogue, newest first, optionally of one state only.</summary>
-    Task<IReadOnlyList<BatchRecord>> ListBatchesAsync(BatchState? state, int offset, int limit, CancellationToken cancellationToken);
+    /// <summary>A page of the batch catalogue, newest first, optionally of one state only, and of one owner's team only.</summary>
+    Task<IReadOnlyList<BatchRecord>> ListBatchesAsync(BatchState? state, int offset, int limit, CancellationToken cancellationToken, string? team = null);
 
     /// <summary>Adds a pool to the catalogue (idempotent).</summary>
     Task RegisterPoolAsync(string name, CancellationToken cancellationToken);
@@ -228,7 +228,8 @@ public sealed record ItemCounts(long Pending, long Leased, long Succeeded, long 
 }
 
 /// <summary>A batch as the catalogue lists it, in the state its grain last recorded.</summary>
-public sealed record BatchRecord(string BatchId, string Pool, int ItemCount, BatchState State, DateTimeOffset CreatedAt, DateTimeOffset? FinishedAt);
+public sealed record BatchRecord(string BatchId, string Pool, int ItemCount, BatchState State, DateTimeOffset CreatedAt, DateTimeOffset? FinishedAt,
+    BatchOwner? Owner = null);
 
 /// <summary>A catalogue row with its options (<c>null</c> if stored before they were) and its submission's fingerprint.</summary>
 public sealed record StoredBatch(BatchRecord Record, BatchOptions? Options, string? Fingerprint);

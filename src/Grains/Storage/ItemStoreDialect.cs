@@ -181,6 +181,13 @@ internal static class ItemSql
         );
         """;
 
+    public const string AddOwners = """
+        -- Who submitted each batch (the API's principals): a user's listings show its team's batches only.
+        ALTER TABLE ns_batches ADD COLUMN owner_user text NULL;
+        ALTER TABLE ns_batches ADD COLUMN owner_team text NULL;
+        CREATE INDEX ns_batches_team ON ns_batches (owner_team, created_at DESC, batch_id);
+        """;
+
     /// <summary>A claim's columns, in order: idx, custom_id, body, attempts, rate_limited_attempts, retry_state.</summary>
     public static ClaimedItem ReadClaim(DbDataReader reader, ItemLease lease) => new(reader.GetInt32(0), reader.GetString(1),
         reader.GetString(2), reader.GetInt32(3), reader.GetInt32(4), lease, reader.IsDBNull(5) ? null : reader.GetString(5));
@@ -248,8 +255,8 @@ internal abstract class ItemIngest(string batchId, string pool, long now)
 {
     /// <summary>The batch's catalogue row, written in the ingest's own transaction.</summary>
     protected const string InsertBatch = """
-        INSERT INTO ns_batches (batch_id, pool, item_count, state, created_at, options, fingerprint)
-        VALUES (@batch, @pool, @count, @state, @now, @options, @fingerprint);
+        INSERT INTO ns_batches (batch_id, pool, item_count, state, created_at, options, fingerprint, owner_user, owner_team)
+        VALUES (@batch, @pool, @count, @state, @now, @options, @fingerprint, @owner_user, @owner_team);
         """;
 
     protected string BatchId => batchId;
@@ -264,5 +271,5 @@ internal abstract class ItemIngest(string batchId, string pool, long now)
     /// <summary>The parameters of <see cref="InsertBatch"/>: the batch, running, with the items added.</summary>
     protected (string Name, object? Value)[] BatchRow(BatchOptions options, string? fingerprint) =>
         [("@batch", batchId), ("@pool", pool), ("@count", Added), ("@state", (int)BatchState.Running), ("@now", now),
-            ("@options", JsonSerializer.Serialize(options)), ("@fingerprint", fingerprint)];
+            ("@options", JsonSerializer.Serialize(options)), ("@fingerprint", fingerprint), ("@owner_user", options.Owner?.User), ("@owner_team", options.Owner?.Team)];
 }

@@ -267,21 +267,27 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
 
     public Task<IReadOnlyList<string>> ListPoolsAsync(CancellationToken cancellationToken) => ReadRowsAsync("SELECT name FROM ns_pools ORDER BY name;", reader => reader.GetString(0), cancellationToken);
 
-    public Task<IReadOnlyList<BatchRecord>> ListBatchesAsync(BatchState? state, int offset, int limit, CancellationToken cancellationToken) =>
-        ReadRowsAsync($"""
-            SELECT batch_id, pool, item_count, state, created_at, finished_at FROM ns_batches
-            {(state is null ? "" : "WHERE state = @state")}
+    public Task<IReadOnlyList<BatchRecord>> ListBatchesAsync(BatchState? state, int offset, int limit, CancellationToken cancellationToken, string? team = null)
+    {
+        string[] filters = [.. state is null ? [] : new[] { "state = @state" }, .. team is null ? [] : new[] { "owner_team = @team" }];
+        return ReadRowsAsync($"""
+            SELECT {BatchColumns} FROM ns_batches
+            {(filters.Length == 0 ? "" : "WHERE " + string.Join(" AND ", filters))}
             ORDER BY created_at DESC, batch_id LIMIT @limit OFFSET @offset;
-            """, ReadBatch, cancellationToken, ("@state", (int?)state ?? 0), ("@limit", limit), ("@offset", offset));
+            """, ReadBatch, cancellationToken, ("@state", (int?)state ?? 0), ("@team", team), ("@limit", limit), ("@offset", offset));
+    }
 
     public async Task<StoredBatch?> GetBatchAsync(string batchId, CancellationToken cancellationToken) =>
-        (await ReadRowsAsync("""
-            SELECT batch_id, pool, item_count, state, created_at, finished_at, options, fingerprint FROM ns_batches WHERE batch_id = @batch;
-            """, reader => new StoredBatch(ReadBatch(reader), reader.IsDBNull(6) ? null : JsonSerializer.Deserialize<BatchOptions>(reader.GetString(6)),
-                reader.IsDBNull(7) ? null : reader.GetString(7)), cancellationToken, ("@batch", batchId))).SingleOrDefault();
+        (await ReadRowsAsync($"""
+            SELECT {BatchColumns}, options, fingerprint FROM ns_batches WHERE batch_id = @batch;
+            """, reader => new StoredBatch(ReadBatch(reader), reader.IsDBNull(8) ? null : JsonSerializer.Deserialize<BatchOptions>(reader.GetString(8)),
+                reader.IsDBNull(9) ? null : reader.GetString(9)), cancellationToken, ("@batch", batchId))).SingleOrDefault();
+
+    private const string BatchColumns = "batch_id, pool, item_count, state, created_at, finished_at, owner_user, owner_team";
 
     private static BatchRecord ReadBatch(DbDataReader reader) => new(reader.GetString(0), reader.GetString(1), reader.GetInt32(2), (BatchState)reader.GetInt32(3),
-        DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4)), reader.IsDBNull(5) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(5)));
+        DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4)), reader.IsDBNull(5) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(5)),
+        reader.IsDBNull(6) && reader.IsDBNull(7) ? null : new BatchOwner(reader.IsDBNull(6) ? null : reader.GetString(6), reader.IsDBNull(7) ? null : reader.GetString(7)));
 
     /// <remarks>A read on its own snapshot: the pool's batches through the catalogue, each batch's items through the primary key.</remarks>
     public async Task<TokenTotals> GetPoolUsageAsync(string pool, CancellationToken cancellationToken) =>

@@ -270,6 +270,7 @@ internal static class PostgresSchema
         ItemSql.AddBatchSpec,
         ItemSql.AddWebhooks,
         ItemSql.AddAttempts,
+        ItemSql.AddOwners,
     ];
 
     /// <summary>The newest schema version this build knows.</summary>

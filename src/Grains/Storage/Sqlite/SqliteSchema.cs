@@ -158,6 +158,7 @@ internal static class SqliteSchema
         ItemSql.AddBatchSpec,
         ItemSql.AddWebhooks,
         ItemSql.AddAttempts,
+        ItemSql.AddOwners,
     ];
 
     /// <summary>The newest schema version this build knows.</summary>
