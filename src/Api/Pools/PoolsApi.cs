@@ -161,6 +161,7 @@ public static class PoolsApi
         pools.MapPut("/{name}", PutAsync);
         pools.MapPost("/{name}/pause", PauseAsync);
         pools.MapPost("/{name}/resume", ResumeAsync);
+        pools.MapLimits();
         return pools;
     }
 

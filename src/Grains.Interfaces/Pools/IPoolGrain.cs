@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using Nightshift.Batches;
 
 namespace Nightshift.Pools;
 
@@ -29,7 +30,14 @@ public interface IPoolGrain : IGrainWithStringKey
     /// how long one of its calls may run: a slot whose holder stops reporting stays counted that long
     /// past its lease, since its call may still be running at the provider.
     /// </summary>
-    Task Register(string batchId, long outstanding, int priority, TimeSpan attemptTimeout, int? maxRunning);
+    /// <remarks><paramref name="owner"/>: whose limits (team, user) the batch's calls count against, and which team's share they take.</remarks>
+    Task Register(string batchId, long outstanding, int priority, TimeSpan attemptTimeout, int? maxRunning, BatchOwner? owner);
+
+    /// <summary>Sets (or, with <c>null</c>, removes) a team's or a user's limit in this pool; held and fenced like the cap. Persisted.</summary>
+    Task SetLimit(LimitScope scope, string name, LimitSpec? limit);
+
+    /// <summary>Every limit of the pool with the calls running under it now: the teams', then the users', by name.</summary>
+    Task<ImmutableArray<LimitUsage>> GetLimits();
 
     /// <summary>Stops granting slots to any batch until <see cref="Resume"/>; calls running finish. Persisted.</summary>
     Task Pause(string reason);

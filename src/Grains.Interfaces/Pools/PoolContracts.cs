@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Text.Json;
 
 namespace Nightshift.Pools;
@@ -291,3 +292,33 @@ public sealed record SlotRelease(
     [property: Id(6)] long EstimatedTokens = 0,
     [property: Id(7)] bool Succeeded = false,
     [property: Id(8)] ProviderRateLimits? Limits = null);
+
+/// <summary>Whose limit: a team's (every batch its users submit) or one user's.</summary>
+public enum LimitScope
+{
+    /// <summary>A team's limit.</summary>
+    Team = 0,
+
+    /// <summary>A user's limit.</summary>
+    User = 1,
+}
+
+/// <summary>
+/// A team's or a user's limits in a pool: at most <paramref name="MaxRunning"/> calls at once, at most
+/// <paramref name="Models"/>' figure of them on each model named there, and (a team's) <paramref name="Weight"/>: its share
+/// of the pool beside the other teams' (default 1). Every field optional.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("nightshift.LimitSpec")]
+public sealed record LimitSpec(
+    [property: Id(0)] int? MaxRunning,
+    [property: Id(1)] ImmutableDictionary<string, int>? Models,
+    [property: Id(2)] double? Weight);
+
+/// <summary>A limit with the calls that run under it now, in all and per model.</summary>
+[GenerateSerializer, Immutable, Alias("nightshift.LimitUsage")]
+public sealed record LimitUsage(
+    [property: Id(0)] LimitScope Scope,
+    [property: Id(1)] string Name,
+    [property: Id(2)] LimitSpec Limit,
+    [property: Id(3)] int Running,
+    [property: Id(4)] ImmutableDictionary<string, int> RunningByModel);

@@ -35,6 +35,12 @@ public sealed class PoolGrainState
     /// <c>null</c> in a state an older version wrote.
     /// </summary>
     [Id(7)] public List<KnownSlot>? Slots { get; set; }
+
+    /// <summary>The teams' limits in this pool, by team.</summary>
+    [Id(8)] public Dictionary<string, LimitSpec>? TeamLimits { get; set; }
+
+    /// <summary>The users' limits in this pool, by user.</summary>
+    [Id(9)] public Dictionary<string, LimitSpec>? UserLimits { get; set; }
 }
 
 /// <summary>
@@ -155,12 +161,33 @@ internal sealed partial class PoolGrain(
         return Task.FromResult(reservation);
     }
 
-    public async Task Register(string batchId, long outstanding, int priority, TimeSpan attemptTimeout, int? maxRunning)
+    public async Task Register(string batchId, long outstanding, int priority, TimeSpan attemptTimeout, int? maxRunning, BatchOwner? owner)
     {
-        Limiter.Register(batchId, outstanding, priority, attemptTimeout, maxRunning);
+        Limiter.Register(batchId, outstanding, priority, attemptTimeout, maxRunning, owner);
         EnsureTicking();
         await GrantAsync();
     }
+
+    public async Task SetLimit(LimitScope scope, string name, LimitSpec? limit)
+    {
+        var limits = scope == LimitScope.Team ? Limiter.Limits.Teams : Limiter.Limits.Users;
+        if (limit is null)
+        {
+            limits.Remove(name);
+        }
+        else
+        {
+            limits[name] = limit;
+        }
+
+        state.State.TeamLimits = new Dictionary<string, LimitSpec>(Limiter.Limits.Teams, StringComparer.Ordinal);
+        state.State.UserLimits = new Dictionary<string, LimitSpec>(Limiter.Limits.Users, StringComparer.Ordinal);
+        await state.WriteStateAsync();
+        LogLimitSet(logger, Name, scope, name, limit?.MaxRunning);
+        await GrantAsync();
+    }
+
+    public Task<ImmutableArray<LimitUsage>> GetLimits() => Task.FromResult(Limiter.LimitUsages());
 
     public async Task SetPaused(string batchId, bool paused)
     {
@@ -270,6 +297,16 @@ internal sealed partial class PoolGrain(
         if (state.State.Batches is { } batches)
         {
             _limiter.RestoreBatches(batches, RejoinWithin);
+        }
+
+        foreach (var (team, limit) in state.State.TeamLimits ?? [])
+        {
+            _limiter.Limits.Teams[team] = limit;
+        }
+
+        foreach (var (user, limit) in state.State.UserLimits ?? [])
+        {
+            _limiter.Limits.Users[user] = limit;
         }
 
         if (mayHaveHolders && state.State.Slots is { } slots)
@@ -471,6 +508,9 @@ internal sealed partial class PoolGrain(
 
     [LoggerMessage(EventId = 1011, Level = LogLevel.Error, Message = "Pool {Pool} could not save {Count} grant(s) before sending them; they are taken back and granted again later")]
     private static partial void LogWriteAheadFailed(ILogger logger, Exception exception, string pool, int count);
+
+    [LoggerMessage(EventId = 1013, Level = LogLevel.Information, Message = "Pool {Pool}: the {Scope} {Name}'s limit is now {MaxRunning} calls at once (none: removed, or only per model)")]
+    private static partial void LogLimitSet(ILogger logger, string pool, LimitScope scope, string name, int? maxRunning);
 
     [LoggerMessage(EventId = 1004, Level = LogLevel.Warning, Message = "Pool {Pool} freed {Count} slot(s) whose leases expired")]
     private static partial void LogLeasesExpired(ILogger logger, string pool, int count);

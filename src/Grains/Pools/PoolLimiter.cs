@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using Nightshift.Batches;
 
 namespace Nightshift.Pools;
@@ -23,9 +24,14 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     /// <summary>Slots their holders gave back lately, by token, with when (see <see cref="EndedMemory"/>).</summary>
     private readonly Dictionary<long, DateTimeOffset> _ended = [];
     private readonly RateControl _rate = new(config, time);
+    /// <summary>Each team's pass in the stride between teams (batches with no team share one, <see cref="NoTeam"/>).</summary>
+    private readonly Dictionary<string, double> _teamPasses = new(StringComparer.Ordinal);
     private long _sequence;
     private double _virtualPass;
+    private double _virtualTeamPass;
     private DateTimeOffset? _recoveringUntil;
+
+    private const string NoTeam = "";
 
     public PoolConfig Config
     {
@@ -34,6 +40,12 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     }
 
     public RateControl Rate => _rate;
+
+    /// <summary>The teams' and users' limits on top of the cap.</summary>
+    public LimitStack Limits { get; } = new();
+
+    /// <summary>Every limit with the calls running under it now.</summary>
+    public ImmutableArray<LimitUsage> LimitUsages() => Limits.Snapshot(Usage(keptOnly: false));
 
     /// <summary>Slots held now.</summary>
     public int Running => _leases.Count;
@@ -86,7 +98,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     /// may run (<see cref="BatchOptions.AttemptTimeout"/> when not given) and how many of its calls may
     /// run at once (<see cref="BatchOptions.MaxRunning"/>; <c>null</c>: as many as its share).
     /// </summary>
-    public void Register(string batchId, long outstanding, int priority, TimeSpan? attemptTimeout = null, int? maxRunning = null)
+    public void Register(string batchId, long outstanding, int priority, TimeSpan? attemptTimeout = null, int? maxRunning = null, BatchOwner? owner = null)
     {
         if (!_batches.TryGetValue(batchId, out var share))
         {
@@ -100,6 +112,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         share.Priority = Math.Clamp(priority, 1, 10);
         share.AttemptTimeout = attemptTimeout ?? DefaultAttemptTimeout;
         share.MaxRunning = maxRunning;
+        share.Owner = owner;
         share.NotBefore = null;
         share.Started = true;
         share.RejoinBy = null;
@@ -118,7 +131,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 
     /// <summary>The batches the pool knows, with what each has outstanding: what a later activation starts from.</summary>
     public List<KnownBatch> SaveBatches() =>
-        [.. _batches.Select(batch => new KnownBatch(batch.Key, batch.Value.Outstanding, batch.Value.Priority, batch.Value.AttemptTimeout))];
+        [.. _batches.Select(batch => new KnownBatch(batch.Key, batch.Value.Outstanding, batch.Value.Priority, batch.Value.AttemptTimeout, batch.Value.Owner))];
 
     /// <summary>
     /// Takes over the batches an earlier activation knew, so their items count against
@@ -134,6 +147,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
             share.Outstanding = batch.Outstanding;
             share.Priority = batch.Priority;
             share.AttemptTimeout = batch.AttemptTimeout;
+            share.Owner = batch.Owner;
             share.RejoinBy = until;
             _batches.TryAdd(batch.BatchId, share);
         }
@@ -278,6 +292,13 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         var all = poolPaused || _rate.Paces || _rate.HeldUntil is not null;
         RevokeWhere(revocable, holder => all || _batches.GetValueOrDefault(holder.BatchId) is not { Paused: false }, int.MaxValue, revoked);
 
+        // A team's or a user's limit lowered below what its batches hold: the excess goes.
+        var kept = Limits.IsEmpty ? null : Usage(keptOnly: true);
+        if (kept is not null)
+        {
+            RevokeWhere(revocable, OverLimit, int.MaxValue, revoked);
+        }
+
         // Slots that stay held once the revoked ones are back; over the cap in force, the excess goes.
         var cap = EffectiveCap;
         var keeping = _leases.Values.Count(holder => !holder.Revoked);
@@ -286,13 +307,18 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         // With no slot free, batches under their fair share (by priority, among the batches holding slots
         // or with items ready) get what the batches over theirs hold beyond it.
         var now = time.GetUtcNow();
+        // Between teams first (by weight), then between a team's batches (by priority).
         var counted = _batches.Where(b => Wants(b.Value, now) || b.Value.Running > b.Value.Revoked).ToList();
-        var priorities = counted.Sum(b => b.Value.Priority);
+        var teams = counted.GroupBy(b => Team(b.Value), StringComparer.Ordinal)
+            .ToDictionary(team => team.Key, team => (Weight: Limits.Weight(team.Key), Priorities: team.Sum(b => b.Value.Priority)), StringComparer.Ordinal);
+        var weights = teams.Values.Sum(team => team.Weight);
         var excess = new Dictionary<string, int>(StringComparer.Ordinal);
         var deficit = 0;
         foreach (var (batchId, share) in counted)
         {
-            var target = cap * share.Priority / priorities;
+            var team = teams[Team(share)];
+            var teamCap = teams.Count == 1 ? cap : (int)(cap * team.Weight / weights);
+            var target = teamCap * share.Priority / team.Priorities;
             var keeps = share.Running - share.Revoked;
             if (keeps > target)
             {
@@ -300,7 +326,8 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
             }
             else if (Wants(share, now))
             {
-                deficit += (int)Math.Min(target - keeps, share.Room);
+                var room = kept is null ? share.Room : Math.Min(share.Room, Math.Max(0, Limits.Room(share.Owner, Model, kept)));
+                deficit += (int)Math.Min(target - keeps, room);
             }
         }
 
@@ -313,6 +340,17 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         wanted -= RevokeWhere(revocable, OverShare, wanted, revoked);
         RevokeWhere(revocable, _ => true, wanted, revoked);
         return [.. revoked.Select(b => (b.Key, b.Value))];
+
+        bool OverLimit(Holder holder)
+        {
+            if (_batches.GetValueOrDefault(holder.BatchId) is not { } share || Limits.Room(share.Owner, Model, kept!) >= 0)
+            {
+                return false;
+            }
+
+            Limits.Count(kept!, share.Owner, Model, -1);
+            return true;
+        }
 
         bool OverShare(Holder holder)
         {
@@ -469,7 +507,8 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         var grants = new Dictionary<string, List<ItemLease>>(StringComparer.Ordinal);
         int? estimateTokens = _rate.CountsTokens ? Config.DefaultMaxTokens : null;
         var hot = !_rate.Paces;
-        while (free > 0 && NextBatch(now) is { } batchId)
+        var usage = Limits.IsEmpty ? null : Usage(keptOnly: false);
+        while (free > 0 && NextBatch(now, usage) is { } batchId)
         {
             var share = _batches[batchId];
             var charge = estimateTokens is null ? 0 : share.TokensPerCall;
@@ -484,6 +523,14 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
             share.Running++;
             _virtualPass = share.Pass;
             share.Pass += 1.0 / share.Priority;
+            var team = Team(share);
+            _virtualTeamPass = TeamPass(team);
+            _teamPasses[team] = _virtualTeamPass + (1.0 / Limits.Weight(share.Owner?.Team));
+            if (usage is not null)
+            {
+                Limits.Count(usage, share.Owner, Model, 1);
+            }
+
             free--;
             if (!grants.TryGetValue(batchId, out var list))
             {
@@ -522,28 +569,52 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     /// <summary>Tokens reported by calls that ended in the last minute.</summary>
     public long TokensLastMinute => _rate.TokensLastMinute;
 
-    private string? NextBatch(DateTimeOffset now)
+    /// <summary>
+    /// The batch the next slot goes to: of the team with the lowest pass, the batch with the lowest pass; between
+    /// equals, the batch running fewer calls (a batch that just joined). A batch whose team or user is at a limit
+    /// (<paramref name="usage"/>) waits, without holding up the others.
+    /// </summary>
+    private string? NextBatch(DateTimeOffset now, LimitStack.Usage? usage)
     {
-        // The lowest pass; between equals, the batch running fewer calls (a batch that just joined).
         string? best = null;
-        var lowestPass = double.MaxValue;
-        var fewestRunning = int.MaxValue;
+        (double Team, double Batch, int Running) lowest = (double.MaxValue, double.MaxValue, int.MaxValue);
         foreach (var (batchId, share) in _batches)
         {
-            if (!Wants(share, now))
+            if (!Wants(share, now) || (usage is not null && Limits.Room(share.Owner, Model, usage) <= 0))
             {
                 continue;
             }
 
-            if (share.Pass < lowestPass || (share.Pass == lowestPass && share.Running < fewestRunning))
+            var rank = (TeamPass(Team(share)), share.Pass, share.Running);
+            if (rank.CompareTo(lowest) < 0)
             {
                 best = batchId;
-                lowestPass = share.Pass;
-                fewestRunning = share.Running;
+                lowest = rank;
             }
         }
 
         return best;
+    }
+
+    /// <summary>A team's pass: one that waited long starts no more than one step behind the current pass (no burst to catch up).</summary>
+    private double TeamPass(string team) =>
+        _teamPasses.TryGetValue(team, out var pass) ? Math.Max(pass, _virtualTeamPass - 1) : _virtualTeamPass;
+
+    private static string Team(BatchShare share) => share.Owner?.Team ?? NoTeam;
+
+    /// <summary>The model a batch's calls count under for the limits: the pool's (its default, in a pool of several models).</summary>
+    private string Model => Config.Model.Model;
+
+    /// <summary>The calls each limit counts: the slots the batches hold (<paramref name="keptOnly"/>: less those asked back).</summary>
+    private LimitStack.Usage Usage(bool keptOnly)
+    {
+        var usage = new LimitStack.Usage();
+        foreach (var share in _batches.Values)
+        {
+            Limits.Count(usage, share.Owner, Model, keptOnly ? share.Running - share.Revoked : share.Running);
+        }
+
+        return usage;
     }
 
     private sealed class BatchShare
@@ -582,6 +653,9 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         /// <summary>How many of the batch's calls may run at once (<see cref="BatchOptions.MaxRunning"/>); <c>null</c>: no cap of its own.</summary>
         public int? MaxRunning { get; set; }
 
+        /// <summary>Whose limits the batch's calls count against, and which team's share they take.</summary>
+        public BatchOwner? Owner { get; set; }
+
         public long Waiting => Math.Max(0, Outstanding - Running);
 
         /// <summary>Slots the batch could use now: its items waiting, within its own cap.</summary>
@@ -618,7 +692,8 @@ public sealed record KnownBatch(
     [property: Id(0)] string BatchId,
     [property: Id(1)] long Outstanding,
     [property: Id(2)] int Priority,
-    [property: Id(3)] TimeSpan AttemptTimeout);
+    [property: Id(3)] TimeSpan AttemptTimeout,
+    [property: Id(4)] BatchOwner? Owner = null);
 
 /// <summary>A slot a pool held, as its state saves it: its token, its batch, until when it is counted if its holder stops reporting, and whether it is hot.</summary>
 [GenerateSerializer, Immutable, Alias("nightshift.KnownSlot")]

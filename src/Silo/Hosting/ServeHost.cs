@@ -82,7 +82,9 @@ internal static class ServeHost
             }
 
             var pool = grains.GetGrain<IPoolGrain>(section.Key);
-            await pool.Configure(PoolsApi.ToConfig(request, await pool.GetConfig()));
+            var config = PoolsApi.ToConfig(request, await pool.GetConfig());
+            await pool.Configure(config);
+            await LimitsApi.DeclareAsync(section, pool, config);
         }
     }
 

@@ -24,6 +24,10 @@ public sealed class TeamsApiHost : ApiHost
         ["Nightshift:Api:Principals:carol:Team"] = "support",
         ["Nightshift:Api:Principals:dan:Key"] = "dan-key",
         ["Nightshift:Api:Principals:dan:Admin"] = "true",
+        ["Nightshift:Pools:declared:MaxRunning"] = "4",
+        ["Nightshift:Pools:declared:Limits:Teams:support:MaxRunning"] = "3",
+        ["Nightshift:Pools:declared:Limits:Teams:support:Weight"] = "2",
+        ["Nightshift:Pools:declared:Limits:Users:alice:Models:nightshift-sim:MaxRunning"] = "1",
     };
 }
 
@@ -68,6 +72,16 @@ public sealed class PrincipalTests(TeamsApiHost host) : IClassFixture<TeamsApiHo
         Assert.Equal(HttpStatusCode.Forbidden, (await SendAsync(HttpMethod.Get, "/v1/events", "alice-key")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await SendAsync(HttpMethod.Get, "/v1/events", "dan-key")).StatusCode);
         Assert.Equal(HttpStatusCode.Unauthorized, (await SendAsync(HttpMethod.Get, "/v1/batches", "nobody-key")).StatusCode);
+    }
+
+    [Fact]
+    public async Task LimitsDeclaredInConfiguration_AreThePools()
+    {
+        var limits = JsonDocument.Parse(await (await SendAsync(HttpMethod.Get, "/v1/pools/declared/limits", "carol-key")).Content.ReadAsStringAsync(Ct)).RootElement;
+
+        var support = limits.GetProperty("teams").GetProperty("support");
+        Assert.Equal((3, 2.0), (support.GetProperty("maxRunning").GetInt32(), support.GetProperty("weight").GetDouble()));
+        Assert.Equal(1, limits.GetProperty("users").GetProperty("alice").GetProperty("models").GetProperty("nightshift-sim").GetProperty("maxRunning").GetInt32());
     }
 
     [Fact]

@@ -1,0 +1,98 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Nightshift.MockModel;
+using Nightshift.Tests.Api;
+using Nightshift.Tests.Fixtures;
+
+namespace Nightshift.Tests.Pools;
+
+/// <summary>
+/// Teams' and users' limits through the real HTTP API of a real silo, each user's batch submitted with that user's key,
+/// against the mock model as a process that counts each user's calls in flight itself (by the custom ids' prefix).
+/// </summary>
+public sealed class TeamLimitTests(TeamsApiHost host) : IClassFixture<TeamsApiHost>
+{
+    private static readonly JsonSerializerOptions StatsJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
+    [Fact]
+    public async Task AUsersModelLimit_OutranksItsTeams_TheTeamsOtherUsersKeepTheTeamLimit_AndAnotherTeamIsNotHeldUp()
+    {
+        using var mock = await MockModelProcess.StartAsync(["--port", "0", "--latency-ms", "150", "200"], Ct);
+        Assert.Equal(HttpStatusCode.OK, (await SendAsync(HttpMethod.Put, "/v1/pools/stack", TeamsApiHost.AdminKey,
+            JsonSerializer.Serialize(new { provider = "openai", endpoint = new Uri(mock.BaseAddress, "v1").ToString(), model = "m", maxRunning = 20 }))).StatusCode);
+
+        // Bad documents and a user's key are refused, naming the field; nothing is set.
+        foreach (var (body, detail) in new[]
+        {
+            ("""{"maxRunnin": 2}""", "unknown field 'maxRunnin'"),
+            ("""{"maxRunning": -1}""", "maxRunning: a whole number from 0 to 100000"),
+            ("""{"models": {"other": {"maxRunning": 2}}}""", "models.other: the pool has no model 'other'"),
+            ("""{"models": {"m": {"maxRunning": 2.5}}}""", "models.m.maxRunning: a whole number"),
+            ("""{"rpm": 60}""", "rpm: per-team and per-user rates are not enforced yet"),
+        })
+        {
+            var refused = await SendAsync(HttpMethod.Put, "/v1/pools/stack/limits/teams/research", TeamsApiHost.AdminKey, body);
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+            Assert.Contains(detail, (await refused.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("detail").GetString(), StringComparison.Ordinal);
+        }
+
+        Assert.Contains("weight: only a team", await (await SendAsync(HttpMethod.Put, "/v1/pools/stack/limits/users/alice", TeamsApiHost.AdminKey, """{"weight": 2}""")).Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.Forbidden, (await SendAsync(HttpMethod.Put, "/v1/pools/stack/limits/users/alice", "alice-key", """{"maxRunning": 50}""")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await SendAsync(HttpMethod.Delete, "/v1/pools/stack/limits/users/alice", TeamsApiHost.AdminKey)).StatusCode);
+        Assert.Empty(JsonDocument.Parse(await (await SendAsync(HttpMethod.Get, "/v1/pools/stack/limits", "alice-key")).Content.ReadAsStringAsync(Ct)).RootElement.GetProperty("teams").EnumerateObject());
+
+        Assert.Equal(HttpStatusCode.OK, (await SendAsync(HttpMethod.Put, "/v1/pools/stack/limits/teams/research", TeamsApiHost.AdminKey, """{"models": {"m": {"maxRunning": 2}}}""")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await SendAsync(HttpMethod.Put, "/v1/pools/stack/limits/users/alice", TeamsApiHost.AdminKey, """{"models": {"m": {"maxRunning": 6}}}""")).StatusCode);
+
+        var batches = new[] { ("alice-key", "alice"), ("bob-key", "bob"), ("carol-key", "carol") };
+        var ids = new List<(string Key, string Id)>();
+        foreach (var (key, user) in batches)
+        {
+            ids.Add((key, await SubmitAsync(key, user)));
+        }
+
+        // While they run, the pool shows what runs under each limit.
+        var live = await Eventually.MatchesAsync(async () => JsonDocument.Parse(await (await SendAsync(HttpMethod.Get, "/v1/pools/stack/limits", TeamsApiHost.AdminKey))
+            .Content.ReadAsStringAsync(Ct)).RootElement, limits => limits.GetProperty("users").GetProperty("alice").GetProperty("running").GetInt32() > 0, limits => limits.ToString());
+        Assert.InRange(live.GetProperty("teams").GetProperty("research").GetProperty("runningByModel").GetProperty("m").GetInt32(), 0, 2);
+        Assert.Equal(2, live.GetProperty("teams").GetProperty("research").GetProperty("models").GetProperty("m").GetProperty("maxRunning").GetInt32());
+
+        foreach (var (key, id) in ids)
+        {
+            await Eventually.HoldsAsync(async () => (await (await SendAsync(HttpMethod.Get, $"/v1/batches/{id}", key)).Content.ReadAsStringAsync(Ct))
+                .Contains("\"state\":\"completed\"", StringComparison.Ordinal), () => $"batch {id} did not complete", TimeSpan.FromMinutes(2));
+        }
+
+        using var client = new HttpClient { BaseAddress = mock.BaseAddress };
+        var stats = (await client.GetFromJsonAsync<MockModelStats>("stats", StatsJson, Ct))!;
+        Assert.Equal(6, stats.PeakByGroup["alice"]);
+        Assert.Equal(2, stats.PeakByGroup["bob"]);
+        Assert.InRange(stats.PeakByGroup["carol"], 9, 20);
+        Assert.InRange(stats.Peak, 1, 20);
+        Assert.Equal(HttpStatusCode.NoContent, (await SendAsync(HttpMethod.Delete, "/v1/pools/stack/limits/users/alice", TeamsApiHost.AdminKey)).StatusCode);
+    }
+
+    private async Task<string> SubmitAsync(string key, string user)
+    {
+        var submitted = await SendAsync(HttpMethod.Post, "/v1/batches?pool=stack", key, Jsonl.Lines(40, user), "application/x-ndjson");
+        Assert.Equal(HttpStatusCode.Created, submitted.StatusCode);
+        return (await submitted.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+    }
+
+    private async Task<HttpResponseMessage> SendAsync(HttpMethod method, string path, string key, string? body = null, string contentType = "application/json")
+    {
+        using var request = new HttpRequestMessage(method, path);
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        if (body is not null)
+        {
+            request.Content = new StringContent(body, Encoding.UTF8, contentType);
+        }
+
+        return await host.Http.SendAsync(request, Ct);
+    }
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+}
