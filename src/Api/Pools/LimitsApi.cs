@@ -209,7 +209,7 @@ public static class LimitsApi
         _ => null,
     };
 
-    private static LimitsView View(ImmutableArray<LimitUsage> limits)
+    internal static LimitsView View(ImmutableArray<LimitUsage> limits)
     {
         Dictionary<string, LimitView> Of(LimitScope scope) => limits.Where(limit => limit.Scope == scope).ToDictionary(limit => limit.Name, limit => new LimitView(
             limit.Limit.MaxRunning, limit.Limit.Models?.ToDictionary(model => model.Key, model => new ModelLimitView(model.Value), StringComparer.Ordinal),

@@ -131,6 +131,9 @@ public sealed record PoolView(
     RateControlView? RateControl,
     string[]? Models)
 {
+    /// <summary>The teams' and users' limits of the pool, with what runs under each (as <c>GET /v1/pools/{name}/limits</c>).</summary>
+    public LimitsView? Limits { get; init; }
+
     public static PoolView From(PoolSnapshot snapshot, TokenTotals usage, PriceTable prices)
     {
         var config = snapshot.Config;
@@ -203,7 +206,8 @@ public static class PoolsApi
     }
 
     private static async Task<PoolView> ViewAsync(IPoolGrain pool, IItemCatalogue store, PriceTable prices, CancellationToken cancellationToken) =>
-        PoolView.From(await pool.GetSnapshot(), await store.GetPoolUsageAsync(pool.GetPrimaryKeyString(), cancellationToken), prices);
+        PoolView.From(await pool.GetSnapshot(), await store.GetPoolUsageAsync(pool.GetPrimaryKeyString(), cancellationToken), prices)
+            with { Limits = LimitsApi.View(await pool.GetLimits()) };
 
     private static async Task<Results<Ok<PoolView>, ProblemHttpResult>> PutAsync(string name, PoolRequest request, IGrainFactory grains, IItemCatalogue store,
         IOptions<PriceTable> prices, IModelProviderCatalog providers, CancellationToken cancellationToken)

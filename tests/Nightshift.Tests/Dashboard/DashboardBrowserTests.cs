@@ -20,6 +20,7 @@ public sealed class DashboardHost : ApiHost
         ["Nightshift:Simulated:LatencyMin"] = "00:00:00.100",
         ["Nightshift:Simulated:LatencyMax"] = "00:00:00.200",
         ["Nightshift:Pools:watched:MaxRunning"] = $"{Cap}",
+        ["Nightshift:Pools:watched:Limits:Teams:research:MaxRunning"] = "2",
     };
 }
 
@@ -57,6 +58,9 @@ public sealed class DashboardBrowserTests(DashboardHost host) : IClassFixture<Da
         Assert.True(lastDone > firstDone, $"the page's progress stayed at {firstDone}");
         Assert.InRange(maxRunning, 1, DashboardHost.Cap);
         Assert.Equal($"{DashboardHost.Cap}", await pool.GetAttributeAsync("data-cap"));
+        // The pool's stack of limits shows with what runs under each (no batch here has a team).
+        await Assertions.Expect(pool.Locator(".limits")).ToContainTextAsync("team research: 0 / 2 running");
+
         // The simulated model cuts no call off: nothing may have been billed without an answer.
         await Assertions.Expect(card.Locator(".maybe-billed")).ToContainTextAsync("0 calls cut off");
         await page.ScreenshotAsync(new PageScreenshotOptions { Path = Browser.ArtifactPath("dashboard.png"), FullPage = true });

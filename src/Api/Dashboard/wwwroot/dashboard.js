@@ -103,6 +103,7 @@ function renderPools(pools, history) {
         <dt>requests / min</dt><dd>${meter(pool.requestsLastMinute, rate?.requests?.perMinute ?? pool.rpm)}${budget(rate?.requests)}</dd>
         <dt>tokens / min</dt><dd>${meter(pool.tokensLastMinute, rate?.tokens?.perMinute ?? pool.tpm)}${budget(rate?.tokens)}</dd>
         ${"cost" in pool ? `<dt>cost</dt><dd>${cost(pool.cost)}</dd>` : ""}
+        ${limits(pool.limits)}
         <dt>model</dt><dd>${escapeHtml(pool.provider)} · ${escapeHtml(pool.model)}</dd>
         <dt>batches</dt><dd>${number(pool.batches)}</dd>
         <dt>on silo</dt><dd>${escapeHtml(pool.silo)}</dd>
@@ -111,6 +112,17 @@ function renderPools(pools, history) {
   for (const [name, card] of state.poolCards) {
     if (!seen.has(name)) { card.remove(); state.poolCards.delete(name); }
   }
+}
+
+// The teams' and users' limits: running against each, in all and per model.
+function limits(stack) {
+  const rows = [...Object.entries(stack?.teams ?? {}).map(([name, l]) => ["team", name, l]), ...Object.entries(stack?.users ?? {}).map(([name, l]) => ["user", name, l])];
+  if (rows.length === 0) return "";
+  const line = ([kind, name, l]) => {
+    const models = Object.entries(l.models ?? {}).map(([model, m]) => `${escapeHtml(model)} ${number(l.runningByModel?.[model] ?? 0)} / ${number(m.maxRunning)}`);
+    return `<li>${kind} <strong>${escapeHtml(name)}</strong>: ${number(l.running)}${l.maxRunning != null ? ` / ${number(l.maxRunning)}` : ""} running${models.length ? ` · ${models.join(" · ")}` : ""}${l.weight != null ? ` · weight ${l.weight}` : ""}</li>`;
+  };
+  return `<dt>limits</dt><dd><ul class="limits">${rows.map(line).join("")}</ul></dd>`;
 }
 
 function chart(points) {
