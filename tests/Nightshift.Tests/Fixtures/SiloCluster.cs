@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Net.Http.Headers;
 using System.Text.Json;
 
 namespace Nightshift.Tests.Fixtures;
@@ -114,7 +115,14 @@ public sealed class SiloCluster : IDisposable
                 ["Nightshift__Silo__AdvertisedAddress"] = "127.0.0.1",
             };
             var process = SiloProcess.Start(workingDirectory, variables, "serve", "--store", connectionString, "--silo-port", $"{siloPort}", "--gateway-port", $"{ApiHost.FreePort()}");
-            return new Member(process, siloPort, new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{http}") });
+            var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{http}") };
+            if (variables.TryGetValue("Nightshift__Api__Keys__0", out var adminKey))
+            {
+                // With keys, the fixture's own calls (membership, readiness) go as an admin.
+                client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", adminKey);
+            }
+
+            return new Member(process, siloPort, client);
         }
 
         /// <summary>SIGSTOP: the process freezes as in a long GC pause or a frozen VM; its sockets stay open.</summary>
