@@ -11,7 +11,8 @@ using Nightshift.Pools;
 namespace Nightshift.Api.Pools;
 
 /// <summary>A limit as the API shows it, with what runs under it now.</summary>
-public sealed record LimitView(int? MaxRunning, IReadOnlyDictionary<string, ModelLimitView>? Models, double? Weight, int Running, IReadOnlyDictionary<string, int> RunningByModel);
+public sealed record LimitView(int? MaxRunning, IReadOnlyDictionary<string, ModelLimitView>? Models, double? Weight, double? Rpm, double? Tpm, int Running,
+    IReadOnlyDictionary<string, int> RunningByModel);
 
 /// <summary>A limit's figure for one model.</summary>
 public sealed record ModelLimitView(int MaxRunning);
@@ -21,7 +22,7 @@ public sealed record LimitsView(IReadOnlyDictionary<string, LimitView> Teams, IR
 
 /// <summary>
 /// <c>/v1/pools/{pool}/limits</c>: the teams' and users' limits of a pool (held by its grain, so global across silos).
-/// <c>PUT …/limits/teams/{team}</c> or <c>…/limits/users/{user}</c> with <c>{"maxRunning", "models": {model: {"maxRunning"}},
+/// <c>PUT …/limits/teams/{team}</c> or <c>…/limits/users/{user}</c> with <c>{"maxRunning", "rpm", "tpm", "models": {model: {"maxRunning"}},
 /// "weight"}</c> (every field optional; <c>weight</c> a team's only), <c>DELETE</c> the same path, <c>GET …/limits</c>.
 /// </summary>
 public static class LimitsApi
@@ -48,15 +49,12 @@ public static class LimitsApi
             return (null, $"unknown field '{unknown}'; known: {string.Join(", ", Fields)}");
         }
 
-        if (Rate(body, "") is { } rate)
-        {
-            return (null, rate);
-        }
-
         var (maxRunning, problem) = Count(body, "maxRunning", "maxRunning");
-        if (problem is not null)
+        var (rpm, rpmProblem) = PerMinute(body, "rpm");
+        var (tpm, tpmProblem) = PerMinute(body, "tpm");
+        if ((problem ?? rpmProblem ?? tpmProblem) is { } bad)
         {
-            return (null, problem);
+            return (null, bad);
         }
 
         double? weight = null;
@@ -120,7 +118,7 @@ public static class LimitsApi
             models = byModel.ToImmutable();
         }
 
-        return (new LimitSpec(maxRunning, models, weight), null);
+        return (new LimitSpec(maxRunning, models, weight, rpm, tpm), null);
     }
 
     /// <summary>Declares the limits under <c>Nightshift:Pools:{pool}:Limits:Teams|Users:{name}</c> (the same fields as the API's).</summary>
@@ -213,15 +211,27 @@ public static class LimitsApi
     {
         Dictionary<string, LimitView> Of(LimitScope scope) => limits.Where(limit => limit.Scope == scope).ToDictionary(limit => limit.Name, limit => new LimitView(
             limit.Limit.MaxRunning, limit.Limit.Models?.ToDictionary(model => model.Key, model => new ModelLimitView(model.Value), StringComparer.Ordinal),
-            limit.Limit.Weight, limit.Running, limit.RunningByModel), StringComparer.Ordinal);
+            limit.Limit.Weight, limit.Limit.Rpm, limit.Limit.Tpm, limit.Running, limit.RunningByModel), StringComparer.Ordinal);
         return new LimitsView(Of(LimitScope.Team), Of(LimitScope.User));
     }
 
-    /// <summary>Rates per team or user are not enforced: refused, naming the field, rather than accepted and ignored.</summary>
+    /// <summary>Rates per model are not enforced (a team's or user's whole rate is): refused, naming the field, rather than accepted and ignored.</summary>
     private static string? Rate(JsonElement limit, string prefix) =>
         new[] { "rpm", "tpm" }.FirstOrDefault(field => limit.TryGetProperty(field, out _)) is { } rate
-            ? $"{prefix}{rate}: per-team and per-user rates are not enforced yet; set the pool's {rate} (or its learned limit) instead"
+            ? $"{prefix}{rate}: rates per model are not enforced yet; set the team's or user's {rate}, or the pool's"
             : null;
+
+    private static (double? Value, string? Problem) PerMinute(JsonElement limit, string field)
+    {
+        if (!limit.TryGetProperty(field, out var value))
+        {
+            return (null, null);
+        }
+
+        return value.ValueKind == JsonValueKind.Number && value.GetDouble() is > 0 and <= 1e12 and var rate
+            ? (rate, null)
+            : (null, $"{field}: a number more than 0 (per minute)");
+    }
 
     private static (int? Value, string? Problem) Count(JsonElement limit, string property, string field)
     {

@@ -10,13 +10,77 @@ namespace Nightshift.Pools;
 /// <c>model_max_parallel_requests</c>): when the user has a limit of its own for the model, the team's limit for that
 /// model neither applies to the user's calls nor counts them. The team's and the user's whole limits always do.
 /// </summary>
-internal sealed class LimitStack
+/// <remarks>
+/// A team's or user's <c>rpm</c> / <c>tpm</c> is a token bucket of its own with a burst of <paramref name="burst"/> of budget,
+/// checked with the pool's at every grant; a batch one of them paces gets no hot slot (every call starts with a grant).
+/// </remarks>
+internal sealed class LimitStack(TimeSpan burst)
 {
+    /// <summary>The rate budgets of the limits that have one, by whose they are; made on first use, so a changed limit starts anew.</summary>
+    private readonly Dictionary<(LimitScope Scope, string Name), (TokenBucket? Requests, TokenBucket? Tokens)> _buckets = [];
+
     public Dictionary<string, LimitSpec> Teams { get; } = new(StringComparer.Ordinal);
 
     public Dictionary<string, LimitSpec> Users { get; } = new(StringComparer.Ordinal);
 
     public bool IsEmpty => Teams.Count == 0 && Users.Count == 0;
+
+    /// <summary>Whether some limit counts tokens: then every grant carries a token estimate.</summary>
+    public bool CountsTokens => Teams.Values.Concat(Users.Values).Any(limit => limit.Tpm is not null);
+
+    /// <summary>Sets or (with <c>null</c>) removes a limit; its rate budgets start anew.</summary>
+    public void Set(LimitScope scope, string name, LimitSpec? limit)
+    {
+        var limits = scope == LimitScope.Team ? Teams : Users;
+        if (limit is null)
+        {
+            limits.Remove(name);
+        }
+        else
+        {
+            limits[name] = limit;
+        }
+
+        _buckets.Remove((scope, name));
+    }
+
+    /// <summary>Whether a rate limit applies to a batch of <paramref name="owner"/>: its calls then start only with a grant.</summary>
+    public bool Paces(BatchOwner? owner) => Applying(owner).Any(limit => limit.Limit.Rpm is not null || limit.Limit.Tpm is not null);
+
+    /// <summary>Takes one call and <paramref name="tokens"/> from every rate budget that applies to <paramref name="owner"/>, or nothing when one has no room.</summary>
+    public bool TryStart(BatchOwner? owner, double tokens, DateTimeOffset now)
+    {
+        var budgets = Applying(owner).Select(limit => Buckets(limit.Scope, limit.Name, limit.Limit, now)).ToList();
+        if (budgets.Any(budget => budget.Requests?.Fits(1, now) == 0 || budget.Tokens?.Fits(tokens, now) == 0))
+        {
+            return false;
+        }
+
+        foreach (var (requests, budget) in budgets)
+        {
+            requests?.Take(1, now);
+            budget?.Take(tokens, now);
+        }
+
+        return true;
+    }
+
+    /// <summary>Gives back what a granted call that never ran was charged, or (<paramref name="unused"/> false) the difference between its charge and the tokens it used.</summary>
+    public void Refund(BatchOwner? owner, double charged, double used, bool unused, DateTimeOffset now)
+    {
+        foreach (var (scope, name, _) in Applying(owner))
+        {
+            if (_buckets.TryGetValue((scope, name), out var budget))
+            {
+                if (unused)
+                {
+                    budget.Requests?.Adjust(1, now);
+                }
+
+                budget.Tokens?.Adjust(charged - used, now);
+            }
+        }
+    }
 
     /// <summary>A team's share of the pool beside the other teams' (batches with no team share one).</summary>
     public double Weight(string? team) => team is not null && Teams.TryGetValue(team, out var limit) && limit.Weight is > 0 and var weight ? weight : 1;
@@ -85,6 +149,42 @@ internal sealed class LimitStack
 
     private static LimitUsage Of(LimitScope scope, string name, LimitSpec limit, Usage usage) =>
         new(scope, name, limit, usage.Get(scope, name, null), usage.ByModel(scope, name));
+
+    /// <summary>The team's and the user's limits that apply to a batch of <paramref name="owner"/>.</summary>
+    private IEnumerable<(LimitScope Scope, string Name, LimitSpec Limit)> Applying(BatchOwner? owner)
+    {
+        if (owner?.Team is { } team && Teams.TryGetValue(team, out var teamLimit))
+        {
+            yield return (LimitScope.Team, team, teamLimit);
+        }
+
+        if (owner?.User is { } user && Users.TryGetValue(user, out var userLimit))
+        {
+            yield return (LimitScope.User, user, userLimit);
+        }
+    }
+
+    private (TokenBucket? Requests, TokenBucket? Tokens) Buckets(LimitScope scope, string name, LimitSpec limit, DateTimeOffset now)
+    {
+        if (!_buckets.TryGetValue((scope, name), out var budget))
+        {
+            _buckets[(scope, name)] = budget = (Bucket(limit.Rpm, 1, now), Bucket(limit.Tpm, 0, now));
+        }
+
+        return budget;
+    }
+
+    /// <summary>A budget of <paramref name="perMinute"/>, full at first, with a burst of <c>burst</c> of it (at least <paramref name="least"/>).</summary>
+    private TokenBucket? Bucket(double? perMinute, double least, DateTimeOffset now)
+    {
+        if (perMinute is not { } rate)
+        {
+            return null;
+        }
+
+        var capacity = Math.Max(least, rate / 60 * burst.TotalSeconds);
+        return new TokenBucket(rate / 60, capacity, capacity, now);
+    }
 
     private bool UserLimitsModel(BatchOwner owner, string model) =>
         owner.User is { } user && Users.TryGetValue(user, out var limit) && limit.Models?.ContainsKey(model) == true;

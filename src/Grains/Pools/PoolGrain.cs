@@ -170,16 +170,7 @@ internal sealed partial class PoolGrain(
 
     public async Task SetLimit(LimitScope scope, string name, LimitSpec? limit)
     {
-        var limits = scope == LimitScope.Team ? Limiter.Limits.Teams : Limiter.Limits.Users;
-        if (limit is null)
-        {
-            limits.Remove(name);
-        }
-        else
-        {
-            limits[name] = limit;
-        }
-
+        Limiter.Limits.Set(scope, name, limit);
         state.State.TeamLimits = new Dictionary<string, LimitSpec>(Limiter.Limits.Teams, StringComparer.Ordinal);
         state.State.UserLimits = new Dictionary<string, LimitSpec>(Limiter.Limits.Users, StringComparer.Ordinal);
         await state.WriteStateAsync();

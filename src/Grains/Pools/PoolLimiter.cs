@@ -42,7 +42,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     public RateControl Rate => _rate;
 
     /// <summary>The teams' and users' limits on top of the cap.</summary>
-    public LimitStack Limits { get; } = new();
+    public LimitStack Limits { get; } = new(config.BurstWindow);
 
     /// <summary>Every limit with the calls running under it now.</summary>
     public ImmutableArray<LimitUsage> LimitUsages() => Limits.Snapshot(Usage(keptOnly: false));
@@ -271,6 +271,12 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         }
 
         _rate.Ended(release, holder.ChargedTokens);
+        if (!Limits.IsEmpty)
+        {
+            // As the pool's budget: a 429 used no tokens, another call its reported usage, else its estimate, else its charge.
+            var used = release.RateLimitedFor is not null ? 0 : release.Tokens > 0 ? release.Tokens : release.EstimatedTokens > 0 ? release.EstimatedTokens : holder.ChargedTokens;
+            Limits.Refund(share?.Owner, holder.ChargedTokens, used, unused: false, time.GetUtcNow());
+        }
     }
 
     /// <summary>
@@ -290,7 +296,8 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 
         var revoked = new Dictionary<string, List<long>>(StringComparer.Ordinal);
         var all = poolPaused || _rate.Paces || _rate.HeldUntil is not null;
-        RevokeWhere(revocable, holder => all || _batches.GetValueOrDefault(holder.BatchId) is not { Paused: false }, int.MaxValue, revoked);
+        RevokeWhere(revocable, holder => all || _batches.GetValueOrDefault(holder.BatchId) is not { Paused: false } share || Limits.Paces(share.Owner),
+            int.MaxValue, revoked);
 
         // A team's or a user's limit lowered below what its batches hold: the excess goes.
         var kept = Limits.IsEmpty ? null : Usage(keptOnly: true);
@@ -421,6 +428,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 
             _ended[token] = time.GetUtcNow();
             _rate.Unused(holder.ChargedTokens);
+            Limits.Refund(_batches.GetValueOrDefault(holder.BatchId)?.Owner, holder.ChargedTokens, used: 0, unused: true, time.GetUtcNow());
             if (share is not null)
             {
                 share.Running--;
@@ -505,10 +513,10 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         }
 
         var grants = new Dictionary<string, List<ItemLease>>(StringComparer.Ordinal);
-        int? estimateTokens = _rate.CountsTokens ? Config.DefaultMaxTokens : null;
-        var hot = !_rate.Paces;
+        int? estimateTokens = _rate.CountsTokens || Limits.CountsTokens ? Config.DefaultMaxTokens : null;
         var usage = Limits.IsEmpty ? null : Usage(keptOnly: false);
-        while (free > 0 && NextBatch(now, usage) is { } batchId)
+        HashSet<string> outOfBudget = [];
+        while (free > 0 && NextBatch(now, usage, outOfBudget) is { } batchId)
         {
             var share = _batches[batchId];
             var charge = estimateTokens is null ? 0 : share.TokensPerCall;
@@ -517,6 +525,15 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
                 break;
             }
 
+            if (!Limits.TryStart(share.Owner, charge, now))
+            {
+                // Its team's or user's budget is spent for now; the other batches go on.
+                _rate.Unused(charge);
+                outOfBudget.Add(batchId);
+                continue;
+            }
+
+            var hot = !_rate.Paces && !Limits.Paces(share.Owner);
             var lease = new ItemLease(name, (epoch << 32) | ++_sequence, now + Config.LeaseDuration, Config.LeaseDuration, share.WaitingSince, estimateTokens, hot);
             share.WaitingSince = null;
             _leases[lease.Token] = new Holder(batchId, CountedUntil(batchId, lease.ExpiresAt), charge, hot);
@@ -574,13 +591,13 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     /// equals, the batch running fewer calls (a batch that just joined). A batch whose team or user is at a limit
     /// (<paramref name="usage"/>) waits, without holding up the others.
     /// </summary>
-    private string? NextBatch(DateTimeOffset now, LimitStack.Usage? usage)
+    private string? NextBatch(DateTimeOffset now, LimitStack.Usage? usage, HashSet<string> outOfBudget)
     {
         string? best = null;
         (double Team, double Batch, int Running) lowest = (double.MaxValue, double.MaxValue, int.MaxValue);
         foreach (var (batchId, share) in _batches)
         {
-            if (!Wants(share, now) || (usage is not null && Limits.Room(share.Owner, Model, usage) <= 0))
+            if (!Wants(share, now) || (usage is not null && Limits.Room(share.Owner, Model, usage) <= 0) || outOfBudget.Contains(batchId))
             {
                 continue;
             }

@@ -82,6 +82,29 @@ public sealed class LimitStackTests
         Assert.Empty(limiter.Grant());
     }
 
+    [Fact]
+    public void ATeamsRequestRate_PacesItsBatches_WithColdSlots_WhileAnotherTeamRunsHot()
+    {
+        var limiter = Limiter(maxRunning: 10);
+        limiter.Limits.Set(LimitScope.Team, "research", new LimitSpec(null, null, null, Rpm: 120));
+        limiter.Register("alice-1", 100, 1, owner: Alice);
+        limiter.Register("carol-1", 8, 1, owner: Carol);
+
+        var grants = limiter.Grant().ToDictionary(grant => grant.BatchId, grant => grant.Leases, StringComparer.Ordinal);
+
+        // A burst of one second's budget (2 calls), cold; the rest of the pool goes to the other team, hot.
+        Assert.Equal(2, grants["alice-1"].Count);
+        Assert.All(grants["alice-1"], lease => Assert.False(lease.Hot));
+        Assert.Equal(8, grants["carol-1"].Count);
+        Assert.All(grants["carol-1"], lease => Assert.True(lease.Hot));
+
+        // A slot freed finds the budget spent until it refills (the other team has nothing more to run).
+        limiter.Release(new SlotRelease("alice-1", grants["alice-1"][0].Token, ItemTerminal: true, RateLimitedFor: null));
+        Assert.Empty(limiter.Grant());
+        _time.Advance(TimeSpan.FromSeconds(0.5));
+        Assert.Equal(("alice-1", 1), limiter.Grant().Select(grant => (grant.BatchId, grant.Leases.Count)).Single());
+    }
+
     private PoolLimiter Limiter(int maxRunning) =>
         new("gpt", new PoolConfig { MaxRunning = maxRunning, Model = new ModelBinding { Model = "m" } }, epoch: 1, _time);
 

@@ -31,7 +31,8 @@ public sealed class TeamLimitTests(TeamsApiHost host) : IClassFixture<TeamsApiHo
             ("""{"maxRunning": -1}""", "maxRunning: a whole number from 0 to 100000"),
             ("""{"models": {"other": {"maxRunning": 2}}}""", "models.other: the pool has no model 'other'"),
             ("""{"models": {"m": {"maxRunning": 2.5}}}""", "models.m.maxRunning: a whole number"),
-            ("""{"rpm": 60}""", "rpm: per-team and per-user rates are not enforced yet"),
+            ("""{"models": {"m": {"maxRunning": 2, "rpm": 60}}}""", "models.m.rpm: rates per model are not enforced yet"),
+            ("""{"rpm": 0}""", "rpm: a number more than 0"),
         })
         {
             var refused = await SendAsync(HttpMethod.Put, "/v1/pools/stack/limits/teams/research", TeamsApiHost.AdminKey, body);
@@ -75,9 +76,31 @@ public sealed class TeamLimitTests(TeamsApiHost host) : IClassFixture<TeamsApiHo
         Assert.Equal(HttpStatusCode.NoContent, (await SendAsync(HttpMethod.Delete, "/v1/pools/stack/limits/users/alice", TeamsApiHost.AdminKey)).StatusCode);
     }
 
-    private async Task<string> SubmitAsync(string key, string user)
+    [Fact]
+    public async Task AUsersRequestRate_PacesItsCalls_AsTheMockSeesThemArrive()
     {
-        var submitted = await SendAsync(HttpMethod.Post, "/v1/batches?pool=stack", key, Jsonl.Lines(40, user), "application/x-ndjson");
+        using var mock = await MockModelProcess.StartAsync(["--port", "0", "--latency-ms", "5", "10"], Ct);
+        Assert.Equal(HttpStatusCode.OK, (await SendAsync(HttpMethod.Put, "/v1/pools/paced", TeamsApiHost.AdminKey,
+            JsonSerializer.Serialize(new { provider = "openai", endpoint = new Uri(mock.BaseAddress, "v1").ToString(), model = "m", maxRunning = 8 }))).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await SendAsync(HttpMethod.Put, "/v1/pools/paced/limits/users/carol", TeamsApiHost.AdminKey, """{"rpm": 120}""")).StatusCode);
+
+        var id = await SubmitAsync("carol-key", "paced", "paced", 9);
+        await Eventually.HoldsAsync(async () => (await (await SendAsync(HttpMethod.Get, $"/v1/batches/{id}", "carol-key")).Content.ReadAsStringAsync(Ct))
+            .Contains("\"state\":\"completed\"", StringComparison.Ordinal), () => $"batch {id} did not complete", TimeSpan.FromMinutes(1));
+
+        // 2 calls a second with a burst of one second's: 9 calls take at least 3.5 s, and no second sees more than 4 begin.
+        using var client = new HttpClient { BaseAddress = mock.BaseAddress };
+        var arrivals = (await client.GetFromJsonAsync<long[]>("stats/arrivals", StatsJson, Ct))!;
+        Assert.Equal(9, arrivals.Length);
+        Assert.True(arrivals[^1] - arrivals[0] >= 3_000, $"9 calls arrived within {arrivals[^1] - arrivals[0]} ms");
+        Assert.All(arrivals, first => Assert.InRange(arrivals.Count(at => at >= first && at < first + 1_000), 1, 4));
+    }
+
+    private Task<string> SubmitAsync(string key, string user) => SubmitAsync(key, user, "stack", 40);
+
+    private async Task<string> SubmitAsync(string key, string user, string pool, int items)
+    {
+        var submitted = await SendAsync(HttpMethod.Post, $"/v1/batches?pool={pool}", key, Jsonl.Lines(items, user), "application/x-ndjson");
         Assert.Equal(HttpStatusCode.Created, submitted.StatusCode);
         return (await submitted.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
     }
