@@ -14,16 +14,16 @@ namespace Nightshift.Api.Pools;
 public sealed record LimitView(int? MaxRunning, IReadOnlyDictionary<string, ModelLimitView>? Models, double? Weight, double? Rpm, double? Tpm, int Running,
     IReadOnlyDictionary<string, int> RunningByModel);
 
-/// <summary>A limit's figure for one model.</summary>
-public sealed record ModelLimitView(int MaxRunning);
+/// <summary>A limit's figures for one model.</summary>
+public sealed record ModelLimitView(int? MaxRunning, double? Rpm, double? Tpm);
 
 /// <summary>A pool's limits: <c>{"teams": {name: limit}, "users": {name: limit}}</c>.</summary>
 public sealed record LimitsView(IReadOnlyDictionary<string, LimitView> Teams, IReadOnlyDictionary<string, LimitView> Users);
 
 /// <summary>
 /// <c>/v1/pools/{pool}/limits</c>: the teams' and users' limits of a pool (held by its grain, so global across silos).
-/// <c>PUT …/limits/teams/{team}</c> or <c>…/limits/users/{user}</c> with <c>{"maxRunning", "rpm", "tpm", "models": {model: {"maxRunning"}},
-/// "weight"}</c> (every field optional; <c>weight</c> a team's only), <c>DELETE</c> the same path, <c>GET …/limits</c>.
+/// <c>PUT …/limits/teams/{team}</c> or <c>…/limits/users/{user}</c> with <c>{"maxRunning", "rpm", "tpm", "models": {model: {"maxRunning",
+/// "rpm", "tpm"}}, "weight"}</c> (every field optional; <c>weight</c> a team's only), <c>DELETE</c> the same path, <c>GET …/limits</c>.
 /// </summary>
 public static class LimitsApi
 {
@@ -50,8 +50,8 @@ public static class LimitsApi
         }
 
         var (maxRunning, problem) = Count(body, "maxRunning", "maxRunning");
-        var (rpm, rpmProblem) = PerMinute(body, "rpm");
-        var (tpm, tpmProblem) = PerMinute(body, "tpm");
+        var (rpm, rpmProblem) = PerMinute(body, "rpm", "rpm");
+        var (tpm, tpmProblem) = PerMinute(body, "tpm", "tpm");
         if ((problem ?? rpmProblem ?? tpmProblem) is { } bad)
         {
             return (null, bad);
@@ -73,7 +73,7 @@ public static class LimitsApi
             weight = weightValue.GetDouble();
         }
 
-        ImmutableDictionary<string, int>? models = null;
+        ImmutableDictionary<string, ModelLimit>? models = null;
         if (body.TryGetProperty("models", out var modelsValue))
         {
             if (modelsValue.ValueKind != JsonValueKind.Object)
@@ -82,7 +82,7 @@ public static class LimitsApi
             }
 
             var known = config.Model.Models is { Length: > 0 } listed ? listed : [config.Model.Model];
-            var byModel = ImmutableDictionary.CreateBuilder<string, int>(StringComparer.Ordinal);
+            var byModel = ImmutableDictionary.CreateBuilder<string, ModelLimit>(StringComparer.Ordinal);
             foreach (var model in modelsValue.EnumerateObject())
             {
                 var field = $"models.{model.Name}";
@@ -93,7 +93,7 @@ public static class LimitsApi
 
                 if (model.Value.ValueKind != JsonValueKind.Object)
                 {
-                    return (null, $"{field}: an object {{\"maxRunning\": n}}");
+                    return (null, $"{field}: an object {{\"maxRunning\", \"rpm\", \"tpm\"}}");
                 }
 
                 if (model.Value.EnumerateObject().Select(p => p.Name).FirstOrDefault(name => name is not ("maxRunning" or "rpm" or "tpm")) is { } unknownOfModel)
@@ -101,18 +101,20 @@ public static class LimitsApi
                     return (null, $"{field}: unknown field '{unknownOfModel}'; known: maxRunning, rpm, tpm");
                 }
 
-                if (Rate(model.Value, field + ".") is { } modelRate)
+                var (figure, figureProblem) = Count(model.Value, "maxRunning", $"{field}.maxRunning");
+                var (modelRpm, rpmOfModel) = PerMinute(model.Value, "rpm", $"{field}.rpm");
+                var (modelTpm, tpmOfModel) = PerMinute(model.Value, "tpm", $"{field}.tpm");
+                if ((figureProblem ?? rpmOfModel ?? tpmOfModel) is { } badOfModel)
                 {
-                    return (null, modelRate);
+                    return (null, badOfModel);
                 }
 
-                var (figure, modelProblem) = Count(model.Value, "maxRunning", $"{field}.maxRunning");
-                if (modelProblem is not null || figure is null)
+                if (figure is null && modelRpm is null && modelTpm is null)
                 {
-                    return (null, modelProblem ?? $"{field}.maxRunning: required");
+                    return (null, $"{field}: maxRunning, rpm or tpm, at least one");
                 }
 
-                byModel[model.Name] = figure.Value;
+                byModel[model.Name] = new ModelLimit(figure, modelRpm, modelTpm);
             }
 
             models = byModel.ToImmutable();
@@ -210,20 +212,14 @@ public static class LimitsApi
     internal static LimitsView View(ImmutableArray<LimitUsage> limits)
     {
         Dictionary<string, LimitView> Of(LimitScope scope) => limits.Where(limit => limit.Scope == scope).ToDictionary(limit => limit.Name, limit => new LimitView(
-            limit.Limit.MaxRunning, limit.Limit.Models?.ToDictionary(model => model.Key, model => new ModelLimitView(model.Value), StringComparer.Ordinal),
+            limit.Limit.MaxRunning, limit.Limit.Models?.ToDictionary(model => model.Key, model => new ModelLimitView(model.Value.MaxRunning, model.Value.Rpm, model.Value.Tpm), StringComparer.Ordinal),
             limit.Limit.Weight, limit.Limit.Rpm, limit.Limit.Tpm, limit.Running, limit.RunningByModel), StringComparer.Ordinal);
         return new LimitsView(Of(LimitScope.Team), Of(LimitScope.User));
     }
 
-    /// <summary>Rates per model are not enforced (a team's or user's whole rate is): refused, naming the field, rather than accepted and ignored.</summary>
-    private static string? Rate(JsonElement limit, string prefix) =>
-        new[] { "rpm", "tpm" }.FirstOrDefault(field => limit.TryGetProperty(field, out _)) is { } rate
-            ? $"{prefix}{rate}: rates per model are not enforced yet; set the team's or user's {rate}, or the pool's"
-            : null;
-
-    private static (double? Value, string? Problem) PerMinute(JsonElement limit, string field)
+    private static (double? Value, string? Problem) PerMinute(JsonElement limit, string property, string field)
     {
-        if (!limit.TryGetProperty(field, out var value))
+        if (!limit.TryGetProperty(property, out var value))
         {
             return (null, null);
         }

@@ -304,18 +304,25 @@ public enum LimitScope
 }
 
 /// <summary>
-/// A team's or a user's limits in a pool: at most <paramref name="MaxRunning"/> calls at once, at most
-/// <paramref name="Models"/>' figure of them on each model named there, at most <paramref name="Rpm"/> calls started and
+/// A team's or a user's limits in a pool: at most <paramref name="MaxRunning"/> calls at once, those of
+/// <paramref name="Models"/> on each model named there, at most <paramref name="Rpm"/> calls started and
 /// <paramref name="Tpm"/> tokens a minute (paced as the pool's budgets are), and (a team's) <paramref name="Weight"/>: its
 /// share of the pool beside the other teams' (default 1). Every field optional.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("nightshift.LimitSpec")]
 public sealed record LimitSpec(
     [property: Id(0)] int? MaxRunning,
-    [property: Id(1)] ImmutableDictionary<string, int>? Models,
+    [property: Id(1)] ImmutableDictionary<string, ModelLimit>? Models,
     [property: Id(2)] double? Weight,
     [property: Id(3)] double? Rpm = null,
     [property: Id(4)] double? Tpm = null);
+
+/// <summary>A team's or a user's limits for one model: calls at once, calls started and tokens a minute. Every field optional.</summary>
+[GenerateSerializer, Immutable, Alias("nightshift.ModelLimit")]
+public sealed record ModelLimit(
+    [property: Id(0)] int? MaxRunning,
+    [property: Id(1)] double? Rpm = null,
+    [property: Id(2)] double? Tpm = null);
 
 /// <summary>A limit with the calls that run under it now, in all and per model.</summary>
 [GenerateSerializer, Immutable, Alias("nightshift.LimitUsage")]

@@ -16,8 +16,8 @@ namespace Nightshift.Pools;
 /// </remarks>
 internal sealed class LimitStack(TimeSpan burst)
 {
-    /// <summary>The rate budgets of the limits that have one, by whose they are; made on first use, so a changed limit starts anew.</summary>
-    private readonly Dictionary<(LimitScope Scope, string Name), (TokenBucket? Requests, TokenBucket? Tokens)> _buckets = [];
+    /// <summary>The rate budgets of the limits that have one, by whose they are (and the model's, for a model's); made on first use, so a changed limit starts anew.</summary>
+    private readonly Dictionary<(LimitScope Scope, string Name, string? Model), (TokenBucket? Requests, TokenBucket? Tokens)> _buckets = [];
 
     public Dictionary<string, LimitSpec> Teams { get; } = new(StringComparer.Ordinal);
 
@@ -26,7 +26,7 @@ internal sealed class LimitStack(TimeSpan burst)
     public bool IsEmpty => Teams.Count == 0 && Users.Count == 0;
 
     /// <summary>Whether some limit counts tokens: then every grant carries a token estimate.</summary>
-    public bool CountsTokens => Teams.Values.Concat(Users.Values).Any(limit => limit.Tpm is not null);
+    public bool CountsTokens => Teams.Values.Concat(Users.Values).Any(limit => limit.Tpm is not null || limit.Models?.Values.Any(model => model.Tpm is not null) == true);
 
     /// <summary>Sets or (with <c>null</c>) removes a limit; its rate budgets start anew.</summary>
     public void Set(LimitScope scope, string name, LimitSpec? limit)
@@ -41,16 +41,19 @@ internal sealed class LimitStack(TimeSpan burst)
             limits[name] = limit;
         }
 
-        _buckets.Remove((scope, name));
+        foreach (var key in _buckets.Keys.Where(key => key.Scope == scope && key.Name == name).ToList())
+        {
+            _buckets.Remove(key);
+        }
     }
 
     /// <summary>Whether a rate limit applies to a batch of <paramref name="owner"/>: its calls then start only with a grant.</summary>
-    public bool Paces(BatchOwner? owner) => Applying(owner).Any(limit => limit.Limit.Rpm is not null || limit.Limit.Tpm is not null);
+    public bool Paces(BatchOwner? owner, string model) => Applying(owner, model).Any(limit => limit.Rpm is not null || limit.Tpm is not null);
 
-    /// <summary>Takes one call and <paramref name="tokens"/> from every rate budget that applies to <paramref name="owner"/>, or nothing when one has no room.</summary>
-    public bool TryStart(BatchOwner? owner, double tokens, DateTimeOffset now)
+    /// <summary>Takes one call and <paramref name="tokens"/> from every rate budget that applies to <paramref name="owner"/>'s calls on <paramref name="model"/>, or nothing when one has no room.</summary>
+    public bool TryStart(BatchOwner? owner, string model, double tokens, DateTimeOffset now)
     {
-        var budgets = Applying(owner).Select(limit => Buckets(limit.Scope, limit.Name, limit.Limit, now)).ToList();
+        var budgets = Applying(owner, model).Select(limit => Buckets(limit.Key, limit.Rpm, limit.Tpm, now)).ToList();
         if (budgets.Any(budget => budget.Requests?.Fits(1, now) == 0 || budget.Tokens?.Fits(tokens, now) == 0))
         {
             return false;
@@ -66,11 +69,11 @@ internal sealed class LimitStack(TimeSpan burst)
     }
 
     /// <summary>Gives back what a granted call that never ran was charged, or (<paramref name="unused"/> false) the difference between its charge and the tokens it used.</summary>
-    public void Refund(BatchOwner? owner, double charged, double used, bool unused, DateTimeOffset now)
+    public void Refund(BatchOwner? owner, string model, double charged, double used, bool unused, DateTimeOffset now)
     {
-        foreach (var (scope, name, _) in Applying(owner))
+        foreach (var limit in Applying(owner, model))
         {
-            if (_buckets.TryGetValue((scope, name), out var budget))
+            if (_buckets.TryGetValue(limit.Key, out var budget))
             {
                 if (unused)
                 {
@@ -99,7 +102,7 @@ internal sealed class LimitStack(TimeSpan burst)
                 room = Math.Min(room, max - usage.Get(LimitScope.Team, team, null));
             }
 
-            if (!UserLimitsModel(owner, model) && teamLimit.Models?.TryGetValue(model, out var teamModel) == true)
+            if (!UserLimitsModel(owner, model) && teamLimit.Models?.GetValueOrDefault(model)?.MaxRunning is { } teamModel)
             {
                 room = Math.Min(room, teamModel - usage.Get(LimitScope.Team, team, model));
             }
@@ -112,7 +115,7 @@ internal sealed class LimitStack(TimeSpan burst)
                 room = Math.Min(room, max - usage.Get(LimitScope.User, user, null));
             }
 
-            if (userLimit.Models?.TryGetValue(model, out var userModel) == true)
+            if (userLimit.Models?.GetValueOrDefault(model)?.MaxRunning is { } userModel)
             {
                 room = Math.Min(room, userModel - usage.Get(LimitScope.User, user, model));
             }
@@ -150,25 +153,36 @@ internal sealed class LimitStack(TimeSpan burst)
     private static LimitUsage Of(LimitScope scope, string name, LimitSpec limit, Usage usage) =>
         new(scope, name, limit, usage.Get(scope, name, null), usage.ByModel(scope, name));
 
-    /// <summary>The team's and the user's limits that apply to a batch of <paramref name="owner"/>.</summary>
-    private IEnumerable<(LimitScope Scope, string Name, LimitSpec Limit)> Applying(BatchOwner? owner)
+    /// <summary>
+    /// The rates that apply to a call of <paramref name="owner"/> on <paramref name="model"/>, each with its budget's key: the
+    /// team's, the team's for the model (unless the user has a limit for it), the user's, the user's for the model.
+    /// </summary>
+    private IEnumerable<((LimitScope, string, string?) Key, double? Rpm, double? Tpm)> Applying(BatchOwner? owner, string model)
     {
         if (owner?.Team is { } team && Teams.TryGetValue(team, out var teamLimit))
         {
-            yield return (LimitScope.Team, team, teamLimit);
+            yield return ((LimitScope.Team, team, null), teamLimit.Rpm, teamLimit.Tpm);
+            if (!UserLimitsModel(owner, model) && teamLimit.Models?.GetValueOrDefault(model) is { } teamModel)
+            {
+                yield return ((LimitScope.Team, team, model), teamModel.Rpm, teamModel.Tpm);
+            }
         }
 
         if (owner?.User is { } user && Users.TryGetValue(user, out var userLimit))
         {
-            yield return (LimitScope.User, user, userLimit);
+            yield return ((LimitScope.User, user, null), userLimit.Rpm, userLimit.Tpm);
+            if (userLimit.Models?.GetValueOrDefault(model) is { } userModel)
+            {
+                yield return ((LimitScope.User, user, model), userModel.Rpm, userModel.Tpm);
+            }
         }
     }
 
-    private (TokenBucket? Requests, TokenBucket? Tokens) Buckets(LimitScope scope, string name, LimitSpec limit, DateTimeOffset now)
+    private (TokenBucket? Requests, TokenBucket? Tokens) Buckets((LimitScope, string, string?) key, double? rpm, double? tpm, DateTimeOffset now)
     {
-        if (!_buckets.TryGetValue((scope, name), out var budget))
+        if (!_buckets.TryGetValue(key, out var budget))
         {
-            _buckets[(scope, name)] = budget = (Bucket(limit.Rpm, 1, now), Bucket(limit.Tpm, 0, now));
+            _buckets[key] = budget = (Bucket(rpm, 1, now), Bucket(tpm, 0, now));
         }
 
         return budget;

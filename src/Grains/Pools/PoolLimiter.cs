@@ -275,7 +275,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         {
             // As the pool's budget: a 429 used no tokens, another call its reported usage, else its estimate, else its charge.
             var used = release.RateLimitedFor is not null ? 0 : release.Tokens > 0 ? release.Tokens : release.EstimatedTokens > 0 ? release.EstimatedTokens : holder.ChargedTokens;
-            Limits.Refund(share?.Owner, holder.ChargedTokens, used, unused: false, time.GetUtcNow());
+            Limits.Refund(share?.Owner, Model, holder.ChargedTokens, used, unused: false, time.GetUtcNow());
         }
     }
 
@@ -296,7 +296,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 
         var revoked = new Dictionary<string, List<long>>(StringComparer.Ordinal);
         var all = poolPaused || _rate.Paces || _rate.HeldUntil is not null;
-        RevokeWhere(revocable, holder => all || _batches.GetValueOrDefault(holder.BatchId) is not { Paused: false } share || Limits.Paces(share.Owner),
+        RevokeWhere(revocable, holder => all || _batches.GetValueOrDefault(holder.BatchId) is not { Paused: false } share || Limits.Paces(share.Owner, Model),
             int.MaxValue, revoked);
 
         // A team's or a user's limit lowered below what its batches hold: the excess goes.
@@ -428,7 +428,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 
             _ended[token] = time.GetUtcNow();
             _rate.Unused(holder.ChargedTokens);
-            Limits.Refund(_batches.GetValueOrDefault(holder.BatchId)?.Owner, holder.ChargedTokens, used: 0, unused: true, time.GetUtcNow());
+            Limits.Refund(_batches.GetValueOrDefault(holder.BatchId)?.Owner, Model, holder.ChargedTokens, used: 0, unused: true, time.GetUtcNow());
             if (share is not null)
             {
                 share.Running--;
@@ -525,7 +525,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
                 break;
             }
 
-            if (!Limits.TryStart(share.Owner, charge, now))
+            if (!Limits.TryStart(share.Owner, Model, charge, now))
             {
                 // Its team's or user's budget is spent for now; the other batches go on.
                 _rate.Unused(charge);
@@ -533,7 +533,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
                 continue;
             }
 
-            var hot = !_rate.Paces && !Limits.Paces(share.Owner);
+            var hot = !_rate.Paces && !Limits.Paces(share.Owner, Model);
             var lease = new ItemLease(name, (epoch << 32) | ++_sequence, now + Config.LeaseDuration, Config.LeaseDuration, share.WaitingSince, estimateTokens, hot);
             share.WaitingSince = null;
             _leases[lease.Token] = new Holder(batchId, CountedUntil(batchId, lease.ExpiresAt), charge, hot);

@@ -22,6 +22,8 @@ public sealed class TeamsApiHost : ApiHost
         ["Nightshift:Api:Principals:bob:Team"] = "research",
         ["Nightshift:Api:Principals:carol:Key"] = "carol-key",
         ["Nightshift:Api:Principals:carol:Team"] = "support",
+        ["Nightshift:Api:Principals:erin:Key"] = "erin-key",
+        ["Nightshift:Api:Principals:erin:Team"] = "ops",
         ["Nightshift:Api:Principals:dan:Key"] = "dan-key",
         ["Nightshift:Api:Principals:dan:Admin"] = "true",
         ["Nightshift:Pools:declared:MaxRunning"] = "4",

@@ -34,8 +34,8 @@ public sealed class LimitStackTests
     public void AUsersOwnModelLimit_TakesPrecedenceOverItsTeamsForThatModel_AndItsCallsDoNotCountThere()
     {
         var limiter = Limiter(maxRunning: 20);
-        limiter.Limits.Teams["research"] = new LimitSpec(null, ImmutableDictionary<string, int>.Empty.Add("m", 2), null);
-        limiter.Limits.Users["alice"] = new LimitSpec(null, ImmutableDictionary<string, int>.Empty.Add("m", 6), null);
+        limiter.Limits.Teams["research"] = new LimitSpec(null, ImmutableDictionary<string, ModelLimit>.Empty.Add("m", new ModelLimit(2)), null);
+        limiter.Limits.Users["alice"] = new LimitSpec(null, ImmutableDictionary<string, ModelLimit>.Empty.Add("m", new ModelLimit(6)), null);
         limiter.Register("alice-1", 100, 1, owner: Alice);
         limiter.Register("bob-1", 100, 1, owner: Bob);
 
@@ -103,6 +103,20 @@ public sealed class LimitStackTests
         Assert.Empty(limiter.Grant());
         _time.Advance(TimeSpan.FromSeconds(0.5));
         Assert.Equal(("alice-1", 1), limiter.Grant().Select(grant => (grant.BatchId, grant.Leases.Count)).Single());
+    }
+
+    [Fact]
+    public void AUsersOwnModelRate_OutranksItsTeamsRateForThatModel()
+    {
+        var limiter = Limiter(maxRunning: 10);
+        limiter.Limits.Set(LimitScope.Team, "research", new LimitSpec(null, ImmutableDictionary<string, ModelLimit>.Empty.Add("m", new ModelLimit(null, Rpm: 60)), null));
+        limiter.Limits.Set(LimitScope.User, "alice", new LimitSpec(null, ImmutableDictionary<string, ModelLimit>.Empty.Add("m", new ModelLimit(null, Rpm: 180)), null));
+        limiter.Register("alice-1", 100, 1, owner: Alice);
+        limiter.Register("bob-1", 100, 1, owner: Bob);
+
+        // One second's burst of each budget: alice's own 3, bob's team's 1.
+        var granted = Granted(limiter);
+        Assert.Equal((3, 1), (granted["alice-1"], granted["bob-1"]));
     }
 
     private PoolLimiter Limiter(int maxRunning) =>

@@ -119,7 +119,7 @@ function limits(stack) {
   const rows = [...Object.entries(stack?.teams ?? {}).map(([name, l]) => ["team", name, l]), ...Object.entries(stack?.users ?? {}).map(([name, l]) => ["user", name, l])];
   if (rows.length === 0) return "";
   const line = ([kind, name, l]) => {
-    const models = Object.entries(l.models ?? {}).map(([model, m]) => `${escapeHtml(model)} ${number(l.runningByModel?.[model] ?? 0)} / ${number(m.maxRunning)}`);
+    const models = Object.entries(l.models ?? {}).map(([model, m]) => `${escapeHtml(model)} ${number(l.runningByModel?.[model] ?? 0)}${m.maxRunning != null ? ` / ${number(m.maxRunning)}` : ""}`);
     return `<li>${kind} <strong>${escapeHtml(name)}</strong>: ${number(l.running)}${l.maxRunning != null ? ` / ${number(l.maxRunning)}` : ""} running${models.length ? ` · ${models.join(" · ")}` : ""}${l.weight != null ? ` · weight ${l.weight}` : ""}</li>`;
   };
   return `<dt>limits</dt><dd><ul class="limits">${rows.map(line).join("")}</ul></dd>`;
