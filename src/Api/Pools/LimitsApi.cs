@@ -10,9 +10,9 @@ using Nightshift.Pools;
 
 namespace Nightshift.Api.Pools;
 
-/// <summary>A limit as the API shows it, with what runs under it now.</summary>
+/// <summary>A limit as the API shows it, with what runs under it now and what its own rate budgets hold (requests and tokens that could start now).</summary>
 public sealed record LimitView(int? MaxRunning, IReadOnlyDictionary<string, ModelLimitView>? Models, double? Weight, double? Rpm, double? Tpm, int Running,
-    IReadOnlyDictionary<string, int> RunningByModel);
+    IReadOnlyDictionary<string, int> RunningByModel, double? RequestsAvailable, double? TokensAvailable);
 
 /// <summary>A limit's figures for one model.</summary>
 public sealed record ModelLimitView(int? MaxRunning, double? Rpm, double? Tpm);
@@ -213,7 +213,8 @@ public static class LimitsApi
     {
         Dictionary<string, LimitView> Of(LimitScope scope) => limits.Where(limit => limit.Scope == scope).ToDictionary(limit => limit.Name, limit => new LimitView(
             limit.Limit.MaxRunning, limit.Limit.Models?.ToDictionary(model => model.Key, model => new ModelLimitView(model.Value.MaxRunning, model.Value.Rpm, model.Value.Tpm), StringComparer.Ordinal),
-            limit.Limit.Weight, limit.Limit.Rpm, limit.Limit.Tpm, limit.Running, limit.RunningByModel), StringComparer.Ordinal);
+            limit.Limit.Weight, limit.Limit.Rpm, limit.Limit.Tpm, limit.Running, limit.RunningByModel,
+            limit.RequestsAvailable is { } requests ? Math.Round(requests, 2) : null, limit.TokensAvailable is { } tokens ? Math.Round(tokens) : null), StringComparer.Ordinal);
         return new LimitsView(Of(LimitScope.Team), Of(LimitScope.User));
     }
 

@@ -324,11 +324,16 @@ public sealed record ModelLimit(
     [property: Id(1)] double? Rpm = null,
     [property: Id(2)] double? Tpm = null);
 
-/// <summary>A limit with the calls that run under it now, in all and per model.</summary>
+/// <summary>
+/// A limit with the calls that run under it now, in all and per model, and what its own rate budgets hold now
+/// (<c>null</c> without that rate, or before its first grant).
+/// </summary>
 [GenerateSerializer, Immutable, Alias("nightshift.LimitUsage")]
 public sealed record LimitUsage(
     [property: Id(0)] LimitScope Scope,
     [property: Id(1)] string Name,
     [property: Id(2)] LimitSpec Limit,
     [property: Id(3)] int Running,
-    [property: Id(4)] ImmutableDictionary<string, int> RunningByModel);
+    [property: Id(4)] ImmutableDictionary<string, int> RunningByModel,
+    [property: Id(5)] double? RequestsAvailable = null,
+    [property: Id(6)] double? TokensAvailable = null);

@@ -144,14 +144,17 @@ internal sealed class LimitStack(TimeSpan burst)
     }
 
     /// <summary>Every limit with what runs under it, teams first, by name.</summary>
-    public ImmutableArray<LimitUsage> Snapshot(Usage usage) =>
+    public ImmutableArray<LimitUsage> Snapshot(Usage usage, DateTimeOffset now) =>
     [
-        .. Teams.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => Of(LimitScope.Team, t.Key, t.Value, usage)),
-        .. Users.OrderBy(u => u.Key, StringComparer.Ordinal).Select(u => Of(LimitScope.User, u.Key, u.Value, usage)),
+        .. Teams.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => Of(LimitScope.Team, t.Key, t.Value, usage, now)),
+        .. Users.OrderBy(u => u.Key, StringComparer.Ordinal).Select(u => Of(LimitScope.User, u.Key, u.Value, usage, now)),
     ];
 
-    private static LimitUsage Of(LimitScope scope, string name, LimitSpec limit, Usage usage) =>
-        new(scope, name, limit, usage.Get(scope, name, null), usage.ByModel(scope, name));
+    private LimitUsage Of(LimitScope scope, string name, LimitSpec limit, Usage usage, DateTimeOffset now)
+    {
+        var budget = _buckets.GetValueOrDefault((scope, name, null));
+        return new(scope, name, limit, usage.Get(scope, name, null), usage.ByModel(scope, name), budget.Requests?.Level(now), budget.Tokens?.Level(now));
+    }
 
     /// <summary>
     /// The rates that apply to a call of <paramref name="owner"/> on <paramref name="model"/>, each with its budget's key: the

@@ -45,7 +45,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     public LimitStack Limits { get; } = new(config.BurstWindow);
 
     /// <summary>Every limit with the calls running under it now.</summary>
-    public ImmutableArray<LimitUsage> LimitUsages() => Limits.Snapshot(Usage(keptOnly: false));
+    public ImmutableArray<LimitUsage> LimitUsages() => Limits.Snapshot(Usage(keptOnly: false), time.GetUtcNow());
 
     /// <summary>Slots held now.</summary>
     public int Running => _leases.Count;

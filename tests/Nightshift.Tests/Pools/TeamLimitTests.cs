@@ -91,6 +91,10 @@ public sealed class TeamLimitTests(TeamsApiHost host) : IClassFixture<TeamsApiHo
         await Eventually.HoldsAsync(async () => (await (await SendAsync(HttpMethod.Get, $"/v1/batches/{id}", "carol-key")).Content.ReadAsStringAsync(Ct))
             .Contains("\"state\":\"completed\"", StringComparison.Ordinal), () => $"batch {id} did not complete", TimeSpan.FromMinutes(1));
 
+        var limits = JsonDocument.Parse(await (await SendAsync(HttpMethod.Get, "/v1/pools/paced/limits", "carol-key")).Content.ReadAsStringAsync(Ct)).RootElement;
+        Assert.Equal(120, limits.GetProperty("users").GetProperty("carol").GetProperty("rpm").GetDouble());
+        Assert.InRange(limits.GetProperty("users").GetProperty("carol").GetProperty("requestsAvailable").GetDouble(), -1, 2);
+
         // 2 calls a second with a burst of one second's: 9 calls take at least 3.5 s, and no second sees more than 4 begin.
         using var client = new HttpClient { BaseAddress = mock.BaseAddress };
         var arrivals = (await client.GetFromJsonAsync<long[]>("stats/arrivals", StatsJson, Ct))!;
