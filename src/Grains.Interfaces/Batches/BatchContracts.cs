@@ -67,6 +67,12 @@ public sealed record BatchOptions
 
     /// <summary>Who submitted the batch: set by the API from the caller's key, never read from a request. Default: none (no principals).</summary>
     [Id(11)] public BatchOwner? Owner { get; init; }
+
+    /// <summary>
+    /// The model every line names, in a pool of several models (set at submission, never read from a request): the
+    /// model its teams' and users' model limits count the batch's calls under. Default: none, the pool's model.
+    /// </summary>
+    [Id(12)] public string? Model { get; init; }
 }
 
 /// <summary>The user and team a batch belongs to: a non-admin caller sees only its team's batches.</summary>

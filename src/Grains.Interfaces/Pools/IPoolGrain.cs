@@ -30,8 +30,11 @@ public interface IPoolGrain : IGrainWithStringKey
     /// how long one of its calls may run: a slot whose holder stops reporting stays counted that long
     /// past its lease, since its call may still be running at the provider.
     /// </summary>
-    /// <remarks><paramref name="owner"/>: whose limits (team, user) the batch's calls count against, and which team's share they take.</remarks>
-    Task Register(string batchId, long outstanding, int priority, TimeSpan attemptTimeout, int? maxRunning, BatchOwner? owner);
+    /// <remarks>
+    /// <paramref name="owner"/>: whose limits (team, user) the batch's calls count against, and which team's share they take;
+    /// <paramref name="model"/>: the model they count under for its model limits (<c>null</c>: the pool's).
+    /// </remarks>
+    Task Register(string batchId, long outstanding, int priority, TimeSpan attemptTimeout, int? maxRunning, BatchOwner? owner, string? model);
 
     /// <summary>Sets (or, with <c>null</c>, removes) a team's or a user's limit in this pool; held and fenced like the cap. Persisted.</summary>
     Task SetLimit(LimitScope scope, string name, LimitSpec? limit);

@@ -613,7 +613,8 @@ internal sealed partial class BatchGrain(
     /// <summary>Tells the pool what this batch still has outstanding, and whether it is paused.</summary>
     private async Task RegisterWithPoolAsync()
     {
-        await Pool.Register(Id, _pending + _inFlight.Count, Spec.Options.Priority, Spec.Options.AttemptTimeout, Spec.Options.MaxRunning, Spec.Options.Owner);
+        await Pool.Register(Id, _pending + _inFlight.Count, Spec.Options.Priority, Spec.Options.AttemptTimeout, Spec.Options.MaxRunning, Spec.Options.Owner,
+            Spec.Options.Model);
         if (state.State.State == BatchState.Paused)
         {
             await Pool.SetPaused(Id, true);

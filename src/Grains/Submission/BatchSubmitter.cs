@@ -67,6 +67,7 @@ public sealed class BatchSubmitter(IItemIngest store, IItemCatalogue catalogue, 
         }
 
         var errors = new List<LineError>();
+        HashSet<string> models = new(StringComparer.Ordinal);
         var count = 0;
         var taken = false;
         await using var session = await store.BeginIngestAsync(batchId, pool, cancellationToken);
@@ -74,6 +75,11 @@ public sealed class BatchSubmitter(IItemIngest store, IItemCatalogue catalogue, 
         {
             var error = line.Error ?? ModelProblem(line.Item!, pool, config.Model.Models);
             fingerprint.Add(line.Item);
+            if (config.Model.Models is { Length: > 0 } && line.Item is { } named && models.Count < 2)
+            {
+                models.Add(ModelBinding.ModelOf(named.Body) ?? config.Model.Model);
+            }
+
             if (line.Item is { } item && error is null && !taken)
             {
                 try
@@ -102,6 +108,12 @@ public sealed class BatchSubmitter(IItemIngest store, IItemCatalogue catalogue, 
         if (errors.Count > 0)
         {
             return new SubmissionResult(batchId, 0, SubmissionRejection.InvalidInput, errors, $"{errors.Count} invalid line(s); first: {errors[0]}");
+        }
+
+        // In a pool of several models, a batch whose lines all name one counts under that model's limits.
+        if (models.Count == 1)
+        {
+            batchOptions = batchOptions with { Model = models.Single() };
         }
 
         if (!taken)

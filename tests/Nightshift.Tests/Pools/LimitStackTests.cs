@@ -119,6 +119,19 @@ public sealed class LimitStackTests
         Assert.Equal((3, 1), (granted["alice-1"], granted["bob-1"]));
     }
 
+    [Fact]
+    public void InAPoolOfSeveralModels_ABatchCountsUnderTheModelItsLinesName()
+    {
+        var limiter = Limiter(maxRunning: 10);
+        limiter.Limits.Set(LimitScope.Team, "research", new LimitSpec(null, ImmutableDictionary<string, ModelLimit>.Empty.Add("big", new ModelLimit(1)), null));
+        limiter.Register("alice-big", 100, 1, owner: Alice, model: "big");
+        limiter.Register("alice-small", 100, 1, owner: Alice, model: "small");
+
+        var granted = Granted(limiter);
+
+        Assert.Equal((1, 9), (granted["alice-big"], granted["alice-small"]));
+    }
+
     private PoolLimiter Limiter(int maxRunning) =>
         new("gpt", new PoolConfig { MaxRunning = maxRunning, Model = new ModelBinding { Model = "m" } }, epoch: 1, _time);
 
