@@ -46,8 +46,8 @@ public static class DashboardApi
         endpoints.MapGet(Path + "/{file}", (string file) => Asset(file)).ExcludeFromDescription();
 
         var feeds = endpoints.MapGroup("/v1").WithTags("Dashboard");
-        feeds.MapGet("/events", (long? after, DashboardMonitor monitor) => TypedResults.Ok(monitor.EventsAfter(after ?? 0)));
-        feeds.MapGet("/dashboard/history", (DashboardMonitor monitor) => TypedResults.Ok(monitor.History()));
+        feeds.MapGet("/events", EventsAsync);
+        feeds.MapGet("/dashboard/history", HistoryAsync);
         feeds.MapGet("/batches/{id}/failures", FailuresAsync).AddEndpointFilter(TeamScope.OwnBatchesOnly);
         return endpoints;
     }
@@ -61,6 +61,27 @@ public static class DashboardApi
         }
 
         return TypedResults.Stream(content, contentType);
+    }
+
+    /// <summary>The events after <paramref name="after"/>; a user (not an admin) sees no other team's batch in them, so none of the batches' own.</summary>
+    private static Ok<IReadOnlyList<DashboardEvent>> EventsAsync(long? after, HttpContext context, DashboardMonitor monitor)
+    {
+        var events = monitor.EventsAfter(after ?? 0);
+        return TypedResults.Ok(Principal.Of(context).Admin ? events : [.. events.Where(e => e.Kind != DashboardMonitor.BatchKind)]);
+    }
+
+    /// <summary>The pools' 429s and the batches' throughput; a user sees its team's batches' only.</summary>
+    private static async Task<Ok<DashboardHistory>> HistoryAsync(HttpContext context, DashboardMonitor monitor, IItemCatalogue store, CancellationToken cancellationToken)
+    {
+        var history = monitor.History();
+        var principal = Principal.Of(context);
+        if (principal.Admin)
+        {
+            return TypedResults.Ok(history);
+        }
+
+        var own = (await store.ListBatchesAsync(null, 0, 1000, cancellationToken, principal.Team)).Select(b => b.BatchId).ToHashSet(StringComparer.Ordinal);
+        return TypedResults.Ok(history with { Throughput = history.Throughput.Where(b => own.Contains(b.Key)).ToDictionary(b => b.Key, b => b.Value, StringComparer.Ordinal) });
     }
 
     /// <summary>The first failed items of a batch with their reasons, in input order.</summary>

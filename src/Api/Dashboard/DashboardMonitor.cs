@@ -25,6 +25,9 @@ internal sealed partial class DashboardMonitor(IGrainFactory grains, IItemCatalo
 {
     public static readonly TimeSpan Period = TimeSpan.FromSeconds(1);
 
+    /// <summary>The kind of the events that name a batch (paused, resumed, cancelled, completed).</summary>
+    public const string BatchKind = "batch";
+
     private static readonly TimeSpan SampleEvery = TimeSpan.FromSeconds(5);
 
     private static readonly TimeSpan HistoryLength = TimeSpan.FromHours(1);
@@ -209,7 +212,7 @@ internal sealed partial class DashboardMonitor(IGrainFactory grains, IItemCatalo
 
         if (_batches.TryGetValue(batch.BatchId, out var before) && before != batch.State)
         {
-            Add(now, "batch", $"batch {batch.BatchId} {batch.State.ToString().ToLowerInvariant()}");
+            Add(now, BatchKind, $"batch {batch.BatchId} {batch.State.ToString().ToLowerInvariant()}");
         }
 
         var done = batch.Done;

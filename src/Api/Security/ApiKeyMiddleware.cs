@@ -20,8 +20,8 @@ internal sealed class ApiKeyMiddleware(RequestDelegate next, IOptions<ApiOptions
 
     private const string KeyParameter = "key";
 
-    /// <summary>What shows every team's work at once: the cluster-wide feeds, the Orleans dashboard and the metrics.</summary>
-    private static readonly string[] AdminOnly = ["/v1/events", "/v1/dashboard", "/orleans", "/metrics"];
+    /// <summary>What shows every team's work at once: the Orleans dashboard and the metrics.</summary>
+    private static readonly string[] AdminOnly = ["/orleans", "/metrics"];
 
     /// <summary>Every key with whom it stands for: the admin keys, then each principal's.</summary>
     private readonly (byte[] Key, Principal Principal)[] _keys =

@@ -724,7 +724,9 @@ internal sealed partial class BatchGrain(
     [LoggerMessage(EventId = 2002, Level = LogLevel.Information, Message = "Batch {BatchId} {State}: {Succeeded} succeeded, {Failed} failed, {Cancelled} cancelled")]
     private static partial void LogFinished(ILogger logger, string batchId, BatchState state, long succeeded, long failed, long cancelled);
 
-    [LoggerMessage(EventId = 2011, Level = LogLevel.Warning, Message = "Batch {BatchId} had its items stored but was never started; started from the catalogue on pool {Pool} with {Count} items")]
+    // Information, not a warning: a batch is also activated between its commit and its submitter's Start by the start-up
+    // resumer or a status poll (a `run` often logged it), which is as harmless as the submitter's death it also covers.
+    [LoggerMessage(EventId = 2011, Level = LogLevel.Information, Message = "Batch {BatchId} started from the catalogue on pool {Pool} with {Count} items (activated before its submitter started it, or after the submitter died)")]
     private static partial void LogStartedFromCatalogue(ILogger logger, string batchId, string pool, int count);
 
     [LoggerMessage(EventId = 2012, Level = LogLevel.Information, Message = "Batch {BatchId} runs again: {Count} items back to pending, on pool {Pool}")]

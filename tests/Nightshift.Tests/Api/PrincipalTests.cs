@@ -71,8 +71,16 @@ public sealed class PrincipalTests(TeamsApiHost host) : IClassFixture<TeamsApiHo
 
         Assert.Equal(HttpStatusCode.NotFound, (await SendAsync(HttpMethod.Post, $"/v1/batches/{support}/cancel", "alice-key")).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await SendAsync(HttpMethod.Post, $"/v1/batches/{support}/retry", "alice-key")).StatusCode);
-        Assert.Equal(HttpStatusCode.Forbidden, (await SendAsync(HttpMethod.Get, "/v1/events", "alice-key")).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await SendAsync(HttpMethod.Get, "/v1/events", "dan-key")).StatusCode);
+        // The feeds show a user no other team's batch: its own team's throughput only, and no batch events at all.
+        var held = await SubmitAsync("alice-key", "held", items: 2000);
+        Assert.Equal(HttpStatusCode.OK, (await SendAsync(HttpMethod.Post, $"/v1/batches/{held}/pause", "alice-key")).StatusCode);
+        await Eventually.HoldsAsync(async () => (await (await SendAsync(HttpMethod.Get, "/v1/dashboard/history", "bob-key")).Content.ReadAsStringAsync(Ct))
+            .Contains(held, StringComparison.Ordinal), () => "the team's paused batch never showed in its history");
+        Assert.DoesNotContain(held, await (await SendAsync(HttpMethod.Get, "/v1/dashboard/history", "carol-key")).Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+        Assert.DoesNotContain("\"kind\":\"batch\"", await (await SendAsync(HttpMethod.Get, "/v1/events", "carol-key")).Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.OK, (await SendAsync(HttpMethod.Post, $"/v1/batches/{held}/cancel", "bob-key")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await SendAsync(HttpMethod.Get, "/orleans/", "alice-key")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await SendAsync(HttpMethod.Get, "/metrics", "alice-key")).StatusCode);
         Assert.Equal(HttpStatusCode.Unauthorized, (await SendAsync(HttpMethod.Get, "/v1/batches", "nobody-key")).StatusCode);
     }
 
@@ -111,11 +119,11 @@ public sealed class PrincipalTests(TeamsApiHost host) : IClassFixture<TeamsApiHo
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private async Task<string> SubmitAsync(string key, string idempotencyKey)
+    private async Task<string> SubmitAsync(string key, string idempotencyKey, int items = 5)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/batches?pool=teams")
         {
-            Content = new StringContent(Jsonl.Lines(5, "team"), Encoding.UTF8, "application/x-ndjson"),
+            Content = new StringContent(Jsonl.Lines(items, "team"), Encoding.UTF8, "application/x-ndjson"),
         };
         request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
         request.Headers.Add("Idempotency-Key", idempotencyKey);
