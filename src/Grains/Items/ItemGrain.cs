@@ -123,9 +123,12 @@ internal sealed partial class ItemGrain(
             if (stop == CallStop.Interrupted)
             {
                 execution?.SetTag(NightshiftTelemetry.Tags.Outcome, "interrupted");
-                await store.LogAttemptAsync(assignment.BatchId, assignment.Index, assignment.Lease.Token,
-                    History(assignment, binding, started, AttemptOutcomes.Interrupted, result, null, default, estimate), CancellationToken.None);
+                var history = History(assignment, binding, started, AttemptOutcomes.Interrupted, result, null, default, estimate);
+
+                // The item and its slot go back first: a silo stopping (or found dead after a pause) may not get
+                // further, and a slot the pool does not hear of stays counted until its call's deadline.
                 await GiveBackAsync(assignment, estimate, sent: true);
+                await store.LogAttemptAsync(assignment.BatchId, assignment.Index, assignment.Lease.Token, history, CancellationToken.None);
                 return;
             }
 
