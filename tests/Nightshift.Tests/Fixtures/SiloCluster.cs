@@ -32,9 +32,8 @@ public sealed class SiloCluster : IDisposable
     /// <summary>Starts one more member, as the others were started, and waits until it answers.</summary>
     public async Task<Member> AddAsync()
     {
-        var member = Member.Start(_connectionString, _workingDirectory, _environment);
+        var member = await Member.StartReadyAsync(_connectionString, _workingDirectory, _environment);
         _members.Add(member);
-        await SiloProcess.WaitUntilAnsweringAsync(member.Client);
         return member;
     }
 
@@ -46,9 +45,13 @@ public sealed class SiloCluster : IDisposable
         var cluster = new SiloCluster(members, connectionString, workingDirectory, environment);
         try
         {
-            foreach (var member in members)
+            for (var i = 0; i < members.Count; i++)
             {
-                await SiloProcess.WaitUntilAnsweringAsync(member.Client);
+                if (!await members[i].WaitUntilReadyAsync())
+                {
+                    members[i].Dispose();
+                    members[i] = await Member.StartReadyAsync(connectionString, workingDirectory, environment);
+                }
             }
 
             await cluster.WaitForActiveSilosAsync(silos);
@@ -123,6 +126,49 @@ public sealed class SiloCluster : IDisposable
             }
 
             return new Member(process, siloPort, client);
+        }
+
+        /// <summary>
+        /// Starts a member and waits until it is ready; once more, on fresh ports, if the first one ended
+        /// at start-up (a port the fixture chose was taken in between by another process).
+        /// </summary>
+        public static async Task<Member> StartReadyAsync(string connectionString, string workingDirectory, IReadOnlyDictionary<string, string>? environment)
+        {
+            var member = Start(connectionString, workingDirectory, environment);
+            if (await member.WaitUntilReadyAsync())
+            {
+                return member;
+            }
+
+            member.Dispose();
+            member = Start(connectionString, workingDirectory, environment);
+            if (!await member.WaitUntilReadyAsync())
+            {
+                Assert.Fail($"a silo ended twice at start-up. Output:\n{member.Process.Output}");
+            }
+
+            return member;
+        }
+
+        /// <summary>
+        /// Polls <c>/health/ready</c> until it answers 2xx (<c>true</c>), or the process has ended (<c>false</c>);
+        /// fails with the process's output after a minute.
+        /// </summary>
+        public async Task<bool> WaitUntilReadyAsync()
+        {
+            var ready = await Eventually.MatchesAsync(async () =>
+            {
+                try
+                {
+                    return (bool?)(await Client.GetAsync("/health/ready", Ct)).IsSuccessStatusCode;
+                }
+                catch (HttpRequestException)
+                {
+                    return Process.HasExited ? false : null;
+                }
+            }, answer => answer is not null && (answer.Value || Process.HasExited),
+               _ => $"{Client.BaseAddress}health/ready did not answer. Output:\n{Process.Output}", period: TimeSpan.FromMilliseconds(100));
+            return ready == true;
         }
 
         /// <summary>SIGSTOP: the process freezes as in a long GC pause or a frozen VM; its sockets stay open.</summary>

@@ -252,12 +252,16 @@ public sealed class ProviderTests(ProviderFixture fixture) : IClassFixture<Provi
             ["x-ratelimit-limit-requests"] = "6000", ["x-ratelimit-remaining-requests"] = "5990", ["x-ratelimit-reset-requests"] = "10ms",
             ["x-ratelimit-limit-tokens"] = "1200000", ["x-ratelimit-remaining-tokens"] = "1199000", ["x-ratelimit-reset-tokens"] = "1ms",
         };
-        fixture.Respond = request => request.CustomId.StartsWith(Prefix, StringComparison.Ordinal) ? new MockResponse(200, Answer) { Headers = headers } : null;
+        // Calls that take a while: the first answers teach the pool its limits while most items wait (the
+        // slots granted before, hot ones, come back to the pool once it paces itself).
+        fixture.Respond = request => request.CustomId.StartsWith(Prefix, StringComparison.Ordinal)
+            ? new MockResponse(200, Answer) { Headers = headers, Delay = TimeSpan.FromMilliseconds(100) }
+            : null;
 
-        var status = await RunAsync(OpenAiCompatibleProvider.ProviderName, Prefix, Jsonl.Lines(20, Prefix), FastRetries, maxRunning: 4,
+        var status = await RunAsync(OpenAiCompatibleProvider.ProviderName, Prefix, Jsonl.Lines(40, Prefix), FastRetries, maxRunning: 4,
             pool => pool with { DefaultMaxTokens = 100 });
 
-        Assert.Equal((BatchState.Completed, 20L), (status.State, status.Succeeded));
+        Assert.Equal((BatchState.Completed, 40L), (status.State, status.Succeeded));
         var rate = (await Cluster.Grains.GetGrain<IPoolGrain>(Prefix).GetSnapshot()).RateControl!;
         Assert.Equal((5_700L, LimitSource.Learned, 6_000L), (rate.Requests!.PerMinute, rate.Requests.Source, rate.Requests.ProviderLimit));
         Assert.Equal((1_140_000L, LimitSource.Learned, 1_199_000L), (rate.Tokens!.PerMinute, rate.Tokens.Source, rate.Tokens.ProviderRemaining));
