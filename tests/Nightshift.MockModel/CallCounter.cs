@@ -12,6 +12,7 @@ internal sealed class CallCounter(TimeProvider time)
     private readonly ConcurrentDictionary<string, int> _calls = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<int, int> _callsByClientPort = new();
     private readonly ConcurrentDictionary<string, ConcurrentQueue<double?>> _temperatures = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, int> _callsByModel = new(StringComparer.Ordinal);
 
     // Everything below changes together under _lock: the time-weighted concurrency needs the count in
     // flight and the moment it changed to move as one.
@@ -62,8 +63,12 @@ internal sealed class CallCounter(TimeProvider time)
         return _calls.AddOrUpdate(customId, 1, static (_, count) => count + 1);
     }
 
-    /// <summary>Notes the <c>temperature</c> a request for <paramref name="customId"/> asked for (<c>null</c>: none).</summary>
-    public void Asked(string customId, double? temperature) => _temperatures.GetOrAdd(customId, _ => new()).Enqueue(temperature);
+    /// <summary>Notes the <c>temperature</c> a request for <paramref name="customId"/> asked for (<c>null</c>: none), and the model it asked.</summary>
+    public void Asked(string customId, double? temperature, string model)
+    {
+        _temperatures.GetOrAdd(customId, _ => new()).Enqueue(temperature);
+        _callsByModel.AddOrUpdate(model, 1, static (_, count) => count + 1);
+    }
 
     /// <summary>The temperatures each custom id's requests asked for, in the order they were read.</summary>
     public Dictionary<string, double?[]> Temperatures() => _temperatures.ToDictionary(entry => entry.Key, entry => entry.Value.ToArray(), StringComparer.Ordinal);
@@ -169,6 +174,7 @@ internal sealed class CallCounter(TimeProvider time)
                 new Dictionary<int, int>(_callsByClientPort))
             {
                 Succeeded = _successes.Count,
+                CallsByModel = new Dictionary<string, int>(_callsByModel, StringComparer.Ordinal),
                 PeakByGroup = _groups.ToDictionary(group => group.Key, group => group.Value.Peak, StringComparer.Ordinal),
                 RateLimited = _rateLimited,
                 Injected = FaultInjector.Names.ToDictionary(name => name, name => _injected.GetValueOrDefault(name), StringComparer.Ordinal),
@@ -187,6 +193,7 @@ internal sealed class CallCounter(TimeProvider time)
         _calls.Clear();
         _callsByClientPort.Clear();
         _temperatures.Clear();
+        _callsByModel.Clear();
         lock (_lock)
         {
             // Requests still in flight keep running concurrently, so the new peak starts from them.

@@ -33,8 +33,8 @@ internal sealed class CompletionEndpoint(MockModelOptions options, CallCounter c
             }
 
             var completion = CompletionRequest.Read(body, options.CompletionTokens);
-            counter.Asked(customId, completion.Temperature);
             var model = completion.Model ?? deployment ?? "mock";
+            counter.Asked(customId, completion.Temperature, model);
 
             // As a provider's gateway does: checked at arrival, refused at once, before any latency.
             var admission = _limits.Admit(completion.Tokens);

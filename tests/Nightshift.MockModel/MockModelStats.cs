@@ -8,6 +8,9 @@ namespace Nightshift.MockModel;
 /// <param name="CallsByClientPort">Completion requests received per caller's TCP port (each connection has its own, and belongs to one process).</param>
 public sealed record MockModelStats(long Total, int Current, int Peak, IReadOnlyDictionary<string, int> Calls, IReadOnlyDictionary<int, int> CallsByClientPort)
 {
+    /// <summary>Completion requests read per model they asked for (the body's <c>model</c>, else the deployment in the path).</summary>
+    public IReadOnlyDictionary<string, int> CallsByModel { get; init; } = new Dictionary<string, int>(StringComparer.Ordinal);
+
     /// <summary>200 answers sent in full (their times are in <c>GET /stats/successes</c>).</summary>
     public long Succeeded { get; init; }
 

@@ -10,18 +10,23 @@ namespace Nightshift.Api.Batches;
 /// <c>baseDelaySeconds</c>, <c>maxDelaySeconds</c>, <c>priority</c>, <c>maxValidationAttempts</c> and
 /// <c>schema</c> (a JSON Schema: URL-encoded JSON in a query, an object in JSON) and <c>temperatures</c>
 /// (<c>0,0.5,1</c> in a query, an array of numbers in JSON) and <c>callbackUrl</c> (an absolute http(s) URL;
-/// whether the configuration allows it is the caller's to check). A bad value names its field.
+/// whether the configuration allows it is the caller's to check) and <c>escalate</c> (pool names: <c>big,bigger</c>
+/// in a query, an array in JSON; whether they exist is the submitter's to check). A bad value names its field.
 /// </summary>
 internal static class BatchOptionsReader
 {
     private const string SchemaName = "schema";
     private const string TemperaturesName = "temperatures";
     private const string CallbackUrlName = "callbackUrl";
+    private const string EscalateName = "escalate";
+
+    /// <summary>Most pools a batch may escalate through.</summary>
+    private const int MaxEscalations = 8;
 
     private static readonly string[] Numbers =
         ["maxAttempts", "maxRateLimitedAttempts", "attemptTimeoutSeconds", "baseDelaySeconds", "maxDelaySeconds", "priority", "maxValidationAttempts", "maxRunning"];
 
-    private static readonly string[] Names = [.. Numbers, SchemaName, TemperaturesName, CallbackUrlName];
+    private static readonly string[] Names = [.. Numbers, SchemaName, TemperaturesName, CallbackUrlName, EscalateName];
 
     /// <summary>
     /// The problem with <paramref name="given"/> names that are neither options nor among <paramref name="alsoKnown"/>
@@ -74,6 +79,18 @@ internal static class BatchOptionsReader
             read = read with { CallbackUrl = url.AbsoluteUri };
         }
 
+        if (value(EscalateName) is { } escalate)
+        {
+            if (Pools(escalate) is not { Length: > 0 and <= MaxEscalations } pools || pools.Any(string.IsNullOrWhiteSpace) || pools.Distinct().Count() < pools.Length)
+            {
+                problem = $"{EscalateName}: 1 to {MaxEscalations} distinct pool names, e.g. big,bigger (an array in JSON)";
+                return false;
+            }
+
+            // Each escalation is asked once an answer fails validation; by default every pool of the list gets its turn.
+            read = read with { Escalate = pools, MaxValidationAttempts = pools.Length + 1 };
+        }
+
         foreach (var name in Numbers)
         {
             if (value(name) is not { } text)
@@ -120,6 +137,24 @@ internal static class BatchOptionsReader
 
         options = read;
         return true;
+    }
+
+    /// <summary>The pool names of <c>escalate</c>: a JSON array of strings, or names separated by commas; <c>null</c> when neither.</summary>
+    private static string[]? Pools(string listed)
+    {
+        if (!listed.StartsWith('['))
+        {
+            return listed.Split(',', StringSplitOptions.TrimEntries);
+        }
+
+        try
+        {
+            return JsonSerializer.Deserialize<string[]>(listed);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
     }
 
     /// <summary>The JSON <c>options</c> object as values by name; a value that is not a number (or the schema's object) is passed on as text to be refused.</summary>

@@ -88,15 +88,25 @@ public sealed record WebhookView(int Run, string Event, string State, int Attemp
 /// </summary>
 public sealed record MaybeBilledView(long Calls, long EstimatedTokens, decimal? EstimatedCost);
 
-/// <summary>An item and its attempts (<c>GET /v1/batches/{id}/items/{customId}</c>).</summary>
+/// <summary>
+/// An item and its attempts (<c>GET /v1/batches/{id}/items/{customId}</c>): the pool and model whose answer is its
+/// result (the last answer, escalated or not; <c>null</c> before any), and its calls that may have been billed with no answer kept.
+/// </summary>
 public sealed record ItemView(
     string CustomId, int Index, string State, int? StatusCode, string? Error, long InputTokens, long OutputTokens, long CachedTokens,
-    int Interruptions, IReadOnlyList<AttemptView> Attempts)
+    int Interruptions, string? Pool, string? Model, MaybeBilledView MaybeBilled, IReadOnlyList<AttemptView> Attempts)
 {
-    public static ItemView From(ItemHistory item) => new(item.CustomId, item.Index, item.State == ItemState.Leased ? "running" : item.State.ToString().ToLower(CultureInfo.InvariantCulture),
-        item.StatusCode, item.Error, item.Usage.InputTokens, item.Usage.OutputTokens, item.Usage.CachedTokens, item.Interruptions,
-        [.. item.History.Select(attempt => new AttemptView(attempt.StartedAt, Math.Round(attempt.Duration.TotalSeconds, 3), attempt.Pool, attempt.Model, attempt.Outcome,
-            attempt.StatusCode, attempt.Error, attempt.Usage.InputTokens, attempt.Usage.OutputTokens, attempt.Usage.CachedTokens, attempt.MaybeBilled, attempt.EstimatedTokens))]);
+    public static ItemView From(ItemHistory item, PriceTable prices)
+    {
+        var answered = item.History.LastOrDefault(attempt => attempt.Outcome is AttemptOutcomes.Succeeded or AttemptOutcomes.ValidationFailed);
+        var maybe = item.History.Where(attempt => attempt.MaybeBilled).ToList();
+        var costs = maybe.Select(attempt => prices.Cost(attempt.Model, new TokenUsage(attempt.EstimatedTokens, 0))).ToList();
+        return new(item.CustomId, item.Index, item.State == ItemState.Leased ? "running" : item.State.ToString().ToLower(CultureInfo.InvariantCulture),
+            item.StatusCode, item.Error, item.Usage.InputTokens, item.Usage.OutputTokens, item.Usage.CachedTokens, item.Interruptions, answered?.Pool, answered?.Model,
+            new MaybeBilledView(maybe.Count, maybe.Sum(attempt => attempt.EstimatedTokens), costs.Any(cost => cost is null) ? null : costs.Sum(cost => cost!.Value)),
+            [.. item.History.Select(attempt => new AttemptView(attempt.StartedAt, Math.Round(attempt.Duration.TotalSeconds, 3), attempt.Pool, attempt.Model, attempt.Outcome,
+                attempt.StatusCode, attempt.Error, attempt.Usage.InputTokens, attempt.Usage.OutputTokens, attempt.Usage.CachedTokens, attempt.MaybeBilled, attempt.EstimatedTokens))]);
+    }
 }
 
 /// <summary>One call of an item: when it started, how long it took, where it ran, how it ended, and its tokens.</summary>

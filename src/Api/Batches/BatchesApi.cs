@@ -398,7 +398,7 @@ public static class BatchesApi
 
     /// <summary><c>GET /v1/batches/{id}/items/{customId}</c>: the item's state and every attempt it made, oldest first.</summary>
     private static async Task<Results<Ok<ItemView>, ProblemHttpResult>> ItemAsync(string id, string customId, IGrainFactory grains, IItemCatalogue store,
-        CancellationToken cancellationToken)
+        IOptions<PriceTable> prices, CancellationToken cancellationToken)
     {
         if ((await grains.GetGrain<IBatchGrain>(id).GetStatus()).State == BatchState.NotFound)
         {
@@ -406,7 +406,7 @@ public static class BatchesApi
         }
 
         return await store.GetItemHistoryAsync(id, customId, cancellationToken) is { } item
-            ? TypedResults.Ok(ItemView.From(item))
+            ? TypedResults.Ok(ItemView.From(item, prices.Value))
             : Problems.NotFound($"batch '{id}' has no item with custom_id '{customId}'");
     }
 

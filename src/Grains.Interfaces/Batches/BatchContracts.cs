@@ -73,6 +73,15 @@ public sealed record BatchOptions
     /// model its teams' and users' model limits count the batch's calls under. Default: none, the pool's model.
     /// </summary>
     [Id(12)] public string? Model { get; init; }
+
+    /// <summary>
+    /// Pools to escalate to: after each answer that fails validation (and only then) the item's next attempt runs on
+    /// the next pool of the list, under that pool's limits and with its model (the last stays). Default: none.
+    /// </summary>
+    [Id(13)] public string[]? Escalate { get; init; }
+
+    /// <summary>The pool an item runs on after <paramref name="validationFailures"/> answers that failed validation: its stage's.</summary>
+    public int StageAfter(int validationFailures) => Math.Min(validationFailures, Escalate?.Length ?? 0);
 }
 
 /// <summary>The user and team a batch belongs to: a non-admin caller sees only its team's batches.</summary>
@@ -164,7 +173,10 @@ public enum ItemOutcome
     Fenced = 4,
 }
 
-/// <summary>An item's report to its batch: which attempt (by its lease token) ended how, and the tokens it used.</summary>
+/// <summary>
+/// An item's report to its batch: which attempt (by its lease token) ended how, and the tokens it used; the pool the
+/// attempt ran on (<c>null</c>: the batch's own) and the stage of the item's next attempt (0 but after an escalation).
+/// </summary>
 [GenerateSerializer, Immutable, Alias("nightshift.ItemReport")]
 public sealed record ItemReport(
     [property: Id(0)] int Index,
@@ -172,4 +184,6 @@ public sealed record ItemReport(
     [property: Id(2)] ItemOutcome Outcome,
     [property: Id(3)] long InputTokens,
     [property: Id(4)] long OutputTokens,
-    [property: Id(5)] long CachedTokens = 0);
+    [property: Id(5)] long CachedTokens = 0,
+    [property: Id(6)] string? Pool = null,
+    [property: Id(7)] int Stage = 0);

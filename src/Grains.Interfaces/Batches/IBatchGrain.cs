@@ -22,11 +22,12 @@ public interface IBatchGrain : IGrainWithStringKey
     Task SlotsGranted(ImmutableArray<ItemLease> leases);
 
     /// <summary>
-    /// The pool wants these hot slots back (another batch's share, a lower cap, a pause, a budget now in
-    /// force): each is freed when its call ends instead of starting another. One-way, as <see cref="SlotsGranted"/>.
+    /// The pool wants these hot slots back (another batch's share, a lower cap, a pause, a budget now in force): each
+    /// is freed when its call ends instead of starting another. Named, since a batch that escalates holds slots of
+    /// several pools, whose tokens may coincide. One-way, as <see cref="SlotsGranted"/>.
     /// </summary>
     [OneWay]
-    Task SlotsRevoked(ImmutableArray<long> tokens);
+    Task SlotsRevoked(string pool, ImmutableArray<long> tokens);
 
     /// <summary>
     /// An item's attempt has ended (its result is durable); called by the item grain, with the hot slot the

@@ -31,7 +31,8 @@ public interface IItemGrain : IGrainWithStringKey
 /// the item's claim in the store (its token fences the result; renewed in the store while the call runs);
 /// <see cref="Slot"/> the pool slot the call runs under (renewed with the pool). <see cref="RenewedAt"/> is
 /// when the claim's lease was last extended; <c>RetryState</c> what the item's last attempt left
-/// (as its claim read it from the store).
+/// (as its claim read it from the store); <c>Stage</c> the pool the item runs on (0: its batch's, <c>n</c>: the
+/// batch's <c>n</c>th escalation).
 /// </summary>
 [GenerateSerializer, Immutable, Alias("nightshift.ItemAssignment")]
 public sealed record ItemAssignment(
@@ -46,7 +47,8 @@ public sealed record ItemAssignment(
     [property: Id(8)] ModelBinding Model,
     [property: Id(9)] ItemLease Slot,
     [property: Id(10)] DateTimeOffset RenewedAt,
-    [property: Id(11)] string? RetryState = null);
+    [property: Id(11)] string? RetryState = null,
+    [property: Id(12)] int Stage = 0);
 
 /// <summary>How item grains are keyed.</summary>
 public static class ItemKey

@@ -47,14 +47,20 @@ public interface IItemDispatch
     /// <summary>The store belongs to one process: whatever held leases before it started is dead.</summary>
     bool OwnedByOneProcess { get; }
 
-    /// <summary>Claims up to one due pending item per lease, in input order, each under its lease's fencing token.</summary>
-    Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string batchId, IReadOnlyList<ItemLease> leases, DateTimeOffset now, CancellationToken cancellationToken);
+    /// <summary>
+    /// Claims up to one due pending item of <paramref name="stage"/> per lease, in input order, each under its lease's fencing
+    /// token. An item's stage is the pool it runs on: 0 its batch's, <c>n</c> the batch's <c>n</c>th escalation.
+    /// </summary>
+    Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string batchId, int stage, IReadOnlyList<ItemLease> leases, DateTimeOffset now, CancellationToken cancellationToken);
 
     /// <summary>Records an attempt's end if its item is still leased under its lease token; else <c>false</c>.</summary>
     Task<bool> RecordAttemptAsync(AttemptRecord record, CancellationToken cancellationToken);
 
-    /// <summary>When the earliest pending item of the batch is due, or <c>null</c> when none is pending.</summary>
-    Task<DateTimeOffset?> NextDueAsync(string batchId, CancellationToken cancellationToken);
+    /// <summary>When the earliest pending item of the batch's <paramref name="stage"/> is due, or <c>null</c> when none is pending.</summary>
+    Task<DateTimeOffset?> NextDueAsync(string batchId, int stage, CancellationToken cancellationToken);
+
+    /// <summary>The batch's items not yet finished (pending or leased), by stage.</summary>
+    Task<IReadOnlyDictionary<int, long>> CountUnfinishedByStageAsync(string batchId, CancellationToken cancellationToken);
 
     /// <summary>
     /// Puts items whose lease expired before <paramref name="now"/> back to pending, counting the interruption; one
@@ -168,12 +174,13 @@ public sealed record ClaimedItem(int Index, string CustomId, string Body, int At
 
 /// <summary>
 /// An attempt's end, fenced on <c>LeaseToken</c>: the new state (pending to retry at <c>NextAttemptAt</c>, or terminal),
-/// the attempts so far with this one, what the retry policy keeps, and the model's answer and usage.
+/// the attempts so far with this one, what the retry policy keeps, the model's answer and usage, and the stage of the
+/// item's next attempt.
 /// </summary>
 public sealed record AttemptRecord(
     string BatchId, int Index, long LeaseToken, ItemState State, int Attempts, int RateLimitedAttempts,
     DateTimeOffset? NextAttemptAt, string? RetryState, int? StatusCode, string? Response, string? Error,
-    TokenUsage Usage, DateTimeOffset At, AttemptLog? Log = null);
+    TokenUsage Usage, DateTimeOffset At, AttemptLog? Log = null, int Stage = 0);
 
 /// <summary>
 /// One call as its item's history keeps it: when it started and how long it took, the pool and model it ran on, its

@@ -68,20 +68,14 @@ internal sealed partial class BatchGrain(
     /// <summary>Cancelled as the activation deactivates: its store calls still waiting are withdrawn.</summary>
     private readonly CancellationTokenSource _deactivating = new();
 
-    /// <summary>Ends of calls on kept slots, not yet reported to the pool.</summary>
-    private readonly List<SlotRelease> _kept = [];
-
     /// <summary>Messages and store calls the dispatch cycle sent and nothing awaits; a deactivation waits for them.</summary>
     private readonly HashSet<Task> _sent = [];
     /// <summary>The grains of the items claimed ahead, made when they were prepared and used when they start.</summary>
     private readonly Dictionary<int, IItemGrain> _prepared = [];
-    private IPoolGrain? _pool;
     private BatchRecovery? _recovery;
-    private SlotDispatcher? _dispatcher;
-    private Task _claiming = Task.CompletedTask;
-    private Task _reportingKept = Task.CompletedTask;
-    private Task _registering = Task.CompletedTask;
-    private ModelBinding _model = new();
+
+    /// <summary>The pools the batch dispatches on, by stage: its own, then its escalation list's. Empty until it joins them.</summary>
+    private PoolLane[] _lanes = [];
     private long _pending;
     private long _succeeded;
     private long _failed;
@@ -95,8 +89,6 @@ internal sealed partial class BatchGrain(
     private string Id => this.GetPrimaryKeyString();
 
     private BatchSpec Spec => state.State.Spec ?? throw new InvalidOperationException($"Batch '{Id}' was never started.");
-
-    private IPoolGrain Pool => _pool ??= GrainFactory.GetGrain<IPoolGrain>(Spec.Pool);
 
     private BatchRecovery Recovery => _recovery ??= new BatchRecovery(store, Id, time, logger);
 
@@ -204,25 +196,33 @@ internal sealed partial class BatchGrain(
 
     public Task SlotsGranted(ImmutableArray<ItemLease> leases)
     {
-        if (_dispatcher is null)
+        foreach (var granted in leases.GroupBy(lease => lease.Pool, StringComparer.Ordinal))
         {
-            Send(Pool.ReturnUnused(Id, [.. leases.Select(lease => lease.Token)], null));
-            return Task.CompletedTask;
+            if (Lane(granted.Key) is { } lane)
+            {
+                Apply(lane, lane.Dispatcher.Granted(granted));
+            }
+            else
+            {
+                Send(GrainFactory.GetGrain<IPoolGrain>(granted.Key).ReturnUnused(Id, [.. granted.Select(lease => lease.Token)], null));
+            }
         }
 
-        Apply(_dispatcher.Granted(leases));
         return Task.CompletedTask;
     }
 
-    public Task SlotsRevoked(ImmutableArray<long> tokens)
+    public Task SlotsRevoked(string pool, ImmutableArray<long> tokens)
     {
-        if (_dispatcher is not null)
+        if (Lane(pool) is { } lane)
         {
-            Apply(_dispatcher.Revoked(tokens));
+            Apply(lane, lane.Dispatcher.Revoked(tokens));
         }
 
         return Task.CompletedTask;
     }
+
+    /// <summary>The lane of <paramref name="pool"/>, or <c>null</c> when the batch does not (or no longer) dispatch on it.</summary>
+    private PoolLane? Lane(string pool) => Array.Find(_lanes, lane => lane.Pool == pool);
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
@@ -235,43 +235,43 @@ internal sealed partial class BatchGrain(
         await _deactivating.CancelAsync();
         try
         {
-            await _claiming.WaitAsync(cancellationToken);
-            await Task.WhenAll([.. _sent, _reportingKept]).WaitAsync(cancellationToken);
+            await Task.WhenAll(_lanes.Select(lane => lane.Claiming)).WaitAsync(cancellationToken);
+            await Task.WhenAll([.. _sent, .. _lanes.Select(lane => lane.ReportingKept)]).WaitAsync(cancellationToken);
         }
         catch (OperationCanceledException)
         {
-            LogDispatchAbandoned(logger, Id, _dispatcher?.Ready ?? 0);
+            LogDispatchAbandoned(logger, Id, Ready);
         }
     }
 
-    private int Ready => _dispatcher?.Ready ?? 0;
+    private int Ready => _lanes.Sum(lane => lane.Dispatcher.Ready);
 
     private IItemGrain Item(int index) => GrainFactory.GetGrain<IItemGrain>(ItemKey.Format(Id, index));
 
-    /// <summary>Does what a dispatch step asks: starts items, frees and returns slots, gives back items, claims more.</summary>
-    private void Apply(DispatchPlan plan)
+    /// <summary>Does what a lane's dispatch step asks: starts items, frees and returns slots, gives back items, claims more.</summary>
+    private void Apply(PoolLane lane, DispatchPlan plan)
     {
         foreach (var start in plan.Starts)
         {
-            StartItem(start);
+            StartItem(lane, start);
         }
 
         if (plan.Unused.Count > 0)
         {
-            Send(Pool.ReturnUnused(Id, [.. plan.Unused], plan.UnusedNotBefore));
+            Send(lane.Grain.ReturnUnused(Id, [.. plan.Unused], plan.UnusedNotBefore));
         }
 
         if (plan.Releases.Count > 0)
         {
-            Send(Pool.Release([.. plan.Releases]));
+            Send(lane.Grain.Release([.. plan.Releases]));
         }
 
         if (plan.Kept.Count > 0)
         {
-            _kept.AddRange(plan.Kept);
-            if (_reportingKept.IsCompleted)
+            lane.Kept.AddRange(plan.Kept);
+            if (lane.ReportingKept.IsCompleted)
             {
-                _reportingKept = ReportKeptAsync();
+                lane.ReportingKept = ReportKeptAsync(lane);
             }
         }
 
@@ -280,20 +280,20 @@ internal sealed partial class BatchGrain(
             Send(UnclaimAsync(plan.Unclaim));
         }
 
-        if (_claiming.IsCompleted && _dispatcher?.NextClaim() is { } leases)
+        if (lane.Claiming.IsCompleted && lane.Dispatcher.NextClaim() is { } leases)
         {
-            _claiming = ClaimAsync(leases);
+            lane.Claiming = ClaimAsync(lane, leases);
         }
     }
 
-    private void StartItem(SlotStart start)
+    private void StartItem(PoolLane lane, SlotStart start)
     {
         var item = start.Item;
         // A claim the renewer no longer holds was lost while it waited for its slot (the store took it
         // back, or this silo was paused for a whole lease): its item grain gives it back without calling.
         var renewedAt = renewer.Drop(item.Lease.Token) ?? DateTimeOffset.MinValue;
         var assignment = new ItemAssignment(Id, item.Index, item.CustomId, item.Body, item.Attempts, item.RateLimitedAttempts, item.Lease,
-            Spec.Options, _model, start.Slot, renewedAt, item.RetryState);
+            Spec.Options, lane.Model, start.Slot, renewedAt, item.RetryState, lane.Stage);
 
         _ = (_prepared.Remove(item.Index, out var grain) ? grain : Item(item.Index)).Start(assignment);
     }
@@ -303,9 +303,9 @@ internal sealed partial class BatchGrain(
     /// other calls, never inside one of its turns, so reports keep flowing while the store answers, and every
     /// slot freed meanwhile goes into the next claim (one statement for all of them).
     /// </summary>
-    private async Task ClaimAsync(IReadOnlyList<ItemLease> leases)
+    private async Task ClaimAsync(PoolLane lane, IReadOnlyList<ItemLease> leases)
     {
-        var dispatcher = _dispatcher!;
+        var dispatcher = lane.Dispatcher;
         for (IReadOnlyList<ItemLease>? next = leases; next is not null; next = dispatcher.NextClaim())
         {
             DispatchPlan plan;
@@ -314,9 +314,9 @@ internal sealed partial class BatchGrain(
                 // Checkpoint 3: the claimed items are leased under this activation's claim tokens, renewed
                 // while it lives. A crash from here to checkpoint 7 leaves them leased until their
                 // claim expires, and lease expiry (Recovery/BatchRecovery) puts them back to pending.
-                var claimed = await store.ClaimAsync(Id, next, time.GetUtcNow(), _deactivating.Token);
+                var claimed = await store.ClaimAsync(Id, lane.Stage, next, time.GetUtcNow(), _deactivating.Token);
                 CountClaimed(claimed);
-                var nextDue = claimed.Count < next.Count ? await store.NextDueAsync(Id, _deactivating.Token) : null;
+                var nextDue = claimed.Count < next.Count ? await store.NextDueAsync(Id, lane.Stage, _deactivating.Token) : null;
                 Prepare(claimed);
                 plan = dispatcher.Claimed(next.Count, claimed, nextDue);
             }
@@ -331,7 +331,7 @@ internal sealed partial class BatchGrain(
                 plan = dispatcher.ClaimFailed();
             }
 
-            Apply(plan);
+            Apply(lane, plan);
         }
     }
 
@@ -387,17 +387,17 @@ internal sealed partial class BatchGrain(
         }
     }
 
-    /// <summary>Reports the ends of calls on kept slots to the pool, gathered over <see cref="KeptReportDelay"/>.</summary>
-    private async Task ReportKeptAsync()
+    /// <summary>Reports the ends of calls on a lane's kept slots to its pool, gathered over <see cref="KeptReportDelay"/>.</summary>
+    private async Task ReportKeptAsync(PoolLane lane)
     {
         await Task.Delay(KeptReportDelay, time);
-        while (_kept.Count > 0)
+        while (lane.Kept.Count > 0)
         {
-            ImmutableArray<SlotRelease> kept = [.. _kept];
-            _kept.Clear();
+            ImmutableArray<SlotRelease> kept = [.. lane.Kept];
+            lane.Kept.Clear();
             try
             {
-                await Pool.Kept(kept);
+                await lane.Grain.Kept(kept);
             }
             catch (Exception failure)
             {
@@ -437,9 +437,18 @@ internal sealed partial class BatchGrain(
 
     public async Task ItemFinished(ItemReport report, SlotRelease? hotSlot)
     {
+        var pool = report.Pool ?? Spec.Pool;
+        var lane = Lane(pool);
         if (hotSlot is not null)
         {
-            FreeHotSlot(hotSlot);
+            if (lane is null)
+            {
+                Send(GrainFactory.GetGrain<IPoolGrain>(pool).Release([hotSlot]));
+            }
+            else
+            {
+                Apply(lane, lane.Dispatcher.Freed(hotSlot));
+            }
         }
 
         if (!_inFlight.TryGetValue(report.Index, out var token) || token != report.LeaseToken)
@@ -449,21 +458,32 @@ internal sealed partial class BatchGrain(
         }
 
         _inFlight.Remove(report.Index);
-        _dispatcher?.Finished(report.Index);
+        lane?.Dispatcher.Finished(report.Index);
         Count(report.Outcome, new TokenUsage(report.InputTokens, report.OutputTokens, report.CachedTokens));
+        if (lane is not null && _lanes.Length > 1)
+        {
+            MoveBetweenLanes(lane, report);
+        }
 
         await FinishIfDoneAsync();
     }
 
-    private void FreeHotSlot(SlotRelease release)
+    /// <summary>
+    /// Keeps the lanes' counts of unfinished items: an item that ended leaves its lane; one escalated after a
+    /// validation failure moves to its next lane, whose pool hears of it at once (its first item may be this one).
+    /// </summary>
+    private void MoveBetweenLanes(PoolLane ranOn, ItemReport report)
     {
-        if (_dispatcher is null)
+        if (report.Outcome is ItemOutcome.Succeeded or ItemOutcome.Failed or ItemOutcome.Cancelled)
         {
-            Send(Pool.Release([release]));
-            return;
+            ranOn.Unfinished--;
         }
-
-        Apply(_dispatcher.Freed(release));
+        else if (report.Outcome == ItemOutcome.Retrying && report.Stage != ranOn.Stage && report.Stage < _lanes.Length)
+        {
+            ranOn.Unfinished--;
+            _lanes[report.Stage].Unfinished++;
+            Register(_lanes[report.Stage]);
+        }
     }
 
     public async Task Pause()
@@ -477,7 +497,7 @@ internal sealed partial class BatchGrain(
         state.State.State = BatchState.Paused;
         await SaveStateAsync();
         StopDispatching();
-        await Pool.SetPaused(Id, true);
+        await Task.WhenAll(_lanes.Select(lane => lane.Grain.SetPaused(Id, true)));
     }
 
     public async Task Resume()
@@ -490,12 +510,12 @@ internal sealed partial class BatchGrain(
 
         state.State.State = BatchState.Running;
         await SaveStateAsync();
-        if (_dispatcher is not null)
+        foreach (var lane in _lanes)
         {
-            _dispatcher.Dispatching = true;
+            lane.Dispatcher.Dispatching = true;
         }
 
-        await Pool.SetPaused(Id, false);
+        await Task.WhenAll(_lanes.Select(lane => lane.Grain.SetPaused(Id, false)));
     }
 
     public async Task Cancel()
@@ -508,12 +528,12 @@ internal sealed partial class BatchGrain(
         EnsureNotFinished("cancel");
         state.State.State = BatchState.Cancelled;
         await SaveStateAsync();
-        await Pool.Remove(Id);
+        await LeavePoolsAsync();
 
         // A claim running now may still take items; they must be back to pending before the pending items
         // are cancelled, and the aborts go out to every item started.
         StopDispatching();
-        await _claiming;
+        await Task.WhenAll(_lanes.Select(lane => lane.Claiming));
         await Task.WhenAll(_sent);
         // The cancel a caller asked for, already persisted in the grain's state: it must reach the items.
         var cancelled = await store.CancelPendingAsync(Id, CancellationToken.None);
@@ -526,12 +546,15 @@ internal sealed partial class BatchGrain(
     /// <summary>Starts nothing more; the slots and items the batch holds unused go back.</summary>
     private void StopDispatching()
     {
-        if (_dispatcher is not null)
+        foreach (var lane in _lanes)
         {
-            _dispatcher.Dispatching = false;
-            Apply(_dispatcher.Drain());
+            lane.Dispatcher.Dispatching = false;
+            Apply(lane, lane.Dispatcher.Drain());
         }
     }
+
+    /// <summary>Tells every pool the batch dispatches on that it wants no more slots.</summary>
+    private Task LeavePoolsAsync() => Task.WhenAll(_lanes.Select(lane => lane.Grain.Remove(Id)));
 
     /// <summary>Writes the batch's state to its grain state and to the store's catalogue (which lists batches by state).</summary>
     private async Task SaveStateAsync()
@@ -568,7 +591,6 @@ internal sealed partial class BatchGrain(
         state.State.FinishedAt = null;
         state.State.Epoch++;
         state.State.Runs++;
-        _pool = null;
         var counts = await store.CountAsync(Id, CancellationToken.None);
         (_pending, _succeeded, _failed, _cancelled) = (counts.Pending, counts.Succeeded, counts.Failed, counts.Cancelled);
         await SaveStateAsync();
@@ -590,15 +612,26 @@ internal sealed partial class BatchGrain(
         }
     }
 
+    /// <summary>Joins the batch's pool and those of its escalation list, a lane each, and registers with them.</summary>
     private async Task JoinPoolAsync()
     {
-        var config = await Pool.GetConfig();
-        _model = config?.Model ?? new ModelBinding();
-        _dispatcher = new SlotDispatcher(Spec.Pool, state.State.Epoch, time)
+        var tokens = new ClaimTokens(state.State.Epoch);
+        string[] pools = [Spec.Pool, .. Spec.Options.Escalate ?? []];
+        var lanes = new PoolLane[pools.Length];
+        for (var stage = 0; stage < pools.Length; stage++)
         {
-            Dispatching = state.State.State == BatchState.Running,
-            LeaseDuration = (config ?? new PoolConfig()).LeaseDuration,
-        };
+            var grain = GrainFactory.GetGrain<IPoolGrain>(pools[stage]);
+            var config = await grain.GetConfig() ?? new PoolConfig();
+            var dispatcher = new SlotDispatcher(pools[stage], tokens, time)
+            {
+                Dispatching = state.State.State == BatchState.Running,
+                LeaseDuration = config.LeaseDuration,
+            };
+            lanes[stage] = new PoolLane(stage, pools[stage], grain, dispatcher, config.Model);
+        }
+
+        _lanes = lanes;
+        await CountLanesAsync();
         _maintenance ??= this.RegisterGrainTimer(MaintainAsync,
             new GrainTimerCreationOptions(MaintenancePeriod, MaintenancePeriod) { KeepAlive = true });
         if (state.State.FinishedAt is null)
@@ -606,19 +639,55 @@ internal sealed partial class BatchGrain(
             _resume ??= await this.RegisterOrUpdateReminder(ResumeReminder, ResumePeriod, ResumePeriod);
         }
 
-        await RegisterWithPoolAsync();
+        await Task.WhenAll(_lanes.Select(RegisterAsync));
         await FinishIfDoneAsync();
     }
 
-    /// <summary>Tells the pool what this batch still has outstanding, and whether it is paused.</summary>
-    private async Task RegisterWithPoolAsync()
+    /// <summary>In a batch of several lanes, each lane's unfinished items as the store counts them.</summary>
+    private async Task CountLanesAsync()
     {
-        await Pool.Register(Id, _pending + _inFlight.Count, Spec.Options.Priority, Spec.Options.AttemptTimeout, Spec.Options.MaxRunning, Spec.Options.Owner,
-            Spec.Options.Model);
-        if (state.State.State == BatchState.Paused)
+        if (_lanes.Length < 2)
         {
-            await Pool.SetPaused(Id, true);
+            return;
         }
+
+        var unfinished = await store.CountUnfinishedByStageAsync(Id, CancellationToken.None);
+        foreach (var lane in _lanes)
+        {
+            lane.Unfinished = unfinished.GetValueOrDefault(lane.Stage);
+        }
+    }
+
+    /// <summary>Registers a lane with its pool unless a registration is out; nothing waits for it.</summary>
+    private void Register(PoolLane lane)
+    {
+        if (lane.Registering.IsCompleted)
+        {
+            lane.Registering = RegisterAsync(lane);
+            Send(lane.Registering);
+        }
+    }
+
+    /// <summary>
+    /// Tells a lane's pool what the batch has outstanding on it, and whether it is paused; again while the lane's
+    /// count grew meanwhile (items escalated to it), so its pool grants for all of them.
+    /// </summary>
+    private async Task RegisterAsync(PoolLane lane)
+    {
+        long registered;
+        do
+        {
+            registered = _lanes.Length == 1 ? _pending + _inFlight.Count : lane.Unfinished;
+
+            // The model a batch's lines all name counts under that model's limits, in its own pool only.
+            await lane.Grain.Register(Id, registered, Spec.Options.Priority, Spec.Options.AttemptTimeout, Spec.Options.MaxRunning, Spec.Options.Owner,
+                lane.Stage == 0 ? Spec.Options.Model : null);
+            if (state.State.State == BatchState.Paused)
+            {
+                await lane.Grain.SetPaused(Id, true);
+            }
+        }
+        while (_lanes.Length > 1 && lane.Unfinished > registered);
     }
 
     private async Task MaintainAsync(CancellationToken cancellationToken)
@@ -630,7 +699,11 @@ internal sealed partial class BatchGrain(
 
         foreach (var item in await Recovery.RequeueExpiredAsync(_inFlight, cancellationToken))
         {
-            _dispatcher?.Forget(item.Index);
+            foreach (var lane in _lanes)
+            {
+                lane.Dispatcher.Forget(item.Index);
+            }
+
             _prepared.Remove(item.Index);
             Count(item.Failed ? ItemOutcome.Failed : ItemOutcome.Retrying, default);
         }
@@ -640,12 +713,16 @@ internal sealed partial class BatchGrain(
             Count(outcome, new TokenUsage(item.InputTokens, item.OutputTokens, item.CachedTokens));
         }
 
-        if (state.State.State is BatchState.Running or BatchState.Paused && _registering.IsCompleted)
+        if (state.State.State is BatchState.Running or BatchState.Paused)
         {
-            // Not awaited: while the pool's silo is paused or cut off (until it is declared dead and the
+            await CountLanesAsync();
+
+            // Not awaited: while a pool's silo is paused or cut off (until it is declared dead and the
             // pool moves), this batch goes on running its items on the slots it keeps.
-            _registering = RegisterWithPoolAsync();
-            Send(_registering);
+            foreach (var lane in _lanes)
+            {
+                Register(lane);
+            }
         }
 
         await FinishIfDoneAsync();
@@ -694,7 +771,7 @@ internal sealed partial class BatchGrain(
             if (current != BatchState.Cancelled)
             {
                 state.State.State = BatchState.Completed;
-                await Pool.Remove(Id);
+                await LeavePoolsAsync();
             }
 
             state.State.FinishedAt = time.GetUtcNow();

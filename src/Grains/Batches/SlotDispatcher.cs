@@ -12,12 +12,12 @@ namespace Nightshift.Batches;
 /// </summary>
 /// <remarks>
 /// Two tokens are in play. A slot's token is the pool's: it counts against the cap and is renewed with the
-/// pool. An item's claim token is this dispatcher's, <c>(epoch &lt;&lt; 32) | sequence</c> with the batch
-/// activation's persisted epoch, so it is unique per claim across activations: it fences the item's result
-/// in the store. Claiming ahead is what the split allows: an item is claimed before the slot it will run on
+/// pool. An item's claim token is the batch activation's (<see cref="ClaimTokens"/>), unique per claim across
+/// activations and across the pools the batch dispatches on: it fences the item's result in the store. One
+/// dispatcher serves one pool: a batch that escalates has one for each pool of its list. Claiming ahead is what the split allows: an item is claimed before the slot it will run on
 /// is known.
 /// </remarks>
-internal sealed class SlotDispatcher(string pool, long epoch, TimeProvider time)
+internal sealed class SlotDispatcher(string pool, ClaimTokens tokens, TimeProvider time)
 {
     /// <summary>Most items kept claimed ahead of the slots.</summary>
     public const int MaxPrefetch = 128;
@@ -40,7 +40,6 @@ internal sealed class SlotDispatcher(string pool, long epoch, TimeProvider time)
     /// <summary>Items started on slots that are not hot (the pool gets those back from the item itself).</summary>
     private readonly HashSet<int> _coldRunning = [];
 
-    private long _sequence;
     private int _claiming;
     private DateTimeOffset _dryUntil = DateTimeOffset.MinValue;
 
@@ -110,7 +109,7 @@ internal sealed class SlotDispatcher(string pool, long epoch, TimeProvider time)
         var leases = new ItemLease[count];
         for (var i = 0; i < count; i++)
         {
-            leases[i] = new ItemLease(pool, (epoch << 32) | ++_sequence, now + LeaseDuration, LeaseDuration);
+            leases[i] = new ItemLease(pool, tokens.Next(), now + LeaseDuration, LeaseDuration);
         }
 
         return leases;
@@ -264,6 +263,17 @@ internal sealed class SlotDispatcher(string pool, long epoch, TimeProvider time)
             plan.Starts.Add(new SlotStart(item, slot));
         }
     }
+}
+
+/// <summary>
+/// The claim tokens of one batch activation, <c>(epoch &lt;&lt; 32) | sequence</c> with the activation's persisted epoch:
+/// unique per claim across activations, and across the pools a batch that escalates dispatches on (their dispatchers share one).
+/// </summary>
+internal sealed class ClaimTokens(long epoch)
+{
+    private long _sequence;
+
+    public long Next() => (epoch << 32) | ++_sequence;
 }
 
 /// <summary>An item to start, under the slot it runs on.</summary>

@@ -154,10 +154,12 @@ internal sealed partial class ItemGrain(
             // The slot is freed only now, so the calls a crash can cost (sent, result not durable) never
             // outnumber the slots. A hot slot goes to the batch, which starts its next item on it at once.
             // (A lease that was lost is no longer held by the pool, which then ignores this release.)
-            var terminal = outcome is ItemOutcome.Succeeded or ItemOutcome.Failed or ItemOutcome.Cancelled;
-            var release = new SlotRelease(assignment.BatchId, assignment.Slot.Token, terminal, rateLimitedFor,
+            // An item escalated to its next pool is done with this one, as a finished item is.
+            var stage = outcome == ItemOutcome.Retrying ? record.Stage : assignment.Stage;
+            var leaves = outcome is ItemOutcome.Succeeded or ItemOutcome.Failed or ItemOutcome.Cancelled || stage != assignment.Stage;
+            var release = new SlotRelease(assignment.BatchId, assignment.Slot.Token, leaves, rateLimitedFor,
                 record.Usage.InputTokens + record.Usage.OutputTokens, pausePool, estimate, result.Status == ModelCallStatus.Succeeded, result.Limits);
-            await EndAsync(assignment, release, toPool: false, outcome, record.Usage);
+            await EndAsync(assignment, release, toPool: false, outcome, record.Usage, stage);
         }
         catch (Exception failure)
         {
@@ -186,17 +188,18 @@ internal sealed partial class ItemGrain(
         await store.ReleaseLeaseAsync(assignment.BatchId, assignment.Index, assignment.Lease.Token, interrupted: true, CancellationToken.None);
         LogInterrupted(logger, assignment.BatchId, assignment.Index);
         var release = new SlotRelease(assignment.BatchId, assignment.Slot.Token, ItemTerminal: false, RateLimitedFor: null, EstimatedTokens: estimate);
-        await EndAsync(assignment, release, toPool: sent, ItemOutcome.Retrying, default);
+        await EndAsync(assignment, release, toPool: sent, ItemOutcome.Retrying, default, assignment.Stage);
     }
 
     /// <summary>
     /// Frees the slot and reports the attempt: a hot slot goes back to the batch with the report, in one
     /// message (the batch starts its next item on it); any other slot, or one <paramref name="toPool"/>, to the pool.
     /// </summary>
-    private Task EndAsync(ItemAssignment assignment, SlotRelease release, bool toPool, ItemOutcome outcome, TokenUsage usage)
+    private Task EndAsync(ItemAssignment assignment, SlotRelease release, bool toPool, ItemOutcome outcome, TokenUsage usage, int stage)
     {
         var batch = _batch ??= GrainFactory.GetGrain<IBatchGrain>(assignment.BatchId);
-        var report = new ItemReport(assignment.Index, assignment.Lease.Token, outcome, usage.InputTokens, usage.OutputTokens, usage.CachedTokens);
+        var report = new ItemReport(assignment.Index, assignment.Lease.Token, outcome, usage.InputTokens, usage.OutputTokens, usage.CachedTokens,
+            assignment.Slot.Pool, stage);
         return assignment.Slot.Hot && !toPool
             ? batch.ItemFinished(report, release)
             : Task.WhenAll(GrainFactory.GetGrain<IPoolGrain>(assignment.Slot.Pool).Release([release]), batch.ItemFinished(report, hotSlot: null));
@@ -308,8 +311,10 @@ internal sealed partial class ItemGrain(
                     return Record(ItemState.Failed, null, RetryState(result, null, invalid), $"{BatchOutputWriter.ValidationFailed}: {invalid}");
                 }
 
+                // After a validation failure (and only then), a batch that escalates asks its next pool.
                 outcome = ItemOutcome.Retrying;
-                return Record(ItemState.Pending, now, RetryState(result, null, invalid), $"answer failed validation: {invalid}");
+                return Record(ItemState.Pending, now, RetryState(result, null, invalid), $"answer failed validation: {invalid}",
+                    assignment.Options.StageAfter(validationFailures));
             case RetryDecision.Succeed:
                 outcome = ItemOutcome.Succeeded;
                 return Record(ItemState.Succeeded, null, null, null);
@@ -341,10 +346,10 @@ internal sealed partial class ItemGrain(
                 throw new InvalidOperationException("Unknown retry decision.");
         }
 
-        AttemptRecord Record(ItemState itemState, DateTimeOffset? next, string? retryState, string? error) => new(
+        AttemptRecord Record(ItemState itemState, DateTimeOffset? next, string? retryState, string? error, int? stage = null) => new(
             assignment.BatchId, assignment.Index, assignment.Lease.Token, itemState,
             itemState == ItemState.Succeeded ? attempts + 1 : attempts, rateLimited, next, retryState,
-            result.StatusCode == 0 ? null : result.StatusCode, result.Body, error, result.Usage, now);
+            result.StatusCode == 0 ? null : result.StatusCode, result.Body, error, result.Usage, now, Stage: stage ?? assignment.Stage);
 
         // Read back by the item's next claim: the validation failures carry over from attempt to attempt.
         string RetryState(ModelCallResult last, TimeSpan? delay, string? invalid) => JsonSerializer.Serialize(new

@@ -410,7 +410,7 @@ internal sealed partial class PoolGrain(
         // back here instead of starting another item.
         foreach (var (batchId, tokens) in Limiter.Revocations(state.State.PausedReason is not null))
         {
-            await GrainFactory.GetGrain<IBatchGrain>(batchId).SlotsRevoked([.. tokens]);
+            await GrainFactory.GetGrain<IBatchGrain>(batchId).SlotsRevoked(Name, [.. tokens]);
         }
 
         if (state.State.PausedReason is not null)

@@ -55,7 +55,7 @@ internal abstract class ItemStoreDialect : IAsyncDisposable
     public abstract object Indices(IReadOnlyCollection<int> indices);
 
     /// <summary>Claims the first due pending items in input order, one per lease, and answers them in input order.</summary>
-    public abstract Task<IReadOnlyList<ClaimedItem>> ClaimAsync(GroupTransaction group, string batchId, IReadOnlyList<ItemLease> leases, long now);
+    public abstract Task<IReadOnlyList<ClaimedItem>> ClaimAsync(GroupTransaction group, string batchId, int stage, IReadOnlyList<ItemLease> leases, long now);
 
     /// <summary>
     /// Writes the results, each fenced on its lease token: a result from a lease that was lost (expired,

@@ -96,8 +96,8 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
         }
     }
 
-    public Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string batchId, IReadOnlyList<ItemLease> leases, DateTimeOffset now, CancellationToken cancellationToken) =>
-        _claims.RunAsync(group => _dialect.ClaimAsync(group, batchId, leases, now.Millis()), cancellationToken);
+    public Task<IReadOnlyList<ClaimedItem>> ClaimAsync(string batchId, int stage, IReadOnlyList<ItemLease> leases, DateTimeOffset now, CancellationToken cancellationToken) =>
+        _claims.RunAsync(group => _dialect.ClaimAsync(group, batchId, stage, leases, now.Millis()), cancellationToken);
 
     /// <summary>
     /// Queues the attempt for the next group of writes: all results waiting at that moment are written
@@ -125,7 +125,7 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
         // Built before it is queued: a bad filter must fail this call alone, not the group it would join.
         var requeue = $"""
             UPDATE ns_items
-            SET state = {Pending}, attempts = 0, rate_limited_attempts = 0, interruptions = 0, next_attempt_at = 0, retry_state = NULL,
+            SET state = {Pending}, attempts = 0, rate_limited_attempts = 0, interruptions = 0, next_attempt_at = 0, retry_state = NULL, stage = 0,
                 lease_token = NULL, lease_expires_at = NULL, updated_at = @now
             WHERE batch_id = @batch AND {Picked(filter)};
             """;
@@ -259,9 +259,13 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
     public Task<IReadOnlyList<ItemSnapshot>> GetItemsAsync(string batchId, IReadOnlyCollection<int> indices, CancellationToken cancellationToken) =>
         ReadRowsAsync<ItemSnapshot>($"{SnapshotColumns} {_dialect.IndexIn};", ReadSnapshot, cancellationToken, ("@batch", batchId), ("@indices", _dialect.Indices(indices)));
 
-    public async Task<DateTimeOffset?> NextDueAsync(string batchId, CancellationToken cancellationToken) =>
-        (await ReadRowsAsync<DateTimeOffset?>($"SELECT MIN(next_attempt_at) FROM ns_items WHERE batch_id = @batch AND state = {Pending};",
-            reader => reader.IsDBNull(0) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(0)), cancellationToken, ("@batch", batchId)))[0];
+    public async Task<DateTimeOffset?> NextDueAsync(string batchId, int stage, CancellationToken cancellationToken) =>
+        (await ReadRowsAsync<DateTimeOffset?>($"SELECT MIN(next_attempt_at) FROM ns_items WHERE batch_id = @batch AND state = {Pending} AND stage = @stage;",
+            reader => reader.IsDBNull(0) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(0)), cancellationToken, ("@batch", batchId), ("@stage", stage)))[0];
+
+    public async Task<IReadOnlyDictionary<int, long>> CountUnfinishedByStageAsync(string batchId, CancellationToken cancellationToken) =>
+        (await ReadRowsAsync($"SELECT stage, COUNT(*) FROM ns_items WHERE batch_id = @batch AND state IN ({Pending}, {Leased}) GROUP BY stage;",
+            reader => (Stage: reader.GetInt32(0), Count: reader.GetInt64(1)), cancellationToken, ("@batch", batchId))).ToDictionary(row => row.Stage, row => row.Count);
 
     public Task<IReadOnlyList<string>> ListUnfinishedBatchesAsync(CancellationToken cancellationToken) => ReadRowsAsync(_dialect.ListUnfinished, reader => reader.GetString(0), cancellationToken);
 

@@ -37,6 +37,25 @@ public sealed class BatchSubmitter(IItemIngest store, IItemCatalogue catalogue, 
         return result;
     }
 
+    /// <summary>Why the pools a batch would escalate to cannot be: one that does not exist, or its own pool.</summary>
+    private async Task<string?> EscalationProblemAsync(string pool, string[]? escalate)
+    {
+        foreach (var next in escalate ?? [])
+        {
+            if (next == pool)
+            {
+                return $"pool '{next}' is the batch's own pool; escalation moves an item to another";
+            }
+
+            if (await grains.GetGrain<IPoolGrain>(next).GetConfig() is null)
+            {
+                return $"pool '{next}' does not exist";
+            }
+        }
+
+        return null;
+    }
+
     private async Task<SubmissionResult> IngestAsync(string batchId, string pool, BatchOptions batchOptions, Stream jsonl, string? idempotencyKey,
         CancellationToken cancellationToken)
     {
@@ -48,6 +67,11 @@ public sealed class BatchSubmitter(IItemIngest store, IItemCatalogue catalogue, 
         if (batchOptions.Schema is { } schema && AnswerValidator.SchemaProblem(schema) is { } problem)
         {
             return Rejected(batchId, SubmissionRejection.InvalidOptions, $"schema: not a JSON Schema: {problem}");
+        }
+
+        if (await EscalationProblemAsync(pool, batchOptions.Escalate) is { } escalation)
+        {
+            return Rejected(batchId, SubmissionRejection.InvalidOptions, $"escalate: {escalation}");
         }
 
         using var fingerprint = new SubmissionFingerprint(pool, batchOptions);

@@ -157,7 +157,7 @@ public sealed class ApiTests(SmallLimitsApiHost host) : IClassFixture<SmallLimit
             { "JSON item without body", "", "application/json", Utf8("""{"pool": "bad", "items": [{"custom_id": "a", "body": {}}, {"custom_id": "b"}]}"""), 400, "items[1], field 'body': missing" },
             { "JSON wrong option type", "", "application/json", Utf8("""{"pool": "bad", "items": [], "options": {"maxAttempts": "many"}}"""), 400, "options.maxAttempts" },
             { "typo in a query option", "pool=bad&maxAttemps=3", "application/x-ndjson", Utf8(Jsonl.Lines(2, "t")), 400, "query: unknown option 'maxAttemps'; known: pool, maxAttempts" },
-            { "unknown query options", "pool=bad&escalate=gpt-5&priority=2&x=1", "application/x-ndjson", Utf8(Jsonl.Lines(2, "t")), 400, "query: unknown options 'escalate', 'x'" },
+            { "unknown query options", "pool=bad&escalation=gpt-5&priority=2&x=1", "application/x-ndjson", Utf8(Jsonl.Lines(2, "t")), 400, "query: unknown options 'escalation', 'x'" },
             { "JSON unknown field", "", "application/json", Utf8("""{"pool": "bad", "items": [], "escalate": "gpt-5"}"""), 400, "unknown field(s) 'escalate'" },
             { "JSON typo in an option", "", "application/json", Utf8("""{"pool": "bad", "items": [], "options": {"maxAttemps": 3}}"""), 400, "options: unknown option 'maxAttemps'" },
             { "queue full", "pool=tiny-queue", "application/x-ndjson", Utf8(Jsonl.Lines(6, "q")), 429, "maxQueued of 5" },

@@ -43,7 +43,7 @@ public sealed class BatchRecoveryTests : IAsyncLifetime
     public async Task AResultWhoseReportIsOnItsWay_IsLeftToTheReport_AndCountedFromTheStoreOnlyOnceItWasInFlightAtTheLastReconcile()
     {
         var recovery = new BatchRecovery(_store, "b", _time, NullLogger.Instance);
-        var claimed = await _store.ClaimAsync("b", [Lease(1), Lease(2), Lease(3)], _time.GetUtcNow(), Ct);
+        var claimed = await _store.ClaimAsync("b", 0, [Lease(1), Lease(2), Lease(3)], _time.GetUtcNow(), Ct);
         var inFlight = claimed.ToDictionary(item => item.Index, item => item.Lease.Token);
 
         // Item 0's result is durable, its report not yet taken in: the first look leaves it in flight.
@@ -54,7 +54,7 @@ public sealed class BatchRecoveryTests : IAsyncLifetime
         // By the next look its report never came: it is counted from the store. Item 1 went back to pending and
         // was claimed again meanwhile (a new token), so it is new in flight and left alone, though its old claim is gone.
         await _store.ReleaseLeaseAsync("b", claimed[1].Index, claimed[1].Lease.Token, interrupted: false, Ct);
-        var again = Assert.Single(await _store.ClaimAsync("b", [Lease(4)], _time.GetUtcNow(), Ct));
+        var again = Assert.Single(await _store.ClaimAsync("b", 0, [Lease(4)], _time.GetUtcNow(), Ct));
         inFlight[again.Index] = again.Lease.Token;
         Assert.True(await _store.RecordAttemptAsync(Succeeded(again), Ct));
 

@@ -10,7 +10,7 @@ public sealed class SlotDispatcherTests
     private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 12, 1, 3, 0, 0, TimeSpan.Zero));
     private long _slotSequence;
 
-    private SlotDispatcher Dispatcher() => new("gpt", epoch: 7, _time);
+    private SlotDispatcher Dispatcher() => new("gpt", new ClaimTokens(epoch: 7), _time);
 
     [Fact]
     public void AGrant_ClaimsAnItemPerSlot_PlusItemsAhead_UnderClaimTokensOfTheEpoch()
@@ -31,6 +31,22 @@ public sealed class SlotDispatcherTests
         Assert.Equal(4, plan.Starts.Count);
         Assert.Equal([0, 1, 2, 3], plan.Starts.Select(start => start.Item.Index));
         Assert.Equal(4, dispatcher.Ready);
+    }
+
+    [Fact]
+    public void TheDispatchersOfOneBatch_OnSeveralPools_ShareItsClaimTokens_NoneIssuedTwice()
+    {
+        var tokens = new ClaimTokens(epoch: 3);
+        var small = new SlotDispatcher("small", tokens, _time);
+        var big = new SlotDispatcher("big", tokens, _time);
+        small.Granted(Slots(2));
+        big.Granted(Slots(3));
+
+        var claims = Claim(small).Concat(Claim(big)).ToList();
+
+        Assert.Equal(claims.Count, claims.Select(lease => lease.Token).Distinct().Count());
+        Assert.All(claims, lease => Assert.Equal(3, lease.Token >> 32));
+        Assert.Equal(["big", "small"], claims.Select(lease => lease.Pool).Distinct().Order());
     }
 
     [Fact]

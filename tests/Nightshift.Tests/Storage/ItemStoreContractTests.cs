@@ -102,7 +102,7 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
     {
         await IngestAsync("b", 5);
 
-        var claimed = await _store.ClaimAsync("b", [Lease(11), Lease(12), Lease(13)], _time.GetUtcNow(), Ct);
+        var claimed = await _store.ClaimAsync("b", 0, [Lease(11), Lease(12), Lease(13)], _time.GetUtcNow(), Ct);
 
         Assert.Equal([0, 1, 2], claimed.Select(c => c.Index));
         Assert.Equal([11L, 12L, 13L], claimed.Select(c => c.Lease.Token));
@@ -114,23 +114,42 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
     public async Task Claim_SkipsItemsWaitingForTheirBackoff()
     {
         await IngestAsync("b", 2);
-        var first = (await _store.ClaimAsync("b", [Lease(1)], _time.GetUtcNow(), Ct))[0];
+        var first = (await _store.ClaimAsync("b", 0, [Lease(1)], _time.GetUtcNow(), Ct))[0];
         var retryAt = _time.GetUtcNow() + TimeSpan.FromSeconds(30);
         Assert.True(await _store.RecordAttemptAsync(Attempt("b", first.Index, 1, ItemState.Pending, retryAt), Ct));
 
-        var claimed = await _store.ClaimAsync("b", [Lease(2), Lease(3)], _time.GetUtcNow(), Ct);
+        var claimed = await _store.ClaimAsync("b", 0, [Lease(2), Lease(3)], _time.GetUtcNow(), Ct);
 
         Assert.Equal([1], claimed.Select(c => c.Index));
-        Assert.Equal(retryAt, await _store.NextDueAsync("b", Ct));
+        Assert.Equal(retryAt, await _store.NextDueAsync("b", 0, Ct));
         _time.Advance(TimeSpan.FromSeconds(30));
-        Assert.Equal([0], (await _store.ClaimAsync("b", [Lease(4)], _time.GetUtcNow(), Ct)).Select(c => c.Index));
+        Assert.Equal([0], (await _store.ClaimAsync("b", 0, [Lease(4)], _time.GetUtcNow(), Ct)).Select(c => c.Index));
+    }
+
+    [Fact]
+    public async Task AnItemEscalated_IsClaimedByItsStageAlone_AndARequeueBringsItBackToTheFirst()
+    {
+        await IngestAsync("b", 3);
+        var first = (await _store.ClaimAsync("b", 0, [Lease(1)], _time.GetUtcNow(), Ct))[0];
+        Assert.True(await _store.RecordAttemptAsync(Attempt("b", first.Index, 1, ItemState.Pending, _time.GetUtcNow()) with { Stage = 1 }, Ct));
+
+        Assert.Equal([1, 2], (await _store.ClaimAsync("b", 0, [Lease(2), Lease(3), Lease(4)], _time.GetUtcNow(), Ct)).Select(c => c.Index));
+        Assert.Equal(new Dictionary<int, long> { [0] = 2, [1] = 1 }, await _store.CountUnfinishedByStageAsync("b", Ct));
+        Assert.Equal(_time.GetUtcNow(), await _store.NextDueAsync("b", 1, Ct));
+        Assert.Null(await _store.NextDueAsync("b", 0, Ct));
+        var escalated = Assert.Single(await _store.ClaimAsync("b", 1, [Lease(5), Lease(6)], _time.GetUtcNow(), Ct));
+        Assert.Equal(0, escalated.Index);
+
+        Assert.True(await _store.RecordAttemptAsync(Attempt("b", 0, 5, ItemState.Failed) with { Stage = 1 }, Ct));
+        Assert.Equal(1, await _store.RequeueTerminalAsync("b", new ItemRetryFilter(ItemState.Failed, null), null, Ct));
+        Assert.Equal([0], (await _store.ClaimAsync("b", 0, [Lease(7)], _time.GetUtcNow(), Ct)).Select(c => c.Index));
     }
 
     [Fact]
     public async Task RecordAttempt_IsFencedByTheLeaseToken()
     {
         await IngestAsync("b", 1);
-        await _store.ClaimAsync("b", [Lease(7)], _time.GetUtcNow(), Ct);
+        await _store.ClaimAsync("b", 0, [Lease(7)], _time.GetUtcNow(), Ct);
 
         Assert.False(await _store.RecordAttemptAsync(Attempt("b", 0, token: 6, ItemState.Succeeded), Ct));
         Assert.Equal(1, (await _store.CountAsync("b", Ct)).Leased);
@@ -146,7 +165,7 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
     public async Task ExpiredLeases_GoBackToPending()
     {
         await IngestAsync("b", 2);
-        await _store.ClaimAsync("b", [Lease(1, expiresIn: TimeSpan.FromSeconds(10)), Lease(2, expiresIn: TimeSpan.FromMinutes(10))], _time.GetUtcNow(), Ct);
+        await _store.ClaimAsync("b", 0, [Lease(1, expiresIn: TimeSpan.FromSeconds(10)), Lease(2, expiresIn: TimeSpan.FromMinutes(10))], _time.GetUtcNow(), Ct);
 
         _time.Advance(TimeSpan.FromSeconds(11));
         Assert.Equal([new RequeuedItem(0, Failed: false)], await _store.RequeueExpiredLeasesAsync("b", _time.GetUtcNow(), Ct));
@@ -159,7 +178,7 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
     public async Task ExtendedLeases_DoNotExpire_AndALostLeaseIsNotExtended()
     {
         await IngestAsync("b", 2);
-        await _store.ClaimAsync("b", [Lease(1, expiresIn: TimeSpan.FromSeconds(10)), Lease(2, expiresIn: TimeSpan.FromSeconds(10))], _time.GetUtcNow(), Ct);
+        await _store.ClaimAsync("b", 0, [Lease(1, expiresIn: TimeSpan.FromSeconds(10)), Lease(2, expiresIn: TimeSpan.FromSeconds(10))], _time.GetUtcNow(), Ct);
 
         var extended = await _store.ExtendLeasesAsync(
             [new LeaseExtension("b", 0, 1, _time.GetUtcNow() + TimeSpan.FromSeconds(30)), new LeaseExtension("b", 1, 99, _time.GetUtcNow() + TimeSpan.FromSeconds(30))], Ct);
@@ -185,14 +204,14 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
         // Claims given back unstarted (claimed ahead, then paused) are no interruptions.
         for (long token = 11; token <= 13; token++)
         {
-            Assert.Single(await store.ClaimAsync("poison", [Lease(token)], _time.GetUtcNow(), Ct));
+            Assert.Single(await store.ClaimAsync("poison", 0, [Lease(token)], _time.GetUtcNow(), Ct));
             Assert.True(await store.ReleaseLeaseAsync("poison", 0, token, interrupted: false, Ct));
         }
 
         var outcomes = new List<RequeuedItem>();
         for (long token = 1; token <= 2; token++)
         {
-            Assert.Single(await store.ClaimAsync("poison", [Lease(token, expiresIn: TimeSpan.FromSeconds(1))], _time.GetUtcNow(), Ct));
+            Assert.Single(await store.ClaimAsync("poison", 0, [Lease(token, expiresIn: TimeSpan.FromSeconds(1))], _time.GetUtcNow(), Ct));
             _time.Advance(TimeSpan.FromSeconds(2));
             outcomes.AddRange(await store.RequeueExpiredLeasesAsync("poison", _time.GetUtcNow(), Ct));
         }
@@ -207,7 +226,7 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
     public async Task ReleasedLease_PutsTheItemBackToPending_OnlyUnderItsToken()
     {
         await IngestAsync("b", 1);
-        await _store.ClaimAsync("b", [Lease(7)], _time.GetUtcNow(), Ct);
+        await _store.ClaimAsync("b", 0, [Lease(7)], _time.GetUtcNow(), Ct);
 
         Assert.False(await _store.ReleaseLeaseAsync("b", 0, 8, interrupted: true, Ct));
         Assert.True(await _store.ReleaseLeaseAsync("b", 0, 7, interrupted: true, Ct));
@@ -219,7 +238,7 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
     public async Task Progress_ListsTheLeasedItemsWithTheirTokens_BesideTheCounts()
     {
         await IngestAsync("p", 4);
-        await _store.ClaimAsync("p", [Lease(11), Lease(12), Lease(13)], _time.GetUtcNow(), Ct);
+        await _store.ClaimAsync("p", 0, [Lease(11), Lease(12), Lease(13)], _time.GetUtcNow(), Ct);
         await _store.RecordAttemptAsync(Attempt("p", 1, 12, ItemState.Succeeded), Ct);
 
         var (counts, leased) = await _store.ReadProgressAsync("p", Ct);
@@ -232,10 +251,10 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
     public async Task UnfinishedBatches_AreThoseWithPendingOrLeasedItems()
     {
         await IngestAsync("done", 1);
-        await _store.ClaimAsync("done", [Lease(1)], _time.GetUtcNow(), Ct);
+        await _store.ClaimAsync("done", 0, [Lease(1)], _time.GetUtcNow(), Ct);
         await _store.RecordAttemptAsync(Attempt("done", 0, 1, ItemState.Succeeded), Ct);
         await IngestAsync("leased", 1);
-        await _store.ClaimAsync("leased", [Lease(2)], _time.GetUtcNow(), Ct);
+        await _store.ClaimAsync("leased", 0, [Lease(2)], _time.GetUtcNow(), Ct);
         await IngestAsync("pending", 1);
 
         Assert.Equal(["leased", "pending"], (await _store.ListUnfinishedBatchesAsync(Ct)).Order());
@@ -246,8 +265,8 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
     {
         await IngestAsync("b", 3);
         await IngestAsync("c", 1);
-        await _store.ClaimAsync("b", [Lease(1), Lease(2)], _time.GetUtcNow(), Ct);
-        await _store.ClaimAsync("c", [Lease(3)], _time.GetUtcNow(), Ct);
+        await _store.ClaimAsync("b", 0, [Lease(1), Lease(2)], _time.GetUtcNow(), Ct);
+        await _store.ClaimAsync("c", 0, [Lease(3)], _time.GetUtcNow(), Ct);
 
         var restarted = NewStore();
         await using var owned = (IAsyncDisposable)restarted;
@@ -267,7 +286,7 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
     public async Task CancelPending_LeavesRunningItemsAlone()
     {
         await IngestAsync("b", 4);
-        await _store.ClaimAsync("b", [Lease(1)], _time.GetUtcNow(), Ct);
+        await _store.ClaimAsync("b", 0, [Lease(1)], _time.GetUtcNow(), Ct);
 
         Assert.Equal(3, await _store.CancelPendingAsync("b", Ct));
 
@@ -280,7 +299,7 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
     {
         // Items 0–1 failed validation, 2 failed otherwise, 3 succeeded, 4–5 were cancelled.
         await IngestAsync("b", 6);
-        var claimed = await _store.ClaimAsync("b", [Lease(1), Lease(2), Lease(3), Lease(4)], _time.GetUtcNow(), Ct);
+        var claimed = await _store.ClaimAsync("b", 0, [Lease(1), Lease(2), Lease(3), Lease(4)], _time.GetUtcNow(), Ct);
         foreach (var item in claimed)
         {
             var (state, error) = item.Index switch { < 2 => (ItemState.Failed, "validation_failed: not JSON"), 2 => (ItemState.Failed, "gave up"), _ => (ItemState.Succeeded, null) };
@@ -291,7 +310,7 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
 
         Assert.Equal(2, await _store.RequeueTerminalAsync("b", new ItemRetryFilter(ItemState.Failed, "validation_failed"), "bigger", Ct));
         Assert.Equal(new ItemCounts(2, 0, 1, 1, 2, 40, 8), await _store.CountAsync("b", Ct));
-        var again = await _store.ClaimAsync("b", [Lease(5), Lease(6), Lease(7)], _time.GetUtcNow(), Ct);
+        var again = await _store.ClaimAsync("b", 0, [Lease(5), Lease(6), Lease(7)], _time.GetUtcNow(), Ct);
         Assert.Equal([(0, 0, null), (1, 0, null)], again.Select(item => (item.Index, item.Attempts, item.RetryState)));
         Assert.Equal("bigger", (await _store.GetBatchAsync("b", Ct))!.Record.Pool);
 
@@ -308,7 +327,7 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
     public async Task Results_StreamTerminalItemsInInputOrder()
     {
         await IngestAsync("b", 4);
-        var claimed = await _store.ClaimAsync("b", [Lease(1), Lease(2), Lease(3), Lease(4)], _time.GetUtcNow(), Ct);
+        var claimed = await _store.ClaimAsync("b", 0, [Lease(1), Lease(2), Lease(3), Lease(4)], _time.GetUtcNow(), Ct);
         foreach (var item in claimed.Reverse())
         {
             var state = item.Index == 2 ? ItemState.Failed : ItemState.Succeeded;
@@ -359,7 +378,7 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
         }
 
         Assert.Equal(5_001, (await _store.CountAsync("many", Ct)).Pending);
-        Assert.Equal([4_999, 5_001], (await _store.ClaimAsync("many", [.. Enumerable.Range(1, 5_002).Select(token => Lease(token))], _time.GetUtcNow(), Ct)).TakeLast(2).Select(c => c.Index));
+        Assert.Equal([4_999, 5_001], (await _store.ClaimAsync("many", 0, [.. Enumerable.Range(1, 5_002).Select(token => Lease(token))], _time.GetUtcNow(), Ct)).TakeLast(2).Select(c => c.Index));
     }
 
     [Fact]
@@ -387,7 +406,7 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
     public async Task GetItems_ReportsEachAskedItemsState()
     {
         await IngestAsync("g", 3);
-        var claimed = await _store.ClaimAsync("g", [Lease(5), Lease(6)], _time.GetUtcNow(), Ct);
+        var claimed = await _store.ClaimAsync("g", 0, [Lease(5), Lease(6)], _time.GetUtcNow(), Ct);
         await _store.RecordAttemptAsync(Attempt("g", claimed[1].Index, 6, ItemState.Succeeded), Ct);
 
         var items = (await _store.GetItemsAsync("g", [0, 1, 2], Ct)).OrderBy(item => item.Index).ToList();
@@ -431,11 +450,11 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
         AttemptLog Log(string outcome, bool maybeBilled, int? status) =>
             new(start, TimeSpan.FromMilliseconds(250), "pool", "model-a", outcome, status, status is null ? "timeout" : null, new TokenUsage(7, 3, 1), maybeBilled, maybeBilled ? 40 : 0);
 
-        await _store.ClaimAsync("h", [Lease(1), Lease(2)], start, Ct);
+        await _store.ClaimAsync("h", 0, [Lease(1), Lease(2)], start, Ct);
         await _store.LogAttemptAsync("h", 0, 1, Log(AttemptOutcomes.Interrupted, true, null), Ct);
         await _store.ReleaseLeaseAsync("h", 0, 1, interrupted: true, Ct);
         _time.Advance(TimeSpan.FromSeconds(1));
-        var again = Assert.Single(await _store.ClaimAsync("h", [Lease(3)], _time.GetUtcNow(), Ct));
+        var again = Assert.Single(await _store.ClaimAsync("h", 0, [Lease(3)], _time.GetUtcNow(), Ct));
         Assert.True(await _store.RecordAttemptAsync(Attempt("h", again.Index, 3, ItemState.Succeeded) with { Log = Log(AttemptOutcomes.Succeeded, false, 200) }, Ct));
 
         // A result under a claim the item no longer has is discarded, and may have been billed.

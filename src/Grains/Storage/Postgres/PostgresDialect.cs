@@ -22,7 +22,7 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
     private static readonly string Claim = $"""
         WITH due AS (
             SELECT idx, next_attempt_at FROM ns_items
-            WHERE batch_id = @batch AND state = {Pending} AND next_attempt_at <= @now
+            WHERE batch_id = @batch AND state = {Pending} AND stage = @stage AND next_attempt_at <= @now
             ORDER BY next_attempt_at, idx
             LIMIT @count
             FOR UPDATE SKIP LOCKED),
@@ -104,12 +104,12 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
 
     public override object Indices(IReadOnlyCollection<int> indices) => indices.ToArray();
 
-    public override async Task<IReadOnlyList<ClaimedItem>> ClaimAsync(GroupTransaction group, string batchId, IReadOnlyList<ItemLease> leases, long now)
+    public override async Task<IReadOnlyList<ClaimedItem>> ClaimAsync(GroupTransaction group, string batchId, int stage, IReadOnlyList<ItemLease> leases, long now)
     {
         // One statement for all the leases: the first due pending items in input order, numbered,
         // each stamped with the lease of its number. SKIP LOCKED keeps a second activation of the
         // batch (a split-brain moment) from waiting on, or taking, the same items.
-        var claim = group.Command(Claim, ("@batch", batchId), ("@now", now), ("@count", leases.Count), ("@tokens", leases.Select(lease => lease.Token).ToArray()),
+        var claim = group.Command(Claim, ("@batch", batchId), ("@stage", stage), ("@now", now), ("@count", leases.Count), ("@tokens", leases.Select(lease => lease.Token).ToArray()),
             ("@expires", leases.Select(lease => lease.ExpiresAt.Millis()).ToArray()));
         var byToken = leases.ToDictionary(lease => lease.Token);
         var claimed = await claim.ReadAllAsync(reader => ReadClaim(reader, byToken[reader.GetInt64(6)]), CancellationToken.None);
@@ -149,11 +149,11 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
             SET state = r.state, attempts = r.attempts, rate_limited_attempts = r.rate_limited,
                 next_attempt_at = r.next, retry_state = r.retry_state, status_code = r.status_code,
                 response = r.response, error = r.error, input_tokens = r.input_tokens, output_tokens = r.output_tokens,
-                cached_tokens = r.cached_tokens, lease_token = NULL, lease_expires_at = NULL, updated_at = r.at
+                cached_tokens = r.cached_tokens, stage = r.stage, lease_token = NULL, lease_expires_at = NULL, updated_at = r.at
             FROM unnest(@batches, @indices, @tokens, @states, @attempts, @rate_limited, @next, @retry_states,
-                        @status_codes, @responses, @errors, @input_tokens, @output_tokens, @cached_tokens, @at)
+                        @status_codes, @responses, @errors, @input_tokens, @output_tokens, @cached_tokens, @stages, @at)
                 AS r(batch_id, idx, token, state, attempts, rate_limited, next, retry_state,
-                     status_code, response, error, input_tokens, output_tokens, cached_tokens, at)
+                     status_code, response, error, input_tokens, output_tokens, cached_tokens, stage, at)
             WHERE i.batch_id = r.batch_id AND i.idx = r.idx AND i.lease_token = r.token
             RETURNING i.batch_id, i.idx, r.token;
             """, ("@batches", Column(records, r => r.BatchId)), ("@indices", Column(records, r => r.Index)), ("@tokens", Column(records, r => r.LeaseToken)),
@@ -161,7 +161,7 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
             ("@next", Column(records, r => r.NextAttemptAt?.Millis() ?? 0)), ("@retry_states", Column(records, r => r.RetryState)),
             ("@status_codes", Column(records, r => r.StatusCode)), ("@responses", Column(records, r => r.Response)), ("@errors", Column(records, r => r.Error)),
             ("@input_tokens", Column(records, r => r.Usage.InputTokens)), ("@output_tokens", Column(records, r => r.Usage.OutputTokens)),
-            ("@cached_tokens", Column(records, r => r.Usage.CachedTokens)), ("@at", Column(records, r => r.At.Millis())));
+            ("@cached_tokens", Column(records, r => r.Usage.CachedTokens)), ("@stages", Column(records, r => r.Stage)), ("@at", Column(records, r => r.At.Millis())));
 
         // Keyed on the token too: a group may hold a stale result beside the current one for the same item.
         var written = (await update.ReadAllAsync(reader => (reader.GetString(0), reader.GetInt32(1), reader.GetInt64(2)), CancellationToken.None)).ToHashSet();

@@ -271,6 +271,13 @@ internal static class PostgresSchema
         ItemSql.AddWebhooks,
         ItemSql.AddAttempts,
         ItemSql.AddOwners,
+        """
+        -- The pool an item runs on, as its batch's escalation list numbers them (0: the batch's own): each pool's
+        -- slots claim the pending items of their stage, found by the pending index.
+        ALTER TABLE ns_items ADD COLUMN stage integer NOT NULL DEFAULT 0;
+        DROP INDEX ns_items_pending;
+        CREATE INDEX ns_items_pending ON ns_items (batch_id, stage, next_attempt_at, idx) WHERE state = 0;
+        """,
     ];
 
     /// <summary>The newest schema version this build knows.</summary>

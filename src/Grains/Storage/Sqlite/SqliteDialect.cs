@@ -18,7 +18,7 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
         SET state = {Leased}, lease_token = @token, lease_expires_at = @expires, updated_at = @now
         WHERE batch_id = @batch AND idx = (
             SELECT idx FROM ns_items
-            WHERE batch_id = @batch AND state = {Pending} AND next_attempt_at <= @now
+            WHERE batch_id = @batch AND state = {Pending} AND stage = @stage AND next_attempt_at <= @now
             ORDER BY next_attempt_at, idx
             LIMIT 1)
         RETURNING idx, custom_id, body, attempts, rate_limited_attempts, retry_state;
@@ -27,7 +27,7 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
     private static readonly string RecordOne = $"""
         UPDATE ns_items
         SET state = @state, attempts = @attempts, rate_limited_attempts = @rate_limited,
-            next_attempt_at = @next, retry_state = @retry_state, status_code = @status_code,
+            next_attempt_at = @next, retry_state = @retry_state, status_code = @status_code, stage = @stage,
             response = @response, error = @error, input_tokens = @input_tokens, output_tokens = @output_tokens, cached_tokens = @cached_tokens,
             lease_token = NULL, lease_expires_at = NULL, updated_at = @now
         WHERE batch_id = @batch AND idx = @idx AND state = {Leased} AND lease_token = @token;
@@ -104,14 +104,14 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
 
     public override object Indices(IReadOnlyCollection<int> indices) => $"[{string.Join(',', indices)}]";
 
-    public override async Task<IReadOnlyList<ClaimedItem>> ClaimAsync(GroupTransaction group, string batchId, IReadOnlyList<ItemLease> leases, long now)
+    public override async Task<IReadOnlyList<ClaimedItem>> ClaimAsync(GroupTransaction group, string batchId, int stage, IReadOnlyList<ItemLease> leases, long now)
     {
         // One statement per lease: each picks the first due pending item in input order and
         // stamps it with that lease's fencing token, inside the same group transaction.
         var claimed = new List<ClaimedItem>(leases.Count);
         foreach (var lease in leases)
         {
-            var claim = group.Command(ClaimOne, ("@batch", batchId), ("@token", lease.Token), ("@expires", lease.ExpiresAt.Millis()), ("@now", now));
+            var claim = group.Command(ClaimOne, ("@batch", batchId), ("@stage", stage), ("@token", lease.Token), ("@expires", lease.ExpiresAt.Millis()), ("@now", now));
             var item = await claim.ReadAllAsync(reader => ReadClaim(reader, lease), CancellationToken.None);
             if (item.Count == 0)
             {
@@ -133,7 +133,7 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
             written[i] = await group.Command(RecordOne, ("@batch", record.BatchId), ("@idx", record.Index), ("@token", record.LeaseToken), ("@state", (int)record.State), ("@attempts", record.Attempts),
                 ("@rate_limited", record.RateLimitedAttempts), ("@next", record.NextAttemptAt?.Millis() ?? 0), ("@retry_state", record.RetryState),
                 ("@status_code", record.StatusCode), ("@response", record.Response), ("@error", record.Error), ("@input_tokens", record.Usage.InputTokens),
-                ("@output_tokens", record.Usage.OutputTokens), ("@cached_tokens", record.Usage.CachedTokens), ("@now", record.At.Millis())).ExecuteNonQueryAsync(CancellationToken.None) == 1;
+                ("@output_tokens", record.Usage.OutputTokens), ("@cached_tokens", record.Usage.CachedTokens), ("@stage", record.Stage), ("@now", record.At.Millis())).ExecuteNonQueryAsync(CancellationToken.None) == 1;
         }
 
         return written;

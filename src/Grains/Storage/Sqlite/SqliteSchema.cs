@@ -159,6 +159,13 @@ internal static class SqliteSchema
         ItemSql.AddWebhooks,
         ItemSql.AddAttempts,
         ItemSql.AddOwners,
+        """
+        -- The pool an item runs on, as its batch's escalation list numbers them (0: the batch's own): each pool's
+        -- slots claim the items of their stage, found by the dispatch index.
+        ALTER TABLE ns_items ADD COLUMN stage INTEGER NOT NULL DEFAULT 0;
+        DROP INDEX ns_items_dispatch;
+        CREATE INDEX ns_items_dispatch ON ns_items (batch_id, state, stage, next_attempt_at, idx);
+        """,
     ];
 
     /// <summary>The newest schema version this build knows.</summary>
