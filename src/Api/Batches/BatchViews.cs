@@ -32,7 +32,7 @@ public sealed record BatchView(
     DateTimeOffset? Eta,
     string? Silo)
 {
-    /// <summary>The calls that may have been billed with no answer kept (only <c>GET /v1/batches/{id}</c> fills it in).</summary>
+    /// <summary>The calls that may have been billed with no answer kept (filled in by <c>GET /v1/batches/{id}</c> and webhooks).</summary>
     public MaybeBilledView? MaybeBilled { get; init; }
 
     /// <summary>The view of <paramref name="status"/>, priced at its pool's model.</summary>
@@ -41,6 +41,17 @@ public sealed record BatchView(
         var config = status.Pool is { } pool ? await grains.GetGrain<IPoolGrain>(pool).GetConfig() : null;
         var cost = config is null ? null : prices.Cost(config.Model.Model, new TokenUsage(status.InputTokens, status.OutputTokens, status.CachedTokens));
         return From(status, now, cost);
+    }
+
+    /// <summary>The whole view, as <c>GET /v1/batches/{id}</c> answers it and a webhook sends it: with the calls that may have been billed.</summary>
+    public static async Task<BatchView> WithMaybeBilledAsync(BatchStatus status, IGrainFactory grains, IItemCatalogue store, PriceTable prices, DateTimeOffset now,
+        CancellationToken cancellationToken)
+    {
+        var view = await FromAsync(status, grains, prices, now);
+        var maybe = await store.GetMaybeBilledAsync(status.BatchId, cancellationToken);
+        var config = status.Pool is { } pool ? await grains.GetGrain<IPoolGrain>(pool).GetConfig() : null;
+        var cost = config is null ? null : prices.Cost(config.Model.Model, new TokenUsage(maybe.EstimatedTokens, 0));
+        return view with { MaybeBilled = new MaybeBilledView(maybe.Calls, maybe.EstimatedTokens, cost) };
     }
 
     public static BatchView From(BatchStatus status, DateTimeOffset now, decimal? cost)

@@ -14,7 +14,6 @@ using Nightshift.Api.Security;
 using Nightshift.Api.Webhooks;
 using Nightshift.Batches;
 using Nightshift.Models;
-using Nightshift.Pools;
 using Nightshift.Results;
 using Nightshift.Storage;
 using Nightshift.Submission;
@@ -389,11 +388,7 @@ public static class BatchesApi
             return Problems.NotFound($"batch '{id}' does not exist");
         }
 
-        var view = await BatchView.FromAsync(status, grains, prices.Value, time.GetUtcNow());
-        var maybe = await store.GetMaybeBilledAsync(id, cancellationToken);
-        var config = status.Pool is { } pool ? await grains.GetGrain<IPoolGrain>(pool).GetConfig() : null;
-        var cost = config is null ? null : prices.Value.Cost(config.Model.Model, new TokenUsage(maybe.EstimatedTokens, 0));
-        return TypedResults.Ok(view with { MaybeBilled = new MaybeBilledView(maybe.Calls, maybe.EstimatedTokens, cost) });
+        return TypedResults.Ok(await BatchView.WithMaybeBilledAsync(status, grains, store, prices.Value, time.GetUtcNow(), cancellationToken));
     }
 
     /// <summary><c>GET /v1/batches/{id}/items/{customId}</c>: the item's state and every attempt it made, oldest first.</summary>

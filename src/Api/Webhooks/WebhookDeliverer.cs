@@ -23,6 +23,7 @@ namespace Nightshift.Api.Webhooks;
 /// </summary>
 internal sealed partial class WebhookDeliverer(
     IWebhookOutbox outbox,
+    IItemCatalogue catalogue,
     IGrainFactory grains,
     IOptions<WebhookOptions> options,
     IOptions<PriceTable> prices,
@@ -152,7 +153,7 @@ internal sealed partial class WebhookDeliverer(
     private async Task<string?> PostAsync(WebhookDelivery delivery, WebhookOptions settings, CancellationToken stoppingToken)
     {
         var status = await grains.GetGrain<IBatchGrain>(delivery.BatchId).GetStatus();
-        var view = await BatchView.FromAsync(status, grains, prices.Value, time.GetUtcNow());
+        var view = await BatchView.WithMaybeBilledAsync(status, grains, catalogue, prices.Value, time.GetUtcNow(), stoppingToken);
         var body = JsonSerializer.SerializeToUtf8Bytes(view, json.Value.SerializerOptions);
 
         using var request = new HttpRequestMessage(HttpMethod.Post, delivery.Url) { Content = new ByteArrayContent(body) };

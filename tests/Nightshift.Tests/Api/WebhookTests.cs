@@ -72,6 +72,7 @@ public sealed class WebhookTests : IDisposable
 
             var view = JsonDocument.Parse(delivery.Body).RootElement;
             Assert.Equal((batchId, "completed", 30), (view.GetProperty("id").GetString(), view.GetProperty("state").GetString(), view.GetProperty("counts").GetProperty("succeeded").GetInt32()));
+            Assert.Equal(0, view.GetProperty("maybeBilled").GetProperty("calls").GetInt64());
 
             await SiloProcess.WaitUntilAnsweringAsync(client);
             var webhook = Assert.Single(JsonDocument.Parse(await client.GetStringAsync($"{location}/webhooks", Ct)).RootElement.EnumerateArray());
