@@ -78,6 +78,11 @@ public class ApiHost : IAsyncLifetime
         GC.SuppressFinalize(this);
     }
 
+    /// <summary>The batch's result lines (<c>GET /v1/batches/{id}/results</c>), parsed.</summary>
+    public async Task<List<JsonElement>> ResultsAsync(string batchId) =>
+        [.. (await Http.GetStringAsync($"/v1/batches/{batchId}/results", TestContext.Current.CancellationToken))
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(line => JsonDocument.Parse(line).RootElement)];
+
     /// <summary>Polls <c>GET /v1/batches/{id}</c> until the batch is completed or cancelled.</summary>
     public Task<JsonElement> WaitUntilFinishedAsync(string batchId, TimeSpan timeout) =>
         Eventually.MatchesAsync(() => Http.GetFromJsonAsync<JsonElement>($"/v1/batches/{batchId}", TestContext.Current.CancellationToken),

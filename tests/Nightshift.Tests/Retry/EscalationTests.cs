@@ -13,8 +13,6 @@ namespace Nightshift.Tests.Retry;
 /// </summary>
 public sealed class EscalationTests(ApiHost host) : IClassFixture<ApiHost>, IAsyncLifetime
 {
-    private const string AnswerSchema = """{"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}""";
-
     /// <summary>Each test's pools are its own: a pool keeps its slots and state across tests on the shared silo.</summary>
     private readonly string _pools = Guid.NewGuid().ToString("n")[..8];
 
@@ -37,14 +35,11 @@ public sealed class EscalationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
         await CreatePoolAsync("small", "text-model");
         await CreatePoolAsync("big", "json-model");
 
-        var submitted = await Http.PostAsync($"/v1/batches?pool={Pool("small")}&escalate={Pool("big")}",
-            new StringContent(SchemaLines("up", 8), Encoding.UTF8, "application/x-ndjson"), Ct);
-        Assert.Equal(HttpStatusCode.Created, submitted.StatusCode);
-        var id = (await submitted.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+        var id = await SubmitAsync($"pool={Pool("small")}&escalate={Pool("big")}", JsonAnswerLines.Lines("up", 8));
 
         var batch = await host.WaitUntilFinishedAsync(id, TimeSpan.FromMinutes(1));
         Assert.Equal(8L, batch.GetProperty("counts").GetProperty("succeeded").GetInt64());
-        Assert.All(await ResultsAsync(id), result => Assert.Equal(JsonValueKind.Null, result.GetProperty("error").ValueKind));
+        Assert.All(await host.ResultsAsync(id), result => Assert.Equal(JsonValueKind.Null, result.GetProperty("error").ValueKind));
 
         // One call on each model per item, by the mock's own counts: the text model's answer failed, the JSON model's passed.
         var stats = await StatsAsync(_mock);
@@ -66,7 +61,7 @@ public sealed class EscalationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
         await CreatePoolAsync("small", "text-model");
         await CreatePoolAsync("medium", "other-text-model");
         await CreatePoolAsync("big", "json-model");
-        var items = SchemaLines("climb", 3).Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(line => JsonDocument.Parse(line).RootElement).ToArray();
+        var items = JsonAnswerLines.Lines("climb", 3).Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(line => JsonDocument.Parse(line).RootElement).ToArray();
 
         var submitted = await Http.PostAsJsonAsync("/v1/batches",
             new { pool = Pool("small"), items, options = new { escalate = new[] { Pool("medium"), Pool("big") } } }, Ct);
@@ -89,10 +84,8 @@ public sealed class EscalationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
         await CreatePoolAsync("flaky", "json-model", faulty);
         await CreatePoolAsync("big", "json-model");
 
-        var submitted = await Http.PostAsync($"/v1/batches?pool={Pool("flaky")}&escalate={Pool("big")}&maxAttempts=20&baseDelaySeconds=0.01&maxDelaySeconds=0.05",
-            new StringContent(SchemaLines("steady", 20), Encoding.UTF8, "application/x-ndjson"), Ct);
-        Assert.Equal(HttpStatusCode.Created, submitted.StatusCode);
-        var id = (await submitted.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+        var id = await SubmitAsync($"pool={Pool("flaky")}&escalate={Pool("big")}&maxAttempts=20&baseDelaySeconds=0.01&maxDelaySeconds=0.05",
+            JsonAnswerLines.Lines("steady", 20));
 
         var batch = await host.WaitUntilFinishedAsync(id, TimeSpan.FromMinutes(1));
         Assert.Equal(20L, batch.GetProperty("counts").GetProperty("succeeded").GetInt64());
@@ -113,7 +106,7 @@ public sealed class EscalationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
         var before = await Http.GetFromJsonAsync<JsonElement>("/v1/batches?limit=1000", Ct);
 
         var response = await Http.PostAsync($"/v1/batches?pool={Pool("small")}&{query.Replace("{own}", Pool("small"), StringComparison.Ordinal)}",
-            new StringContent(SchemaLines("bad", 2), Encoding.UTF8, "application/x-ndjson"), Ct);
+            new StringContent(JsonAnswerLines.Lines("bad", 2), Encoding.UTF8, "application/x-ndjson"), Ct);
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Contains(detail.Replace("{own}", Pool("small"), StringComparison.Ordinal),
@@ -122,26 +115,18 @@ public sealed class EscalationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
         Assert.Equal(before.GetProperty("items").GetArrayLength(), after.GetProperty("items").GetArrayLength());
     }
 
-    /// <summary>Lines whose <c>response_format</c> asks for <see cref="AnswerSchema"/>.</summary>
-    private static string SchemaLines(string prefix, int count) => string.Concat(Enumerable.Range(0, count).Select(i => JsonSerializer.Serialize(new
-    {
-        custom_id = $"{prefix}-{i}",
-        body = new
-        {
-            model = "any",
-            messages = new[] { new { role = "user", content = $"prompt {prefix} {i}" } },
-            response_format = new { type = "json_schema", json_schema = new { name = "answer", schema = JsonDocument.Parse(AnswerSchema).RootElement } },
-        },
-    }) + "\n"));
-
     private string Pool(string name) => $"{name}-{_pools}";
 
     private async Task CreatePoolAsync(string name, string model, MockModelProcess? mock = null) =>
         (await Http.PutAsJsonAsync($"/v1/pools/{Pool(name)}",
             new { provider = "openai", endpoint = new Uri((mock ?? _mock).BaseAddress, "v1").ToString(), model, maxRunning = 4 }, Ct)).EnsureSuccessStatusCode();
 
-    private async Task<List<JsonElement>> ResultsAsync(string id) =>
-        [.. (await Http.GetStringAsync($"/v1/batches/{id}/results", Ct)).Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(line => JsonDocument.Parse(line).RootElement)];
+    private async Task<string> SubmitAsync(string query, string lines)
+    {
+        var submitted = await Http.PostAsync($"/v1/batches?{query}", new StringContent(lines, Encoding.UTF8, "application/x-ndjson"), Ct);
+        Assert.Equal(HttpStatusCode.Created, submitted.StatusCode);
+        return (await submitted.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+    }
 
     private static async Task<JsonElement> StatsAsync(MockModelProcess mock)
     {

@@ -13,8 +13,6 @@ namespace Nightshift.Tests.Retry;
 /// </summary>
 public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsyncLifetime
 {
-    private const string AnswerSchema = """{"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}""";
-
     /// <summary>Each test's pools are its own: a pool keeps its slots and state across tests on the shared silo.</summary>
     private readonly string _pools = Guid.NewGuid().ToString("n")[..8];
 
@@ -34,11 +32,11 @@ public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
     [Fact]
     public async Task PlainTextAnswers_ToAJsonSchemaRequest_AreRetriedUnderTheirOwnBudget_ThenFailAsValidationFailed()
     {
-        var id = await SubmitAsync("text-model", "maxValidationAttempts=3", SchemaLines("plain", 6));
+        var id = await SubmitAsync("text-model", "maxValidationAttempts=3", JsonAnswerLines.Lines("plain", 6));
 
         var batch = await host.WaitUntilFinishedAsync(id, TimeSpan.FromMinutes(1));
         Assert.Equal(6L, batch.GetProperty("counts").GetProperty("failed").GetInt64());
-        Assert.All(await ResultsAsync(id), result =>
+        Assert.All(await host.ResultsAsync(id), result =>
         {
             var error = result.GetProperty("error");
             Assert.Equal("validation_failed", error.GetProperty("code").GetString());
@@ -55,7 +53,7 @@ public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
     [Fact]
     public async Task Temperatures_GoUpWithEachValidationFailure_AndTheLastStays()
     {
-        var id = await SubmitAsync("text-model", "maxValidationAttempts=3&temperatures=0,0.7", SchemaLines("warm", 3));
+        var id = await SubmitAsync("text-model", "maxValidationAttempts=3&temperatures=0,0.7", JsonAnswerLines.Lines("warm", 3));
         await host.WaitUntilFinishedAsync(id, TimeSpan.FromMinutes(1));
 
         using var client = new HttpClient { BaseAddress = _mock.BaseAddress };
@@ -66,11 +64,11 @@ public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
     [Fact]
     public async Task JsonAnswers_ThatSatisfyTheSchema_SucceedWithOneCallEach()
     {
-        var id = await SubmitAsync("json-model", "", SchemaLines("json", 6));
+        var id = await SubmitAsync("json-model", "", JsonAnswerLines.Lines("json", 6));
 
         var batch = await host.WaitUntilFinishedAsync(id, TimeSpan.FromMinutes(1));
         Assert.Equal(6L, batch.GetProperty("counts").GetProperty("succeeded").GetInt64());
-        Assert.All(await ResultsAsync(id), result => Assert.Equal(JsonValueKind.Null, result.GetProperty("error").ValueKind));
+        Assert.All(await host.ResultsAsync(id), result => Assert.Equal(JsonValueKind.Null, result.GetProperty("error").ValueKind));
         Assert.All((await CallsAsync("json-")).Values, count => Assert.Equal(1, count));
     }
 
@@ -83,7 +81,7 @@ public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
 
         var batch = await host.WaitUntilFinishedAsync(id, TimeSpan.FromMinutes(1));
         Assert.Equal(4L, batch.GetProperty("counts").GetProperty("failed").GetInt64());
-        Assert.All(await ResultsAsync(id), result =>
+        Assert.All(await host.ResultsAsync(id), result =>
         {
             Assert.Equal("validation_failed", result.GetProperty("error").GetProperty("code").GetString());
             Assert.Contains("/answer:", result.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
@@ -94,7 +92,7 @@ public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
     [Fact]
     public async Task FailedItems_RetriedOnAnotherPool_AllSucceed_WithOneResultLineEach()
     {
-        var id = await SubmitAsync("text-model", "", SchemaLines("moved", 5));
+        var id = await SubmitAsync("text-model", "", JsonAnswerLines.Lines("moved", 5));
         await host.WaitUntilFinishedAsync(id, TimeSpan.FromMinutes(1));
         await CreatePoolAsync("json-model");
 
@@ -106,7 +104,7 @@ public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
         var batch = await host.WaitUntilFinishedAsync(id, TimeSpan.FromMinutes(1));
         Assert.Equal((Pool("json-model"), 5L, 0L), (batch.GetProperty("pool").GetString(), batch.GetProperty("counts").GetProperty("succeeded").GetInt64(),
             batch.GetProperty("counts").GetProperty("failed").GetInt64()));
-        var results = await ResultsAsync(id);
+        var results = await host.ResultsAsync(id);
         Assert.Equal(5, results.Select(result => result.GetProperty("custom_id").GetString()).Distinct().Count());
         Assert.Equal(5, results.Count);
         Assert.All(results, result => Assert.Equal(JsonValueKind.Null, result.GetProperty("error").ValueKind));
@@ -125,7 +123,7 @@ public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
         // A paused pool grants nothing, so the batch stays running.
         await CreatePoolAsync("held-model");
         Assert.Equal(HttpStatusCode.OK, (await Http.PostAsync($"/v1/pools/{Pool("held-model")}/pause", null, Ct)).StatusCode);
-        var id = await SubmitAsync("held-model", "", SchemaLines("held", 2));
+        var id = await SubmitAsync("held-model", "", JsonAnswerLines.Lines("held", 2));
 
         var response = await Http.PostAsync($"/v1/batches/{id}/retry", null, Ct);
 
@@ -142,7 +140,7 @@ public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
     [InlineData("""[1]""", HttpStatusCode.BadRequest, "the body must be a JSON object")]
     public async Task ABadRetry_IsRefused_NamingWhy(string body, HttpStatusCode status, string detail)
     {
-        var id = await SubmitAsync("text-model", "maxValidationAttempts=1", SchemaLines($"refused{(int)status}{detail.Length}", 1));
+        var id = await SubmitAsync("text-model", "maxValidationAttempts=1", JsonAnswerLines.Lines($"refused{(int)status}{detail.Length}", 1));
         await host.WaitUntilFinishedAsync(id, TimeSpan.FromMinutes(1));
 
         var response = await Http.PostAsync($"/v1/batches/{id}/retry", new StringContent(body, Encoding.UTF8, "application/json"), Ct);
@@ -180,18 +178,6 @@ public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
         Assert.Contains($"line 2, {detail}", (await response.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("detail").GetString(), StringComparison.Ordinal);
     }
 
-    /// <summary>Lines whose <c>response_format</c> asks for <see cref="AnswerSchema"/>.</summary>
-    private static string SchemaLines(string prefix, int count) => string.Concat(Enumerable.Range(0, count).Select(i => JsonSerializer.Serialize(new
-    {
-        custom_id = $"{prefix}-{i}",
-        body = new
-        {
-            model = "any",
-            messages = new[] { new { role = "user", content = $"prompt {prefix} {i}" } },
-            response_format = new { type = "json_schema", json_schema = new { name = "answer", schema = JsonDocument.Parse(AnswerSchema).RootElement } },
-        },
-    }) + "\n"));
-
     private string Pool(string model) => $"{model}-{_pools}";
 
     private async Task CreatePoolAsync(string model) =>
@@ -205,9 +191,6 @@ public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
         Assert.Equal(HttpStatusCode.Created, submitted.StatusCode);
         return (await submitted.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
     }
-
-    private async Task<List<JsonElement>> ResultsAsync(string id) =>
-        [.. (await Http.GetStringAsync($"/v1/batches/{id}/results", Ct)).Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(line => JsonDocument.Parse(line).RootElement)];
 
     /// <summary>The mock's own count of calls per custom id, for the ids starting with <paramref name="prefix"/>.</summary>
     private async Task<Dictionary<string, int>> CallsAsync(string prefix)
