@@ -10,7 +10,7 @@ namespace Nightshift.Api.Batches;
 /// <c>baseDelaySeconds</c>, <c>maxDelaySeconds</c>, <c>priority</c>, <c>maxValidationAttempts</c> and
 /// <c>schema</c> (a JSON Schema: URL-encoded JSON in a query, an object in JSON) and <c>temperatures</c>
 /// (<c>0,0.5,1</c> in a query, an array of numbers in JSON) and <c>callbackUrl</c> (an absolute http(s) URL;
-/// whether the configuration allows it is the caller's to check) and <c>escalate</c> (pool names: <c>big,bigger</c>
+/// whether the configuration allows it is the caller's to check) with <c>callbackFailedItems</c> (true or false) and <c>escalate</c> (pool names: <c>big,bigger</c>
 /// in a query, an array in JSON; whether they exist is the submitter's to check). A bad value names its field.
 /// </summary>
 internal static class BatchOptionsReader
@@ -19,6 +19,7 @@ internal static class BatchOptionsReader
     private const string TemperaturesName = "temperatures";
     private const string CallbackUrlName = "callbackUrl";
     private const string EscalateName = "escalate";
+    private const string CallbackFailedItemsName = "callbackFailedItems";
 
     /// <summary>Most pools a batch may escalate through.</summary>
     private const int MaxEscalations = 8;
@@ -26,7 +27,7 @@ internal static class BatchOptionsReader
     private static readonly string[] Numbers =
         ["maxAttempts", "maxRateLimitedAttempts", "attemptTimeoutSeconds", "baseDelaySeconds", "maxDelaySeconds", "priority", "maxValidationAttempts", "maxRunning"];
 
-    private static readonly string[] Names = [.. Numbers, SchemaName, TemperaturesName, CallbackUrlName, EscalateName];
+    private static readonly string[] Names = [.. Numbers, SchemaName, TemperaturesName, CallbackUrlName, CallbackFailedItemsName, EscalateName];
 
     /// <summary>
     /// The problem with <paramref name="given"/> names that are neither options nor among <paramref name="alsoKnown"/>
@@ -77,6 +78,17 @@ internal static class BatchOptionsReader
             }
 
             read = read with { CallbackUrl = url.AbsoluteUri };
+        }
+
+        if (value(CallbackFailedItemsName) is { } announce)
+        {
+            if (!bool.TryParse(announce, out var failedItems) || (failedItems && read.CallbackUrl is null))
+            {
+                problem = $"{CallbackFailedItemsName}: true or false, and true only with {CallbackUrlName}";
+                return false;
+            }
+
+            read = read with { CallbackFailedItems = failedItems };
         }
 
         if (value(EscalateName) is { } escalate)

@@ -86,10 +86,13 @@ public sealed record LineProblem(long Line, string? Field, string Message);
 /// <summary>The answer to <c>POST /v1/batches/{id}/retry</c>: how many items went back to pending, and the batch now.</summary>
 public sealed record RetryView(int Requeued, BatchView Batch);
 
-/// <summary>One webhook delivery of a batch: the run whose end it announces, its event, where it stands (<c>pending</c>, <c>delivered</c>, <c>givenUp</c>) and its last error.</summary>
-public sealed record WebhookView(int Run, string Event, string State, int Attempts, DateTimeOffset CreatedAt, DateTimeOffset? DeliveredAt, string? LastError)
+/// <summary>
+/// One webhook delivery of a batch: the run whose end it announces (or the failed item's index and run), its event, where it
+/// stands (<c>pending</c>, <c>delivered</c>, <c>givenUp</c>) and its last error.
+/// </summary>
+public sealed record WebhookView(int Run, int? Item, string Event, string State, int Attempts, DateTimeOffset CreatedAt, DateTimeOffset? DeliveredAt, string? LastError)
 {
-    public static WebhookView From(WebhookStatus status) => new(status.Run, status.Event,
+    public static WebhookView From(WebhookStatus status) => new(status.Run, status.Item == WebhookDelivery.BatchEnd ? null : status.Item, status.Event,
         JsonNamingPolicy.CamelCase.ConvertName(status.State.ToString()), status.Attempts, status.CreatedAt, status.DeliveredAt, status.LastError);
 }
 

@@ -8,6 +8,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Nightshift.Api.Batches;
 using Nightshift.Batches;
+using Nightshift.Results;
 using Nightshift.Models;
 using Nightshift.Storage;
 
@@ -108,26 +109,26 @@ internal sealed partial class WebhookDeliverer(
             switch (state)
             {
                 case WebhookState.Delivered:
-                    LogDelivered(logger, delivery.BatchId, delivery.Run, delivery.Url, delivery.Attempts);
+                    LogDelivered(logger, DeliveryId(delivery), delivery.Url, delivery.Attempts);
                     break;
                 case WebhookState.GivenUp:
-                    LogGivenUp(logger, delivery.BatchId, delivery.Run, delivery.Attempts, error!);
+                    LogGivenUp(logger, DeliveryId(delivery), delivery.Attempts, error!);
                     break;
                 default:
                     // Exponential, with jitter in its upper half so that deliveries failed together spread out.
                     var step = settings.BaseDelay * Math.Pow(2, Math.Min(delivery.Attempts - 1, 20));
                     var delay = TimeSpan.FromTicks(Math.Min(step.Ticks, settings.MaxDelay.Ticks)) * (0.5 + (Random.Shared.NextDouble() / 2));
-                    LogRetrying(logger, delivery.BatchId, delivery.Run, delivery.Attempts, error!, delay);
+                    LogRetrying(logger, DeliveryId(delivery), delivery.Attempts, error!, delay);
                     next += delay;
                     break;
             }
 
-            await outbox.RecordWebhookAsync(delivery.BatchId, delivery.Run, state, next, error, CancellationToken.None);
+            await outbox.RecordWebhookAsync(delivery.BatchId, delivery.Run, delivery.Item, state, next, error, CancellationToken.None);
         }
         catch (Exception failure) when (!stoppingToken.IsCancellationRequested)
         {
             // The batch could not be read or the outcome not recorded: the claim runs out, and the delivery is due again.
-            LogAttemptFailed(logger, failure, delivery.BatchId, delivery.Run);
+            LogAttemptFailed(logger, failure, DeliveryId(delivery));
         }
     }
 
@@ -152,14 +153,12 @@ internal sealed partial class WebhookDeliverer(
     /// <summary>One attempt; <c>null</c> when the receiver answered 2xx, else what went wrong.</summary>
     private async Task<string?> PostAsync(WebhookDelivery delivery, WebhookOptions settings, CancellationToken stoppingToken)
     {
-        var status = await grains.GetGrain<IBatchGrain>(delivery.BatchId).GetStatus();
-        var view = await BatchView.WithMaybeBilledAsync(status, grains, catalogue, prices.Value, time.GetUtcNow(), stoppingToken);
-        var body = JsonSerializer.SerializeToUtf8Bytes(view, json.Value.SerializerOptions);
+        var body = delivery.Item == WebhookDelivery.BatchEnd ? await BatchBodyAsync(delivery, stoppingToken) : await ItemBodyAsync(delivery, stoppingToken);
 
         using var request = new HttpRequestMessage(HttpMethod.Post, delivery.Url) { Content = new ByteArrayContent(body) };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json") { CharSet = "utf-8" };
         request.Headers.Add(EventHeader, delivery.Event);
-        request.Headers.Add(DeliveryHeader, $"{delivery.BatchId}.{delivery.Run.ToString(CultureInfo.InvariantCulture)}");
+        request.Headers.Add(DeliveryHeader, DeliveryId(delivery));
         request.Headers.Add(SignatureHeader, Sign(settings.Secret!, body));
         request.Headers.UserAgent.Add(new ProductInfoHeaderValue("Nightshift-Webhooks", "1"));
 
@@ -169,17 +168,40 @@ internal sealed partial class WebhookDeliverer(
         return response.IsSuccessStatusCode ? null : $"the receiver answered {(int)response.StatusCode} {response.ReasonPhrase}";
     }
 
-    [LoggerMessage(EventId = 6001, Level = LogLevel.Information, Message = "Webhook of batch {BatchId} run {Run} delivered to {Url} (attempt {Attempt})")]
-    private static partial void LogDelivered(ILogger logger, string batchId, int run, string url, int attempt);
+    /// <summary>The body of a batch's end: the batch's view, as <c>GET /v1/batches/{id}</c> answers it.</summary>
+    private async Task<byte[]> BatchBodyAsync(WebhookDelivery delivery, CancellationToken stoppingToken)
+    {
+        var status = await grains.GetGrain<IBatchGrain>(delivery.BatchId).GetStatus();
+        var view = await BatchView.WithMaybeBilledAsync(status, grains, catalogue, prices.Value, time.GetUtcNow(), stoppingToken);
+        return JsonSerializer.SerializeToUtf8Bytes(view, json.Value.SerializerOptions);
+    }
 
-    [LoggerMessage(EventId = 6002, Level = LogLevel.Warning, Message = "Webhook of batch {BatchId} run {Run} failed (attempt {Attempt}): {Error}; tried again in {Delay}")]
-    private static partial void LogRetrying(ILogger logger, string batchId, int run, int attempt, string error, TimeSpan delay);
+    /// <summary>The body of an item's failure: its line of the batch's results.</summary>
+    private async Task<byte[]> ItemBodyAsync(WebhookDelivery delivery, CancellationToken stoppingToken)
+    {
+        var result = await catalogue.GetResultAsync(delivery.BatchId, delivery.Item, stoppingToken)
+            ?? throw new InvalidOperationException($"item {delivery.Item} of batch '{delivery.BatchId}' has no result");
+        using var line = new MemoryStream();
+        await BatchOutputWriter.WriteAsync(new[] { result }.ToAsyncEnumerable(), delivery.BatchId, line, stoppingToken);
+        return line.ToArray().AsSpan().TrimEnd("\n"u8).ToArray();
+    }
 
-    [LoggerMessage(EventId = 6003, Level = LogLevel.Error, Message = "Webhook of batch {BatchId} run {Run} given up after {Attempts} attempts: {Error}")]
-    private static partial void LogGivenUp(ILogger logger, string batchId, int run, int attempts, string error);
+    /// <summary>What names a delivery in its header and the logs: <c>{batch}.{run}</c>, and <c>.{item}</c> for an item's failure.</summary>
+    private static string DeliveryId(WebhookDelivery delivery) => delivery.Item == WebhookDelivery.BatchEnd
+        ? string.Create(CultureInfo.InvariantCulture, $"{delivery.BatchId}.{delivery.Run}")
+        : string.Create(CultureInfo.InvariantCulture, $"{delivery.BatchId}.{delivery.Run}.{delivery.Item}");
 
-    [LoggerMessage(EventId = 6005, Level = LogLevel.Warning, Message = "Webhook of batch {BatchId} run {Run}: its attempt could not be made or recorded; due again once its claim runs out")]
-    private static partial void LogAttemptFailed(ILogger logger, Exception failure, string batchId, int run);
+    [LoggerMessage(EventId = 6001, Level = LogLevel.Information, Message = "Webhook {Delivery} delivered to {Url} (attempt {Attempt})")]
+    private static partial void LogDelivered(ILogger logger, string delivery, string url, int attempt);
+
+    [LoggerMessage(EventId = 6002, Level = LogLevel.Warning, Message = "Webhook {Delivery} failed (attempt {Attempt}): {Error}; tried again in {Delay}")]
+    private static partial void LogRetrying(ILogger logger, string delivery, int attempt, string error, TimeSpan delay);
+
+    [LoggerMessage(EventId = 6003, Level = LogLevel.Error, Message = "Webhook {Delivery} given up after {Attempts} attempts: {Error}")]
+    private static partial void LogGivenUp(ILogger logger, string delivery, int attempts, string error);
+
+    [LoggerMessage(EventId = 6005, Level = LogLevel.Warning, Message = "Webhook {Delivery}: its attempt could not be made or recorded; due again once its claim runs out")]
+    private static partial void LogAttemptFailed(ILogger logger, Exception failure, string delivery);
 
     [LoggerMessage(EventId = 6004, Level = LogLevel.Warning, Message = "Could not read the webhook outbox; looking again in a second")]
     private static partial void LogClaimFailed(ILogger logger, Exception failure);

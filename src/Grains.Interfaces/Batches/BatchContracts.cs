@@ -80,6 +80,12 @@ public sealed record BatchOptions
     /// </summary>
     [Id(13)] public string[]? Escalate { get; init; }
 
+    /// <summary>
+    /// Whether each item that fails for good is also POSTed to <see cref="CallbackUrl"/> as it fails (event
+    /// <c>item.failed</c>, its result line as the body), besides the batch's end. Default: false.
+    /// </summary>
+    [Id(14)] public bool CallbackFailedItems { get; init; }
+
     /// <summary>The pool an item runs on after <paramref name="validationFailures"/> answers that failed validation: its stage's.</summary>
     public int StageAfter(int validationFailures) => Math.Min(validationFailures, Escalate?.Length ?? 0);
 }

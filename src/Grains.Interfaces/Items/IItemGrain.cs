@@ -32,7 +32,7 @@ public interface IItemGrain : IGrainWithStringKey
 /// <see cref="Slot"/> the pool slot the call runs under (renewed with the pool). <see cref="RenewedAt"/> is
 /// when the claim's lease was last extended; <c>RetryState</c> what the item's last attempt left
 /// (as its claim read it from the store); <c>Stage</c> the pool the item runs on (0: its batch's, <c>n</c>: the
-/// batch's <c>n</c>th escalation).
+/// batch's <c>n</c>th escalation); <c>Run</c> the batch's run (a retry starts the next), which keys the item's webhook.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("nightshift.ItemAssignment")]
 public sealed record ItemAssignment(
@@ -48,7 +48,8 @@ public sealed record ItemAssignment(
     [property: Id(9)] ItemLease Slot,
     [property: Id(10)] DateTimeOffset RenewedAt,
     [property: Id(11)] string? RetryState = null,
-    [property: Id(12)] int Stage = 0);
+    [property: Id(12)] int Stage = 0,
+    [property: Id(13)] int Run = 0);
 
 /// <summary>How item grains are keyed.</summary>
 public static class ItemKey

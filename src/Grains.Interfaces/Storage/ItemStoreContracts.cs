@@ -138,6 +138,9 @@ public interface IItemCatalogue
 
     /// <summary>The batch's calls that may have been billed with no answer kept.</summary>
     Task<MaybeBilled> GetMaybeBilledAsync(string batchId, CancellationToken cancellationToken);
+
+    /// <summary>The item's result if it is finished, else (or when there is no such item) <c>null</c>.</summary>
+    Task<ItemResult?> GetResultAsync(string batchId, int index, CancellationToken cancellationToken);
 }
 
 /// <summary>Where an item stands. The values are stored: never renumber them.</summary>
@@ -175,12 +178,12 @@ public sealed record ClaimedItem(int Index, string CustomId, string Body, int At
 /// <summary>
 /// An attempt's end, fenced on <c>LeaseToken</c>: the new state (pending to retry at <c>NextAttemptAt</c>, or terminal),
 /// the attempts so far with this one, what the retry policy keeps, the model's answer and usage, and the stage of the
-/// item's next attempt.
+/// item's next attempt, and the webhook its failure announces (written in the same transaction).
 /// </summary>
 public sealed record AttemptRecord(
     string BatchId, int Index, long LeaseToken, ItemState State, int Attempts, int RateLimitedAttempts,
     DateTimeOffset? NextAttemptAt, string? RetryState, int? StatusCode, string? Response, string? Error,
-    TokenUsage Usage, DateTimeOffset At, AttemptLog? Log = null, int Stage = 0);
+    TokenUsage Usage, DateTimeOffset At, AttemptLog? Log = null, int Stage = 0, WebhookDelivery? Webhook = null);
 
 /// <summary>
 /// One call as its item's history keeps it: when it started and how long it took, the pool and model it ran on, its
@@ -283,9 +286,9 @@ public interface IWebhookOutbox
     Task<IReadOnlyList<WebhookDelivery>> ClaimWebhooksAsync(DateTimeOffset now, DateTimeOffset until, int max, CancellationToken cancellationToken);
 
     /// <summary>Records how an attempt went: delivered, given up, or pending again from <paramref name="nextAttemptAt"/>.</summary>
-    Task RecordWebhookAsync(string batchId, int run, WebhookState state, DateTimeOffset nextAttemptAt, string? error, CancellationToken cancellationToken);
+    Task RecordWebhookAsync(string batchId, int run, int item, WebhookState state, DateTimeOffset nextAttemptAt, string? error, CancellationToken cancellationToken);
 
-    /// <summary>The batch's deliveries, one per run that reached its end, oldest first.</summary>
+    /// <summary>The batch's deliveries, one per run that reached its end and one per item failed (if it asked for those), oldest run first.</summary>
     Task<IReadOnlyList<WebhookStatus>> ListWebhooksAsync(string batchId, CancellationToken cancellationToken);
 }
 
@@ -303,10 +306,16 @@ public enum WebhookState
 }
 
 /// <summary>
-/// One announcement of a batch's end: <paramref name="Run"/> counts the batch's runs (a retry starts the next), so
-/// each run's end is announced once; <paramref name="Attempts"/> includes the one the claim that read it begins.
+/// One announcement of a batch's end, or of an item's failure: <paramref name="Run"/> counts the batch's runs (a retry
+/// starts the next), so each run's end, and each item's failure in a run, is announced once; <paramref name="Item"/> is
+/// the failed item's index (-1 for the batch's end); <paramref name="Attempts"/> includes the one the claim that read it begins.
 /// </summary>
-public sealed record WebhookDelivery(string BatchId, int Run, string Event, string Url, int Attempts, DateTimeOffset CreatedAt);
+public sealed record WebhookDelivery(string BatchId, int Run, string Event, string Url, int Attempts, DateTimeOffset CreatedAt, int Item = WebhookDelivery.BatchEnd)
+{
+    /// <summary>The <see cref="Item"/> of a batch's end.</summary>
+    public const int BatchEnd = -1;
+}
 
 /// <summary>A delivery as the batch's view lists it.</summary>
-public sealed record WebhookStatus(int Run, string Event, WebhookState State, int Attempts, DateTimeOffset CreatedAt, DateTimeOffset? DeliveredAt, string? LastError);
+public sealed record WebhookStatus(int Run, string Event, WebhookState State, int Attempts, DateTimeOffset CreatedAt, DateTimeOffset? DeliveredAt, string? LastError,
+    int Item = WebhookDelivery.BatchEnd);

@@ -293,7 +293,7 @@ internal sealed partial class BatchGrain(
         // back, or this silo was paused for a whole lease): its item grain gives it back without calling.
         var renewedAt = renewer.Drop(item.Lease.Token) ?? DateTimeOffset.MinValue;
         var assignment = new ItemAssignment(Id, item.Index, item.CustomId, item.Body, item.Attempts, item.RateLimitedAttempts, item.Lease,
-            Spec.Options, lane.Model, start.Slot, renewedAt, item.RetryState, lane.Stage);
+            Spec.Options, lane.Model, start.Slot, renewedAt, item.RetryState, lane.Stage, state.State.Runs);
 
         _ = (_prepared.Remove(item.Index, out var grain) ? grain : Item(item.Index)).Start(assignment);
     }

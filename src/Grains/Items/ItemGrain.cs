@@ -27,6 +27,9 @@ internal sealed partial class ItemGrain(
     TimeProvider time,
     ILogger<ItemGrain> logger) : Grain, IItemGrain
 {
+    /// <summary>The webhook event of an item that failed for good, for a batch that asked for them.</summary>
+    private const string ItemFailedEvent = "item.failed";
+
     /// <summary>How long a deactivation (the silo stopping) waits for a running call before it stops it and gives the lease back.</summary>
     private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(10);
 
@@ -135,6 +138,10 @@ internal sealed partial class ItemGrain(
             var record = Decide(assignment, result, stop == CallStop.Cancelled, out var outcome, out var rateLimitedFor);
             CountOutcome(assignment.Slot.Pool, outcome, rateLimitedFor is not null);
             record = record with { Log = History(assignment, binding, started, HistoryOutcome(outcome, result), result, record.Error, record.Usage, estimate) };
+            if (record.State == ItemState.Failed && assignment.Options is { CallbackFailedItems: true, CallbackUrl: { } url })
+            {
+                record = record with { Webhook = new WebhookDelivery(assignment.BatchId, assignment.Run, ItemFailedEvent, url, 0, record.At, assignment.Index) };
+            }
 
             // Checkpoint 6: the call has happened and may be billed. Its result must be recorded now (no
             // token could withdraw it); a crash before the write below costs this one call again, never more.

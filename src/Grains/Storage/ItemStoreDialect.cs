@@ -188,6 +188,29 @@ internal static class ItemSql
         CREATE INDEX ns_batches_team ON ns_batches (owner_team, created_at DESC, batch_id);
         """;
 
+    public const string AddItemWebhooks = """
+        -- Webhooks for failed items beside those for batches' ends: a delivery is keyed by its item too (-1: the batch's end).
+        CREATE TABLE ns_webhooks_keyed (
+            batch_id        text   NOT NULL,
+            run             bigint NOT NULL,
+            item            bigint NOT NULL,
+            event           text   NOT NULL,
+            url             text   NOT NULL,
+            state           bigint NOT NULL DEFAULT 0,
+            attempts        bigint NOT NULL DEFAULT 0,
+            next_attempt_at bigint NOT NULL,
+            created_at      bigint NOT NULL,
+            delivered_at    bigint NULL,
+            last_error      text   NULL,
+            PRIMARY KEY (batch_id, run, item)
+        );
+        INSERT INTO ns_webhooks_keyed (batch_id, run, item, event, url, state, attempts, next_attempt_at, created_at, delivered_at, last_error)
+            SELECT batch_id, run, -1, event, url, state, attempts, next_attempt_at, created_at, delivered_at, last_error FROM ns_webhooks;
+        DROP TABLE ns_webhooks;
+        ALTER TABLE ns_webhooks_keyed RENAME TO ns_webhooks;
+        CREATE INDEX ns_webhooks_due ON ns_webhooks (next_attempt_at) WHERE state = 0;
+        """;
+
     /// <summary>A claim's columns, in order: idx, custom_id, body, attempts, rate_limited_attempts, retry_state.</summary>
     public static ClaimedItem ReadClaim(DbDataReader reader, ItemLease lease) => new(reader.GetInt32(0), reader.GetString(1),
         reader.GetString(2), reader.GetInt32(3), reader.GetInt32(4), lease, reader.IsDBNull(5) ? null : reader.GetString(5));

@@ -192,11 +192,15 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
             """, reader => new MaybeBilled(reader.GetInt64(0), reader.GetInt64(1)), cancellationToken, ("@batch", batchId)))[0];
 
     public Task EnqueueWebhookAsync(WebhookDelivery delivery, CancellationToken cancellationToken) =>
-        _writer.RunAsync(group => group.Command("""
-            INSERT INTO ns_webhooks (batch_id, run, event, url, next_attempt_at, created_at) VALUES (@batch, @run, @event, @url, @now, @now)
-            ON CONFLICT (batch_id, run) DO NOTHING;
-            """, ("@batch", delivery.BatchId), ("@run", delivery.Run), ("@event", delivery.Event), ("@url", delivery.Url), ("@now", delivery.CreatedAt.Millis()))
-            .ExecuteNonQueryAsync(CancellationToken.None), cancellationToken);
+        _writer.RunAsync(group => EnqueueAsync(group, delivery), cancellationToken);
+
+    /// <summary>Adds a delivery to the outbox in <paramref name="group"/>'s transaction; one already there (a write run again) stays as it is.</summary>
+    private static Task<int> EnqueueAsync(GroupTransaction group, WebhookDelivery delivery) =>
+        group.Command("""
+            INSERT INTO ns_webhooks (batch_id, run, item, event, url, next_attempt_at, created_at) VALUES (@batch, @run, @item, @event, @url, @now, @now)
+            ON CONFLICT (batch_id, run, item) DO NOTHING;
+            """, ("@batch", delivery.BatchId), ("@run", delivery.Run), ("@item", delivery.Item), ("@event", delivery.Event), ("@url", delivery.Url),
+            ("@now", delivery.CreatedAt.Millis())).ExecuteNonQueryAsync(CancellationToken.None);
 
     public async Task<IReadOnlyList<WebhookDelivery>> ClaimWebhooksAsync(DateTimeOffset now, DateTimeOffset until, int max, CancellationToken cancellationToken)
     {
@@ -210,26 +214,26 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
         // The outer condition again: a process that claimed the same rows first leaves them no longer due.
         return await _writer.RunAsync(group => group.Command($"""
             UPDATE ns_webhooks SET next_attempt_at = @until, attempts = attempts + 1
-            WHERE {due} AND (batch_id, run) IN (SELECT batch_id, run FROM ns_webhooks WHERE {due} ORDER BY next_attempt_at LIMIT @max)
-            RETURNING batch_id, run, event, url, attempts, created_at;
+            WHERE {due} AND (batch_id, run, item) IN (SELECT batch_id, run, item FROM ns_webhooks WHERE {due} ORDER BY next_attempt_at LIMIT @max)
+            RETURNING batch_id, run, event, url, attempts, created_at, item;
             """, ("@now", now.Millis()), ("@until", until.Millis()), ("@max", max))
             .ReadAllAsync(reader => new WebhookDelivery(reader.GetString(0), (int)reader.GetInt64(1), reader.GetString(2), reader.GetString(3),
-                (int)reader.GetInt64(4), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(5))), CancellationToken.None), cancellationToken);
+                (int)reader.GetInt64(4), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(5)), (int)reader.GetInt64(6)), CancellationToken.None), cancellationToken);
     }
 
-    public Task RecordWebhookAsync(string batchId, int run, WebhookState state, DateTimeOffset nextAttemptAt, string? error, CancellationToken cancellationToken) =>
+    public Task RecordWebhookAsync(string batchId, int run, int item, WebhookState state, DateTimeOffset nextAttemptAt, string? error, CancellationToken cancellationToken) =>
         _writer.RunAsync(group => group.Command($"""
             UPDATE ns_webhooks SET state = @state, next_attempt_at = @next, last_error = @error,
                 delivered_at = CASE WHEN @state = {(int)WebhookState.Delivered} THEN @now ELSE delivered_at END
-            WHERE batch_id = @batch AND run = @run;
-            """, ("@batch", batchId), ("@run", run), ("@state", (int)state), ("@next", nextAttemptAt.Millis()), ("@error", error), ("@now", Now()))
+            WHERE batch_id = @batch AND run = @run AND item = @item;
+            """, ("@batch", batchId), ("@run", run), ("@item", item), ("@state", (int)state), ("@next", nextAttemptAt.Millis()), ("@error", error), ("@now", Now()))
             .ExecuteNonQueryAsync(CancellationToken.None), cancellationToken);
 
     public Task<IReadOnlyList<WebhookStatus>> ListWebhooksAsync(string batchId, CancellationToken cancellationToken) =>
-        ReadRowsAsync("SELECT run, event, state, attempts, created_at, delivered_at, last_error FROM ns_webhooks WHERE batch_id = @batch ORDER BY run;",
+        ReadRowsAsync("SELECT run, event, state, attempts, created_at, delivered_at, last_error, item FROM ns_webhooks WHERE batch_id = @batch ORDER BY run, item;",
             reader => new WebhookStatus((int)reader.GetInt64(0), reader.GetString(1), (WebhookState)reader.GetInt64(2), (int)reader.GetInt64(3),
                 DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4)), reader.IsDBNull(5) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(5)),
-                reader.IsDBNull(6) ? null : reader.GetString(6)), cancellationToken, ("@batch", batchId));
+                reader.IsDBNull(6) ? null : reader.GetString(6), (int)reader.GetInt64(7)), cancellationToken, ("@batch", batchId));
 
     public Task<int> CancelPendingAsync(string batchId, CancellationToken cancellationToken) =>
         _writer.RunAsync(group => group.Command(CancelPending, ("@batch", batchId), ("@now", Now())).ExecuteNonQueryAsync(CancellationToken.None), cancellationToken);
@@ -301,12 +305,21 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
             WHERE b.pool = @pool;
             """, reader => new TokenTotals(reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2)), cancellationToken, ("@pool", pool)))[0];
 
+    public async Task<ItemResult?> GetResultAsync(string batchId, int index, CancellationToken cancellationToken) =>
+        (await ReadRowsAsync($"SELECT {ResultColumns} FROM ns_items WHERE batch_id = @batch AND idx = @idx AND state >= {Succeeded};", ReadResult,
+            cancellationToken, ("@batch", batchId), ("@idx", index))).SingleOrDefault();
+
+    private const string ResultColumns = "idx, custom_id, state, status_code, response, error";
+
+    private static ItemResult ReadResult(DbDataReader reader) => new(reader.GetInt32(0), reader.GetString(1), (ItemState)reader.GetInt32(2),
+        reader.IsDBNull(3) ? null : reader.GetInt32(3), reader.IsDBNull(4) ? null : reader.GetString(4), reader.IsDBNull(5) ? null : reader.GetString(5));
+
     /// <summary>Streams straight from the server's cursor: memory stays flat however many results there are.</summary>
     public async IAsyncEnumerable<ItemResult> ReadResultsAsync(string batchId, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         await using var connection = await _retry.RunAsync(_dialect.OpenAsync, cancellationToken);
         await using var command = connection.Command(null, $"""
-            SELECT idx, custom_id, state, status_code, response, error
+            SELECT {ResultColumns}
             FROM ns_items WHERE batch_id = @batch AND state >= {Succeeded} ORDER BY idx;
             """, [("@batch", batchId)]);
         await using var reader = await command.ExecuteReaderAsync(CommandBehavior.SequentialAccess, cancellationToken);
@@ -370,6 +383,13 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
     private async Task<IReadOnlyList<bool>> RecordAllAsync(GroupTransaction group, IReadOnlyList<AttemptRecord> records)
     {
         var written = await _dialect.RecordAsync(group, records);
+
+        // An item's failure is announced if, and only if, it is written: in the same transaction.
+        foreach (var (record, _) in records.Zip(written).Where(entry => entry.Second && entry.First.Webhook is not null))
+        {
+            await EnqueueAsync(group, record.Webhook!);
+        }
+
         var logged = records.Select((record, i) => (record, written: written[i])).Where(entry => entry.record.Log is not null)
             .Select(entry => (entry.record.BatchId, entry.record.Index, entry.record.LeaseToken,
                 entry.written ? entry.record.Log! : entry.record.Log! with { Outcome = AttemptOutcomes.Discarded, MaybeBilled = true }))

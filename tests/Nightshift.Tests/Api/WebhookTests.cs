@@ -84,6 +84,51 @@ public sealed class WebhookTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task ABatchAskingForFailedItems_AnnouncesEachItemAsItFails_SignedWithItsResultLine_BesideItsEnd()
+    {
+        var http = ApiHost.FreePort();
+        using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{http}") };
+        using var silo = Serve(http, Path.Combine(_directory.Path, "items.db"));
+        await SiloProcess.WaitUntilAnsweringAsync(client);
+        Assert.Equal(HttpStatusCode.OK, (await client.PutAsync("/v1/pools/p", Json("""{"maxRunning": 8}"""), Ct)).StatusCode);
+
+        // Without a callbackUrl there is nowhere to announce them: 400 naming the option.
+        var refused = await client.PostAsync("/v1/batches?pool=p&callbackFailedItems=true", Jsonl(2), Ct);
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Contains("callbackFailedItems", await refused.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+
+        // The simulated model answers plain text: every answer fails a schema that wants an object, and each item fails at once.
+        var schema = Uri.EscapeDataString("""{"type": "object"}""");
+        var created = await client.PostAsync(
+            $"/v1/batches?pool=p&schema={schema}&maxValidationAttempts=1&callbackFailedItems=true&callbackUrl={Uri.EscapeDataString(_receiver.Url)}", Jsonl(4), Ct);
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var batchId = created.Headers.Location!.OriginalString.Split('/')[^1];
+
+        var received = await Eventually.MatchesAsync(() => _receiver.Received, hooks => hooks.Count >= 5,
+            hooks => $"{hooks.Count} deliveries came, not 5. Silo output:\n{silo.Output}");
+        await Task.Delay(TimeSpan.FromSeconds(2), Ct);
+        Assert.Equal(5, _receiver.Received.Count);
+        Assert.All(received, hook =>
+            Assert.Equal("sha256=" + Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(Secret), hook.Body)), hook.Headers["X-Nightshift-Signature"]));
+
+        var failed = received.Where(hook => hook.Headers["X-Nightshift-Event"] == "item.failed").ToList();
+        Assert.Equal([.. Enumerable.Range(0, 4).Select(i => $"{batchId}.0.{i}")], failed.Select(hook => hook.Headers["X-Nightshift-Delivery"]).Order());
+        Assert.All(failed, hook =>
+        {
+            var line = JsonDocument.Parse(hook.Body).RootElement;
+            Assert.StartsWith("hook-", line.GetProperty("custom_id").GetString(), StringComparison.Ordinal);
+            Assert.Equal("validation_failed", line.GetProperty("error").GetProperty("code").GetString());
+        });
+        var end = Assert.Single(received, hook => hook.Headers["X-Nightshift-Event"] == "batch.completed");
+        Assert.Equal($"{batchId}.0", end.Headers["X-Nightshift-Delivery"]);
+
+        var listed = JsonDocument.Parse(await client.GetStringAsync($"/v1/batches/{batchId}/webhooks", Ct)).RootElement.EnumerateArray().ToList();
+        Assert.Equal(5, listed.Count);
+        Assert.All(listed, delivery => Assert.Equal("delivered", delivery.GetProperty("state").GetString()));
+        Assert.Equal([0, 1, 2, 3], listed.Where(delivery => delivery.GetProperty("item").ValueKind == JsonValueKind.Number).Select(delivery => delivery.GetProperty("item").GetInt32()).Order());
+    }
+
     public void Dispose()
     {
         _receiver.Dispose();

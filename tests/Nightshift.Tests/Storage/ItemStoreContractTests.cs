@@ -430,8 +430,8 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
         Assert.Equal([("w", 0, "batch.completed", 1), ("w", 1, "batch.completed", 1)], claimed.Select(d => (d.BatchId, d.Run, d.Event, d.Attempts)));
         Assert.Empty(await _store.ClaimWebhooksAsync(now + TimeSpan.FromSeconds(3), now + TimeSpan.FromSeconds(30), 10, Ct));
 
-        await other.RecordWebhookAsync("w", 0, WebhookState.Delivered, now, null, Ct);
-        await other.RecordWebhookAsync("w", 1, WebhookState.Pending, now + TimeSpan.FromSeconds(5), "the receiver answered 503", Ct);
+        await other.RecordWebhookAsync("w", 0, WebhookDelivery.BatchEnd, WebhookState.Delivered, now, null, Ct);
+        await other.RecordWebhookAsync("w", 1, WebhookDelivery.BatchEnd, WebhookState.Pending, now + TimeSpan.FromSeconds(5), "the receiver answered 503", Ct);
         Assert.Empty(await _store.ClaimWebhooksAsync(now + TimeSpan.FromSeconds(4), now + TimeSpan.FromSeconds(30), 10, Ct));
         var again = Assert.Single(await _store.ClaimWebhooksAsync(now + TimeSpan.FromSeconds(5), now + TimeSpan.FromSeconds(30), 10, Ct));
         Assert.Equal((1, 2), (again.Run, again.Attempts));
@@ -440,6 +440,27 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
         Assert.Equal([(0, WebhookState.Delivered, 1, (string?)null), (1, WebhookState.Pending, 2, "the receiver answered 503")],
             listed.Select(w => (w.Run, w.State, w.Attempts, w.LastError)));
         Assert.NotNull(listed[0].DeliveredAt);
+    }
+
+    [Fact]
+    public async Task AnItemsFailure_IsAnnouncedInTheTransactionOfItsResult_OnlyIfTheResultIsWritten_BesideTheBatchsEnd()
+    {
+        await IngestAsync("f", 2);
+        var now = _time.GetUtcNow();
+        await _store.ClaimAsync("f", 0, [Lease(1), Lease(2)], now, Ct);
+        Assert.Null(await _store.GetResultAsync("f", 0, Ct));
+        WebhookDelivery Failure(int index) => new("f", 0, "item.failed", "http://127.0.0.1/a", 0, now, index);
+
+        Assert.True(await _store.RecordAttemptAsync(Attempt("f", 0, 1, ItemState.Failed) with { Webhook = Failure(0) }, Ct));
+        Assert.False(await _store.RecordAttemptAsync(Attempt("f", 1, 9, ItemState.Failed) with { Webhook = Failure(1) }, Ct));
+        await _store.EnqueueWebhookAsync(new WebhookDelivery("f", 0, "batch.completed", "http://127.0.0.1/a", 0, now), Ct);
+
+        var claimed = await _store.ClaimWebhooksAsync(now, now + TimeSpan.FromSeconds(30), 10, Ct);
+        Assert.Equal([(WebhookDelivery.BatchEnd, "batch.completed"), (0, "item.failed")], claimed.Select(d => (d.Item, d.Event)).Order());
+        await _store.RecordWebhookAsync("f", 0, 0, WebhookState.Delivered, now, null, Ct);
+        Assert.Equal([(WebhookDelivery.BatchEnd, WebhookState.Pending), (0, WebhookState.Delivered)],
+            (await _store.ListWebhooksAsync("f", Ct)).Select(w => (w.Item, w.State)));
+        Assert.Equal(("c0", ItemState.Failed), (await _store.GetResultAsync("f", 0, Ct)) is { } result ? (result.CustomId, result.State) : default);
     }
 
     [Fact]

@@ -278,6 +278,7 @@ internal static class PostgresSchema
         DROP INDEX ns_items_pending;
         CREATE INDEX ns_items_pending ON ns_items (batch_id, stage, next_attempt_at, idx) WHERE state = 0;
         """,
+        ItemSql.AddItemWebhooks,
     ];
 
     /// <summary>The newest schema version this build knows.</summary>

@@ -166,6 +166,7 @@ internal static class SqliteSchema
         DROP INDEX ns_items_dispatch;
         CREATE INDEX ns_items_dispatch ON ns_items (batch_id, state, stage, next_attempt_at, idx);
         """,
+        ItemSql.AddItemWebhooks,
     ];
 
     /// <summary>The newest schema version this build knows.</summary>
