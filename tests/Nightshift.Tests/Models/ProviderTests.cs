@@ -227,9 +227,11 @@ public sealed class ProviderTests(ProviderFixture fixture) : IClassFixture<Provi
                 }
                 : null;
 
-        var status = await RunAsync(OpenAiCompatibleProvider.ProviderName, Prefix, Jsonl.Lines(60, Prefix), FastRetries, maxRunning: 4);
+        // Enough items that the others outlast the window below however fast the calls go (200 × 10 ms / 4 slots = 500 ms at the
+        // least); with 60, a fast run had finished them all within 250 ms of the 429.
+        var status = await RunAsync(OpenAiCompatibleProvider.ProviderName, Prefix, Jsonl.Lines(200, Prefix), FastRetries, maxRunning: 4);
 
-        Assert.Equal((BatchState.Completed, 60L), (status.State, status.Succeeded));
+        Assert.Equal((BatchState.Completed, 200L), (status.State, status.Succeeded));
         var arrivals = fixture.Arrivals.Where(a => a.Request.CustomId.StartsWith(Prefix, StringComparison.Ordinal)).ToList();
         var refused = arrivals.First(a => arrivals.Count(b => b.Request.CustomId == a.Request.CustomId) == 2);
 
