@@ -104,7 +104,9 @@ internal sealed partial class WebhookDeliverer(
         {
             var (state, error) = settings.Refusal(delivery.Url) is { } refused
                 ? (WebhookState.GivenUp, $"no longer allowed: {refused}")
-                : await AttemptAsync(delivery, settings, stoppingToken);
+                : await BodyAsync(delivery, stoppingToken) is not { } body
+                    ? (WebhookState.GivenUp, "the item has no result any more: its batch was retried since it failed")
+                    : await AttemptAsync(delivery, body, settings, stoppingToken);
             var next = time.GetUtcNow();
             switch (state)
             {
@@ -133,12 +135,12 @@ internal sealed partial class WebhookDeliverer(
     }
 
     /// <summary>One attempt, and where the delivery stands after it: delivered, pending again (with the error) or given up.</summary>
-    private async Task<(WebhookState State, string? Error)> AttemptAsync(WebhookDelivery delivery, WebhookOptions settings, CancellationToken stoppingToken)
+    private async Task<(WebhookState State, string? Error)> AttemptAsync(WebhookDelivery delivery, byte[] body, WebhookOptions settings, CancellationToken stoppingToken)
     {
         string? error;
         try
         {
-            error = await PostAsync(delivery, settings, stoppingToken);
+            error = await PostAsync(delivery, body, settings, stoppingToken);
         }
         catch (Exception failure) when (failure is HttpRequestException or TaskCanceledException && !stoppingToken.IsCancellationRequested)
         {
@@ -151,9 +153,8 @@ internal sealed partial class WebhookDeliverer(
     }
 
     /// <summary>One attempt; <c>null</c> when the receiver answered 2xx, else what went wrong.</summary>
-    private async Task<string?> PostAsync(WebhookDelivery delivery, WebhookOptions settings, CancellationToken stoppingToken)
+    private async Task<string?> PostAsync(WebhookDelivery delivery, byte[] body, WebhookOptions settings, CancellationToken stoppingToken)
     {
-        var body = delivery.Item == WebhookDelivery.BatchEnd ? await BatchBodyAsync(delivery, stoppingToken) : await ItemBodyAsync(delivery, stoppingToken);
 
         using var request = new HttpRequestMessage(HttpMethod.Post, delivery.Url) { Content = new ByteArrayContent(body) };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json") { CharSet = "utf-8" };
@@ -168,6 +169,10 @@ internal sealed partial class WebhookDeliverer(
         return response.IsSuccessStatusCode ? null : $"the receiver answered {(int)response.StatusCode} {response.ReasonPhrase}";
     }
 
+    /// <summary>What a delivery sends; <c>null</c> for an item's failure whose result is gone (the batch was retried since).</summary>
+    private async Task<byte[]?> BodyAsync(WebhookDelivery delivery, CancellationToken stoppingToken) =>
+        delivery.Item == WebhookDelivery.BatchEnd ? await BatchBodyAsync(delivery, stoppingToken) : await ItemBodyAsync(delivery, stoppingToken);
+
     /// <summary>The body of a batch's end: the batch's view, as <c>GET /v1/batches/{id}</c> answers it.</summary>
     private async Task<byte[]> BatchBodyAsync(WebhookDelivery delivery, CancellationToken stoppingToken)
     {
@@ -177,10 +182,13 @@ internal sealed partial class WebhookDeliverer(
     }
 
     /// <summary>The body of an item's failure: its line of the batch's results.</summary>
-    private async Task<byte[]> ItemBodyAsync(WebhookDelivery delivery, CancellationToken stoppingToken)
+    private async Task<byte[]?> ItemBodyAsync(WebhookDelivery delivery, CancellationToken stoppingToken)
     {
-        var result = await catalogue.GetResultAsync(delivery.BatchId, delivery.Item, stoppingToken)
-            ?? throw new InvalidOperationException($"item {delivery.Item} of batch '{delivery.BatchId}' has no result");
+        if (await catalogue.GetResultAsync(delivery.BatchId, delivery.Item, stoppingToken) is not { } result)
+        {
+            return null;
+        }
+
         using var line = new MemoryStream();
         await BatchOutputWriter.WriteAsync(new[] { result }.ToAsyncEnumerable(), delivery.BatchId, line, stoppingToken);
         return line.ToArray().AsSpan().TrimEnd("\n"u8).ToArray();

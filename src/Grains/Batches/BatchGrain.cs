@@ -222,7 +222,19 @@ internal sealed partial class BatchGrain(
     }
 
     /// <summary>The lane of <paramref name="pool"/>, or <c>null</c> when the batch does not (or no longer) dispatch on it.</summary>
-    private PoolLane? Lane(string pool) => Array.Find(_lanes, lane => lane.Pool == pool);
+    private PoolLane? Lane(string pool)
+    {
+        // A loop, not a lambda: every report asks, and most batches have one lane.
+        foreach (var lane in _lanes)
+        {
+            if (lane.Pool == pool)
+            {
+                return lane;
+            }
+        }
+
+        return null;
+    }
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
