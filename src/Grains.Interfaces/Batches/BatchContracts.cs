@@ -75,6 +75,16 @@ public sealed record BatchOptions
     [Id(12)] public string? Model { get; init; }
 
     /// <summary>
+    /// The models a batch's lines name when they name several, in a pool of several models (set at submission, never read
+    /// from a request): every call of the batch counts under each of their model limits at once, which holds every one of
+    /// them (and may hold the batch below one it would not reach). Default: none.
+    /// </summary>
+    [Id(15)] public string[]? Models { get; init; }
+
+    /// <summary>The models whose limits the batch's calls count under: <see cref="Models"/>, or <see cref="Model"/> alone; <c>null</c>: the pool's.</summary>
+    public string[]? CountedModels() => Models ?? (Model is { } model ? [model] : null);
+
+    /// <summary>
     /// Pools to escalate to: after each answer that fails validation (and only then) the item's next attempt runs on
     /// the next pool of the list, under that pool's limits and with its model (the last stays). Default: none.
     /// </summary>

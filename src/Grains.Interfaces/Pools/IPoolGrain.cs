@@ -32,9 +32,9 @@ public interface IPoolGrain : IGrainWithStringKey
     /// </summary>
     /// <remarks>
     /// <paramref name="owner"/>: whose limits (team, user) the batch's calls count against, and which team's share they take;
-    /// <paramref name="model"/>: the model they count under for its model limits (<c>null</c>: the pool's).
+    /// <paramref name="models"/>: the models they count under for their model limits, each call under every one (<c>null</c>: the pool's).
     /// </remarks>
-    Task Register(string batchId, long outstanding, int priority, TimeSpan attemptTimeout, int? maxRunning, BatchOwner? owner, string? model);
+    Task Register(string batchId, long outstanding, int priority, TimeSpan attemptTimeout, int? maxRunning, BatchOwner? owner, string[]? models);
 
     /// <summary>Sets (or, with <c>null</c>, removes) a team's or a user's limit in this pool; held and fenced like the cap. Persisted.</summary>
     Task SetLimit(LimitScope scope, string name, LimitSpec? limit);

@@ -691,9 +691,9 @@ internal sealed partial class BatchGrain(
         {
             registered = _lanes.Length == 1 ? _pending + _inFlight.Count : lane.Unfinished;
 
-            // The model a batch's lines all name counts under that model's limits, in its own pool only.
+            // The models a batch's lines name count its calls under their limits, in its own pool only.
             await lane.Grain.Register(Id, registered, Spec.Options.Priority, Spec.Options.AttemptTimeout, Spec.Options.MaxRunning, Spec.Options.Owner,
-                lane.Stage == 0 ? Spec.Options.Model : null);
+                lane.Stage == 0 ? Spec.Options.CountedModels() : null);
             if (state.State.State == BatchState.Paused)
             {
                 await lane.Grain.SetPaused(Id, true);

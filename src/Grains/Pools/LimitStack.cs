@@ -48,12 +48,12 @@ internal sealed class LimitStack(TimeSpan burst)
     }
 
     /// <summary>Whether a rate limit applies to a batch of <paramref name="owner"/>: its calls then start only with a grant.</summary>
-    public bool Paces(BatchOwner? owner, string model) => Applying(owner, model).Any(limit => limit.Rpm is not null || limit.Tpm is not null);
+    public bool Paces(BatchOwner? owner, IReadOnlyList<string> models) => Applying(owner, models).Any(limit => limit.Rpm is not null || limit.Tpm is not null);
 
-    /// <summary>Takes one call and <paramref name="tokens"/> from every rate budget that applies to <paramref name="owner"/>'s calls on <paramref name="model"/>, or nothing when one has no room.</summary>
-    public bool TryStart(BatchOwner? owner, string model, double tokens, DateTimeOffset now)
+    /// <summary>Takes one call and <paramref name="tokens"/> from every rate budget that applies to <paramref name="owner"/>'s calls on <paramref name="models"/>, or nothing when one has no room.</summary>
+    public bool TryStart(BatchOwner? owner, IReadOnlyList<string> models, double tokens, DateTimeOffset now)
     {
-        var budgets = Applying(owner, model).Select(limit => Buckets(limit.Key, limit.Rpm, limit.Tpm, now)).ToList();
+        var budgets = Applying(owner, models).Select(limit => Buckets(limit.Key, limit.Rpm, limit.Tpm, now)).ToList();
         if (budgets.Any(budget => budget.Requests?.Fits(1, now) == 0 || budget.Tokens?.Fits(tokens, now) == 0))
         {
             return false;
@@ -69,9 +69,9 @@ internal sealed class LimitStack(TimeSpan burst)
     }
 
     /// <summary>Gives back what a granted call that never ran was charged, or (<paramref name="unused"/> false) the difference between its charge and the tokens it used.</summary>
-    public void Refund(BatchOwner? owner, string model, double charged, double used, bool unused, DateTimeOffset now)
+    public void Refund(BatchOwner? owner, IReadOnlyList<string> models, double charged, double used, bool unused, DateTimeOffset now)
     {
-        foreach (var limit in Applying(owner, model))
+        foreach (var limit in Applying(owner, models))
         {
             if (_buckets.TryGetValue(limit.Key, out var budget))
             {
@@ -89,10 +89,10 @@ internal sealed class LimitStack(TimeSpan burst)
     public double Weight(string? team) => team is not null && Teams.TryGetValue(team, out var limit) && limit.Weight is > 0 and var weight ? weight : 1;
 
     /// <summary>
-    /// How many more calls a batch of <paramref name="owner"/> may start on <paramref name="model"/> with
-    /// <paramref name="usage"/> running; negative when a limit is already passed (it was lowered), by how much.
+    /// How many more calls a batch of <paramref name="owner"/> may start on <paramref name="models"/> (each call counts
+    /// under every one) with <paramref name="usage"/> running; negative when a limit is already passed (it was lowered), by how much.
     /// </summary>
-    public int Room(BatchOwner? owner, string model, Usage usage)
+    public int Room(BatchOwner? owner, IReadOnlyList<string> models, Usage usage)
     {
         var room = int.MaxValue;
         if (owner?.Team is { } team && Teams.TryGetValue(team, out var teamLimit))
@@ -102,9 +102,12 @@ internal sealed class LimitStack(TimeSpan burst)
                 room = Math.Min(room, max - usage.Get(LimitScope.Team, team, null));
             }
 
-            if (!UserLimitsModel(owner, model) && teamLimit.Models?.GetValueOrDefault(model)?.MaxRunning is { } teamModel)
+            foreach (var model in models)
             {
-                room = Math.Min(room, teamModel - usage.Get(LimitScope.Team, team, model));
+                if (!UserLimitsModel(owner, model) && teamLimit.Models?.GetValueOrDefault(model)?.MaxRunning is { } teamModel)
+                {
+                    room = Math.Min(room, teamModel - usage.Get(LimitScope.Team, team, model));
+                }
             }
         }
 
@@ -115,31 +118,40 @@ internal sealed class LimitStack(TimeSpan burst)
                 room = Math.Min(room, max - usage.Get(LimitScope.User, user, null));
             }
 
-            if (userLimit.Models?.GetValueOrDefault(model)?.MaxRunning is { } userModel)
+            foreach (var model in models)
             {
-                room = Math.Min(room, userModel - usage.Get(LimitScope.User, user, model));
+                if (userLimit.Models?.GetValueOrDefault(model)?.MaxRunning is { } userModel)
+                {
+                    room = Math.Min(room, userModel - usage.Get(LimitScope.User, user, model));
+                }
             }
         }
 
         return room;
     }
 
-    /// <summary>What <paramref name="running"/> calls of a batch of <paramref name="owner"/> on <paramref name="model"/> count under.</summary>
-    public void Count(Usage usage, BatchOwner? owner, string model, int running)
+    /// <summary>What <paramref name="running"/> calls of a batch of <paramref name="owner"/> on <paramref name="models"/> count under: their team's and user's whole limits once, each model's.</summary>
+    public void Count(Usage usage, BatchOwner? owner, IReadOnlyList<string> models, int running)
     {
         if (owner?.Team is { } team)
         {
             usage.Add(LimitScope.Team, team, null, running);
-            if (!UserLimitsModel(owner, model))
+            foreach (var model in models)
             {
-                usage.Add(LimitScope.Team, team, model, running);
+                if (!UserLimitsModel(owner, model))
+                {
+                    usage.Add(LimitScope.Team, team, model, running);
+                }
             }
         }
 
         if (owner?.User is { } user)
         {
             usage.Add(LimitScope.User, user, null, running);
-            usage.Add(LimitScope.User, user, model, running);
+            foreach (var model in models)
+            {
+                usage.Add(LimitScope.User, user, model, running);
+            }
         }
     }
 
@@ -157,26 +169,32 @@ internal sealed class LimitStack(TimeSpan burst)
     }
 
     /// <summary>
-    /// The rates that apply to a call of <paramref name="owner"/> on <paramref name="model"/>, each with its budget's key: the
-    /// team's, the team's for the model (unless the user has a limit for it), the user's, the user's for the model.
+    /// The rates that apply to a call of <paramref name="owner"/> on <paramref name="models"/>, each with its budget's key: the
+    /// team's, the team's for each model (unless the user has a limit for it), the user's, the user's for each model.
     /// </summary>
-    private IEnumerable<((LimitScope, string, string?) Key, double? Rpm, double? Tpm)> Applying(BatchOwner? owner, string model)
+    private IEnumerable<((LimitScope, string, string?) Key, double? Rpm, double? Tpm)> Applying(BatchOwner? owner, IReadOnlyList<string> models)
     {
         if (owner?.Team is { } team && Teams.TryGetValue(team, out var teamLimit))
         {
             yield return ((LimitScope.Team, team, null), teamLimit.Rpm, teamLimit.Tpm);
-            if (!UserLimitsModel(owner, model) && teamLimit.Models?.GetValueOrDefault(model) is { } teamModel)
+            foreach (var model in models)
             {
-                yield return ((LimitScope.Team, team, model), teamModel.Rpm, teamModel.Tpm);
+                if (!UserLimitsModel(owner, model) && teamLimit.Models?.GetValueOrDefault(model) is { } teamModel)
+                {
+                    yield return ((LimitScope.Team, team, model), teamModel.Rpm, teamModel.Tpm);
+                }
             }
         }
 
         if (owner?.User is { } user && Users.TryGetValue(user, out var userLimit))
         {
             yield return ((LimitScope.User, user, null), userLimit.Rpm, userLimit.Tpm);
-            if (userLimit.Models?.GetValueOrDefault(model) is { } userModel)
+            foreach (var model in models)
             {
-                yield return ((LimitScope.User, user, model), userModel.Rpm, userModel.Tpm);
+                if (userLimit.Models?.GetValueOrDefault(model) is { } userModel)
+                {
+                    yield return ((LimitScope.User, user, model), userModel.Rpm, userModel.Tpm);
+                }
             }
         }
     }

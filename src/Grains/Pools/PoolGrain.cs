@@ -161,9 +161,9 @@ internal sealed partial class PoolGrain(
         return Task.FromResult(reservation);
     }
 
-    public async Task Register(string batchId, long outstanding, int priority, TimeSpan attemptTimeout, int? maxRunning, BatchOwner? owner, string? model)
+    public async Task Register(string batchId, long outstanding, int priority, TimeSpan attemptTimeout, int? maxRunning, BatchOwner? owner, string[]? models)
     {
-        Limiter.Register(batchId, outstanding, priority, attemptTimeout, maxRunning, owner, model);
+        Limiter.Register(batchId, outstanding, priority, attemptTimeout, maxRunning, owner, models);
         EnsureTicking();
         await GrantAsync();
     }

@@ -99,7 +99,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     /// run at once (<see cref="BatchOptions.MaxRunning"/>; <c>null</c>: as many as its share).
     /// </summary>
     public void Register(string batchId, long outstanding, int priority, TimeSpan? attemptTimeout = null, int? maxRunning = null, BatchOwner? owner = null,
-        string? model = null)
+        IReadOnlyList<string>? models = null)
     {
         if (!_batches.TryGetValue(batchId, out var share))
         {
@@ -114,7 +114,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         share.AttemptTimeout = attemptTimeout ?? DefaultAttemptTimeout;
         share.MaxRunning = maxRunning;
         share.Owner = owner;
-        share.Model = model;
+        share.Models = models;
         share.NotBefore = null;
         share.Started = true;
         share.RejoinBy = null;
@@ -277,7 +277,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         {
             // As the pool's budget: a 429 used no tokens, another call its reported usage, else its estimate, else its charge.
             var used = release.RateLimitedFor is not null ? 0 : release.Tokens > 0 ? release.Tokens : release.EstimatedTokens > 0 ? release.EstimatedTokens : holder.ChargedTokens;
-            Limits.Refund(share?.Owner, ModelOf(share), holder.ChargedTokens, used, unused: false, time.GetUtcNow());
+            Limits.Refund(share?.Owner, ModelsOf(share), holder.ChargedTokens, used, unused: false, time.GetUtcNow());
         }
     }
 
@@ -298,7 +298,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 
         var revoked = new Dictionary<string, List<long>>(StringComparer.Ordinal);
         var all = poolPaused || _rate.Paces || _rate.HeldUntil is not null;
-        RevokeWhere(revocable, holder => all || _batches.GetValueOrDefault(holder.BatchId) is not { Paused: false } share || Limits.Paces(share.Owner, ModelOf(share)),
+        RevokeWhere(revocable, holder => all || _batches.GetValueOrDefault(holder.BatchId) is not { Paused: false } share || Limits.Paces(share.Owner, ModelsOf(share)),
             int.MaxValue, revoked);
 
         // A team's or a user's limit lowered below what its batches hold: the excess goes.
@@ -335,7 +335,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
             }
             else if (Wants(share, now))
             {
-                var room = kept is null ? share.Room : Math.Min(share.Room, Math.Max(0, Limits.Room(share.Owner, ModelOf(share), kept)));
+                var room = kept is null ? share.Room : Math.Min(share.Room, Math.Max(0, Limits.Room(share.Owner, ModelsOf(share), kept)));
                 deficit += (int)Math.Min(target - keeps, room);
             }
         }
@@ -352,12 +352,12 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
 
         bool OverLimit(Holder holder)
         {
-            if (_batches.GetValueOrDefault(holder.BatchId) is not { } share || Limits.Room(share.Owner, ModelOf(share), kept!) >= 0)
+            if (_batches.GetValueOrDefault(holder.BatchId) is not { } share || Limits.Room(share.Owner, ModelsOf(share), kept!) >= 0)
             {
                 return false;
             }
 
-            Limits.Count(kept!, share.Owner, ModelOf(share), -1);
+            Limits.Count(kept!, share.Owner, ModelsOf(share), -1);
             return true;
         }
 
@@ -431,7 +431,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
             _ended[token] = time.GetUtcNow();
             _rate.Unused(holder.ChargedTokens);
             var owner = _batches.GetValueOrDefault(holder.BatchId);
-            Limits.Refund(owner?.Owner, ModelOf(owner), holder.ChargedTokens, used: 0, unused: true, time.GetUtcNow());
+            Limits.Refund(owner?.Owner, ModelsOf(owner), holder.ChargedTokens, used: 0, unused: true, time.GetUtcNow());
             if (share is not null)
             {
                 share.Running--;
@@ -528,7 +528,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
                 break;
             }
 
-            if (!Limits.TryStart(share.Owner, ModelOf(share), charge, now))
+            if (!Limits.TryStart(share.Owner, ModelsOf(share), charge, now))
             {
                 // Its team's or user's budget is spent for now; the other batches go on.
                 _rate.Unused(charge);
@@ -536,7 +536,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
                 continue;
             }
 
-            var hot = !_rate.Paces && !Limits.Paces(share.Owner, ModelOf(share));
+            var hot = !_rate.Paces && !Limits.Paces(share.Owner, ModelsOf(share));
             var lease = new ItemLease(name, (epoch << 32) | ++_sequence, now + Config.LeaseDuration, Config.LeaseDuration, share.WaitingSince, estimateTokens, hot);
             share.WaitingSince = null;
             _leases[lease.Token] = new Holder(batchId, CountedUntil(batchId, lease.ExpiresAt), charge, hot);
@@ -548,7 +548,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
             _teamPasses[team] = _virtualTeamPass + (1.0 / Limits.Weight(share.Owner?.Team));
             if (usage is not null)
             {
-                Limits.Count(usage, share.Owner, ModelOf(share), 1);
+                Limits.Count(usage, share.Owner, ModelsOf(share), 1);
             }
 
             free--;
@@ -600,7 +600,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         (double Team, double Batch, int Running) lowest = (double.MaxValue, double.MaxValue, int.MaxValue);
         foreach (var (batchId, share) in _batches)
         {
-            if (!Wants(share, now) || (usage is not null && Limits.Room(share.Owner, ModelOf(share), usage) <= 0) || outOfBudget.Contains(batchId))
+            if (!Wants(share, now) || (usage is not null && Limits.Room(share.Owner, ModelsOf(share), usage) <= 0) || outOfBudget.Contains(batchId))
             {
                 continue;
             }
@@ -623,7 +623,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
     private static string Team(BatchShare share) => share.Owner?.Team ?? NoTeam;
 
     /// <summary>The model a batch's calls count under for the limits: the one all its lines name, else the pool's (its default, in a pool of several).</summary>
-    private string ModelOf(BatchShare? share) => share?.Model ?? Config.Model.Model;
+    private IReadOnlyList<string> ModelsOf(BatchShare? share) => share?.Models ?? [Config.Model.Model];
 
     /// <summary>The calls each limit counts: the slots the batches hold (<paramref name="keptOnly"/>: less those asked back).</summary>
     private LimitStack.Usage Usage(bool keptOnly)
@@ -631,7 +631,7 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         var usage = new LimitStack.Usage();
         foreach (var share in _batches.Values)
         {
-            Limits.Count(usage, share.Owner, ModelOf(share), keptOnly ? share.Running - share.Revoked : share.Running);
+            Limits.Count(usage, share.Owner, ModelsOf(share), keptOnly ? share.Running - share.Revoked : share.Running);
         }
 
         return usage;
@@ -676,8 +676,8 @@ internal sealed class PoolLimiter(string name, PoolConfig config, long epoch, Ti
         /// <summary>Whose limits the batch's calls count against, and which team's share they take.</summary>
         public BatchOwner? Owner { get; set; }
 
-        /// <summary>The model every line of the batch names (<see cref="BatchOptions.Model"/>), which its model limits count it under.</summary>
-        public string? Model { get; set; }
+        /// <summary>The models the batch's lines name (<see cref="BatchOptions.CountedModels"/>), whose model limits count each of its calls.</summary>
+        public IReadOnlyList<string>? Models { get; set; }
 
         public long Waiting => Math.Max(0, Outstanding - Running);
 

@@ -99,7 +99,7 @@ public sealed class BatchSubmitter(IItemIngest store, IItemCatalogue catalogue, 
         {
             var error = line.Error ?? ModelProblem(line.Item!, pool, config.Model.Models);
             fingerprint.Add(line.Item);
-            if (config.Model.Models is { Length: > 0 } && line.Item is { } named && models.Count < 2)
+            if (config.Model.Models is { Length: > 0 } && line.Item is { } named)
             {
                 models.Add(ModelBinding.ModelOf(named.Body) ?? config.Model.Model);
             }
@@ -134,10 +134,15 @@ public sealed class BatchSubmitter(IItemIngest store, IItemCatalogue catalogue, 
             return new SubmissionResult(batchId, 0, SubmissionRejection.InvalidInput, errors, $"{errors.Count} invalid line(s); first: {errors[0]}");
         }
 
-        // In a pool of several models, a batch whose lines all name one counts under that model's limits.
+        // In a pool of several models, a batch whose lines all name one counts under that model's limits; one whose lines
+        // name several, under all of theirs at once.
         if (models.Count == 1)
         {
             batchOptions = batchOptions with { Model = models.Single() };
+        }
+        else if (models.Count > 1)
+        {
+            batchOptions = batchOptions with { Models = [.. models.Order(StringComparer.Ordinal)] };
         }
 
         if (!taken)

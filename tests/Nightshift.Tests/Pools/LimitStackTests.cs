@@ -124,12 +124,30 @@ public sealed class LimitStackTests
     {
         var limiter = Limiter(maxRunning: 10);
         limiter.Limits.Set(LimitScope.Team, "research", new LimitSpec(null, ImmutableDictionary<string, ModelLimit>.Empty.Add("big", new ModelLimit(1)), null));
-        limiter.Register("alice-big", 100, 1, owner: Alice, model: "big");
-        limiter.Register("alice-small", 100, 1, owner: Alice, model: "small");
+        limiter.Register("alice-big", 100, 1, owner: Alice, models: ["big"]);
+        limiter.Register("alice-small", 100, 1, owner: Alice, models: ["small"]);
 
         var granted = Granted(limiter);
 
         Assert.Equal((1, 9), (granted["alice-big"], granted["alice-small"]));
+    }
+
+    [Fact]
+    public void ABatchWhoseLinesNameSeveralModels_CountsEachCallUnderEveryOneOfTheirLimits_SoNoneIsPassed()
+    {
+        var limiter = Limiter(maxRunning: 10);
+        var models = ImmutableDictionary<string, ModelLimit>.Empty.Add("big", new ModelLimit(2)).Add("small", new ModelLimit(3));
+        limiter.Limits.Set(LimitScope.Team, "research", new LimitSpec(null, models, null));
+        limiter.Register("alice-mixed", 100, 1, owner: Alice, models: ["big", "small"]);
+        limiter.Register("bob-small", 100, 1, owner: Bob, models: ["small"]);
+
+        var granted = Granted(limiter);
+
+        // The mixed batch's calls may be any of its models: two fill the team's limit for big, and count under small too.
+        Assert.Equal(2, granted["alice-mixed"]);
+        Assert.Equal(1, granted.GetValueOrDefault("bob-small"));
+        var research = Assert.Single(limiter.LimitUsages(), usage => usage.Name == "research");
+        Assert.Equal((2, 3), (research.RunningByModel["big"], research.RunningByModel["small"]));
     }
 
     private PoolLimiter Limiter(int maxRunning) =>

@@ -103,6 +103,34 @@ public sealed class TeamLimitTests(TeamsApiHost host) : IClassFixture<TeamsApiHo
         Assert.All(arrivals, first => Assert.InRange(arrivals.Count(at => at >= first && at < first + 1_000), 1, 4));
     }
 
+    [Fact]
+    public async Task ABatchWhoseLinesNameSeveralModels_NeverPassesItsTeamsLimitForAnyOfThem()
+    {
+        using var mock = await MockModelProcess.StartAsync(["--port", "0", "--latency-ms", "100", "150"], Ct);
+        Assert.Equal(HttpStatusCode.OK, (await SendAsync(HttpMethod.Put, "/v1/pools/mixed", TeamsApiHost.AdminKey,
+            JsonSerializer.Serialize(new { provider = "openai", endpoint = new Uri(mock.BaseAddress, "v1").ToString(), models = new[] { "a", "b" }, maxRunning = 20 }))).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await SendAsync(HttpMethod.Put, "/v1/pools/mixed/limits/teams/research", TeamsApiHost.AdminKey,
+            """{"models": {"b": {"maxRunning": 2}}}""")).StatusCode);
+
+        // Half the lines call a, half b: any call of the batch may be one of b's, so b's limit holds the whole batch.
+        var lines = string.Concat(Enumerable.Range(0, 24).Select(i => JsonSerializer.Serialize(new
+        {
+            custom_id = $"mix{(i % 2 == 0 ? "a" : "b")}-{i}",
+            body = new { model = i % 2 == 0 ? "a" : "b", messages = new[] { new { role = "user", content = $"line {i}" } } },
+        }) + "\n"));
+        var submitted = await SendAsync(HttpMethod.Post, "/v1/batches?pool=mixed", "bob-key", lines, "application/x-ndjson");
+        Assert.Equal(HttpStatusCode.Created, submitted.StatusCode);
+        var id = (await submitted.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+        await Eventually.HoldsAsync(async () => (await (await SendAsync(HttpMethod.Get, $"/v1/batches/{id}", "bob-key")).Content.ReadAsStringAsync(Ct))
+            .Contains("\"state\":\"completed\"", StringComparison.Ordinal), () => $"batch {id} did not complete", TimeSpan.FromMinutes(1));
+
+        using var client = new HttpClient { BaseAddress = mock.BaseAddress };
+        var stats = (await client.GetFromJsonAsync<MockModelStats>("stats", StatsJson, Ct))!;
+        Assert.Equal((12, 12), (stats.CallsByModel["a"], stats.CallsByModel["b"]));
+        Assert.InRange(stats.PeakByGroup["mixb"], 1, 2);
+        Assert.InRange(stats.Peak, 1, 2);
+    }
+
     private Task<string> SubmitAsync(string key, string user) => SubmitAsync(key, user, "stack", 40);
 
     private async Task<string> SubmitAsync(string key, string user, string pool, int items)
