@@ -131,6 +131,29 @@ public sealed class TeamLimitTests(TeamsApiHost host) : IClassFixture<TeamsApiHo
         Assert.InRange(stats.Peak, 1, 2);
     }
 
+    [Fact]
+    public async Task ATeamsBigBatch_DoesNotStarveAnotherTeamsSmallOne_SubmittedAfterIt()
+    {
+        using var mock = await MockModelProcess.StartAsync(["--port", "0", "--latency-ms", "100"], Ct);
+        Assert.Equal(HttpStatusCode.OK, (await SendAsync(HttpMethod.Put, "/v1/pools/fair", TeamsApiHost.AdminKey,
+            JsonSerializer.Serialize(new { provider = "openai", endpoint = new Uri(mock.BaseAddress, "v1").ToString(), model = "m", maxRunning = 4 }))).StatusCode);
+
+        // Research's batch alone would hold the whole pool for at least 300 × 100 ms / 4 = 7.5 s.
+        var big = await SubmitAsync("alice-key", "bigr", "fair", 300);
+        using var client = new HttpClient { BaseAddress = mock.BaseAddress };
+        await Eventually.HoldsAsync(async () => (await client.GetFromJsonAsync<MockModelStats>("stats", StatsJson, Ct))!.Current == 4, () => "the big batch never filled the pool");
+
+        var small = await SubmitAsync("carol-key", "smalls", "fair", 8);
+        await Eventually.HoldsAsync(async () => (await (await SendAsync(HttpMethod.Get, $"/v1/batches/{small}", "carol-key")).Content.ReadAsStringAsync(Ct))
+            .Contains("\"state\":\"completed\"", StringComparison.Ordinal), () => $"batch {small} did not complete", TimeSpan.FromMinutes(1));
+
+        // The small batch got its team's share at once: done while most of the big one still waits.
+        var bigNow = JsonDocument.Parse(await (await SendAsync(HttpMethod.Get, $"/v1/batches/{big}", "alice-key")).Content.ReadAsStringAsync(Ct)).RootElement;
+        Assert.Equal("running", bigNow.GetProperty("state").GetString());
+        Assert.True(bigNow.GetProperty("counts").GetProperty("pending").GetInt64() > 150, bigNow.ToString());
+        Assert.Equal(HttpStatusCode.OK, (await SendAsync(HttpMethod.Post, $"/v1/batches/{big}/cancel", "alice-key")).StatusCode);
+    }
+
     private Task<string> SubmitAsync(string key, string user) => SubmitAsync(key, user, "stack", 40);
 
     private async Task<string> SubmitAsync(string key, string user, string pool, int items)
