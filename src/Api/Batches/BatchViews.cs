@@ -36,23 +36,26 @@ public sealed record BatchView(
     public MaybeBilledView? MaybeBilled { get; init; }
 
     /// <summary>The view of <paramref name="status"/>, priced at its pool's model.</summary>
-    public static async Task<BatchView> FromAsync(BatchStatus status, IGrainFactory grains, PriceTable prices, DateTimeOffset now)
-    {
-        var config = status.Pool is { } pool ? await grains.GetGrain<IPoolGrain>(pool).GetConfig() : null;
-        var cost = config is null ? null : prices.Cost(config.Model.Model, new TokenUsage(status.InputTokens, status.OutputTokens, status.CachedTokens));
-        return From(status, now, cost);
-    }
+    public static async Task<BatchView> FromAsync(BatchStatus status, IGrainFactory grains, PriceTable prices, DateTimeOffset now) =>
+        From(status, now, PricedAt(await PoolModelAsync(status, grains), prices, new TokenUsage(status.InputTokens, status.OutputTokens, status.CachedTokens)));
 
     /// <summary>The whole view, as <c>GET /v1/batches/{id}</c> answers it and a webhook sends it: with the calls that may have been billed.</summary>
     public static async Task<BatchView> WithMaybeBilledAsync(BatchStatus status, IGrainFactory grains, IItemCatalogue store, PriceTable prices, DateTimeOffset now,
         CancellationToken cancellationToken)
     {
-        var view = await FromAsync(status, grains, prices, now);
+        var model = await PoolModelAsync(status, grains);
         var maybe = await store.GetMaybeBilledAsync(status.BatchId, cancellationToken);
-        var config = status.Pool is { } pool ? await grains.GetGrain<IPoolGrain>(pool).GetConfig() : null;
-        var cost = config is null ? null : prices.Cost(config.Model.Model, new TokenUsage(maybe.EstimatedTokens, 0));
-        return view with { MaybeBilled = new MaybeBilledView(maybe.Calls, maybe.EstimatedTokens, cost) };
+        return From(status, now, PricedAt(model, prices, new TokenUsage(status.InputTokens, status.OutputTokens, status.CachedTokens))) with
+        {
+            MaybeBilled = new MaybeBilledView(maybe.Calls, maybe.EstimatedTokens, PricedAt(model, prices, new TokenUsage(maybe.EstimatedTokens, 0))),
+        };
     }
+
+    /// <summary>The model the batch's pool calls, which its costs are priced at; <c>null</c> when the pool is gone.</summary>
+    private static async Task<string?> PoolModelAsync(BatchStatus status, IGrainFactory grains) =>
+        status.Pool is { } pool && await grains.GetGrain<IPoolGrain>(pool).GetConfig() is { } config ? config.Model.Model : null;
+
+    private static decimal? PricedAt(string? model, PriceTable prices, TokenUsage usage) => model is null ? null : prices.Cost(model, usage);
 
     public static BatchView From(BatchStatus status, DateTimeOffset now, decimal? cost)
     {

@@ -196,16 +196,20 @@ internal sealed partial class BatchGrain(
 
     public Task SlotsGranted(ImmutableArray<ItemLease> leases)
     {
-        foreach (var granted in leases.GroupBy(lease => lease.Pool, StringComparer.Ordinal))
+        // One pool grants them all: its own slots.
+        if (leases.IsEmpty)
         {
-            if (Lane(granted.Key) is { } lane)
-            {
-                Apply(lane, lane.Dispatcher.Granted(granted));
-            }
-            else
-            {
-                Send(GrainFactory.GetGrain<IPoolGrain>(granted.Key).ReturnUnused(Id, [.. granted.Select(lease => lease.Token)], null));
-            }
+            return Task.CompletedTask;
+        }
+
+        var pool = leases[0].Pool;
+        if (Lane(pool) is { } lane)
+        {
+            Apply(lane, lane.Dispatcher.Granted(leases));
+        }
+        else
+        {
+            Send(GrainFactory.GetGrain<IPoolGrain>(pool).ReturnUnused(Id, [.. leases.Select(lease => lease.Token)], null));
         }
 
         return Task.CompletedTask;

@@ -161,7 +161,7 @@ internal sealed partial class ItemGrain(
             // The slot is freed only now, so the calls a crash can cost (sent, result not durable) never
             // outnumber the slots. A hot slot goes to the batch, which starts its next item on it at once.
             // (A lease that was lost is no longer held by the pool, which then ignores this release.)
-            // An item escalated to its next pool is done with this one, as a finished item is.
+            // An item escalated to its next pool is done with this one, as a finished item is (a fenced result escalated nothing).
             var stage = outcome == ItemOutcome.Retrying ? record.Stage : assignment.Stage;
             var leaves = outcome is ItemOutcome.Succeeded or ItemOutcome.Failed or ItemOutcome.Cancelled || stage != assignment.Stage;
             var release = new SlotRelease(assignment.BatchId, assignment.Slot.Token, leaves, rateLimitedFor,
