@@ -74,8 +74,8 @@ public interface IItemDispatch
     /// </summary>
     Task<int> RequeueAllLeasesAsync(CancellationToken cancellationToken);
 
-    /// <summary>Extends the leases still held under their tokens; returns those extended (a missing one was lost).</summary>
-    Task<IReadOnlySet<long>> ExtendLeasesAsync(IReadOnlyList<LeaseExtension> leases, CancellationToken cancellationToken);
+    /// <summary>Extends the leases still held under their tokens; returns the claims extended (a missing one was lost).</summary>
+    Task<IReadOnlySet<ClaimKey>> ExtendLeasesAsync(IReadOnlyList<LeaseExtension> leases, CancellationToken cancellationToken);
 
     /// <summary>
     /// Puts the batch's failed and cancelled items that <paramref name="filter"/> picks back to pending with
@@ -254,7 +254,17 @@ public sealed record ItemSnapshot(int Index, ItemState State, long? LeaseToken, 
 public sealed record TokenTotals(long InputTokens, long OutputTokens, long CachedTokens);
 
 /// <summary>A lease to extend to <c>ExpiresAt</c>, if it is still held under its fencing <c>Token</c>.</summary>
-public sealed record LeaseExtension(string BatchId, int Index, long Token, DateTimeOffset ExpiresAt);
+public sealed record LeaseExtension(string BatchId, int Index, long Token, DateTimeOffset ExpiresAt)
+{
+    /// <summary>The claim this lease belongs to.</summary>
+    public ClaimKey Claim => new(BatchId, Token);
+}
+
+/// <summary>
+/// An item's claim: its batch and fencing token. A token is unique within its batch, not across batches (every
+/// batch's first activation numbers its claims from the same start), so a claim is known by both.
+/// </summary>
+public readonly record struct ClaimKey(string BatchId, long Token);
 
 /// <summary>An item whose lease died: back to pending, or <c>Failed</c> when it was interrupted too often.</summary>
 public sealed record RequeuedItem(int Index, bool Failed);

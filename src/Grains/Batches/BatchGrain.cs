@@ -307,7 +307,7 @@ internal sealed partial class BatchGrain(
         var item = start.Item;
         // A claim the renewer no longer holds was lost while it waited for its slot (the store took it
         // back, or this silo was paused for a whole lease): its item grain gives it back without calling.
-        var renewedAt = renewer.Drop(item.Lease.Token) ?? DateTimeOffset.MinValue;
+        var renewedAt = renewer.Drop(Id, item.Lease.Token) ?? DateTimeOffset.MinValue;
         var assignment = new ItemAssignment(Id, item.Index, item.CustomId, item.Body, item.Attempts, item.RateLimitedAttempts, item.Lease,
             Spec.Options, lane.Model, start.Slot, renewedAt, item.RetryState, lane.Stage, state.State.Runs);
 
@@ -387,7 +387,7 @@ internal sealed partial class BatchGrain(
     {
         foreach (var item in items)
         {
-            renewer.Drop(item.Lease.Token);
+            renewer.Drop(Id, item.Lease.Token);
             _prepared.Remove(item.Index);
             if (_inFlight.GetValueOrDefault(item.Index) == item.Lease.Token)
             {

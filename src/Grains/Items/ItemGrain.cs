@@ -177,7 +177,7 @@ internal sealed partial class ItemGrain(
         }
         finally
         {
-            renewer.Drop(assignment.Lease.Token);
+            renewer.Drop(assignment.BatchId, assignment.Lease.Token);
         }
     }
 

@@ -16,10 +16,14 @@ namespace Nightshift.Items;
 internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grains, TimeProvider time, ILogger<LeaseRenewer> logger)
     : ILifecycleParticipant<ISiloLifecycle>, IDisposable
 {
-    /// <summary>How often the renewer looks for leases due for renewal.</summary>
-    public static readonly TimeSpan CheckPeriod = TimeSpan.FromSeconds(1);
+    /// <summary>
+    /// How often the renewer looks for leases due for renewal: well within the shortest lease a pool may have
+    /// (1 s), so a lease is renewed about a third of the way through it and never lapses between two looks.
+    /// </summary>
+    public static readonly TimeSpan CheckPeriod = TimeSpan.FromMilliseconds(250);
 
-    private readonly ConcurrentDictionary<long, HeldLease> _held = new();
+    /// <summary>The claims held, by batch and token: two batches' claims may carry the same token.</summary>
+    private readonly ConcurrentDictionary<ClaimKey, HeldLease> _held = new();
     private readonly CancellationTokenSource _stopping = new();
     private readonly CancellationTokenSource _abandoned = new();
     private Task _loop = Task.CompletedTask;
@@ -41,12 +45,12 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
     {
         // No timer and no wait handle: a token source left to the collector holds nothing to free.
         var held = new HeldLease(batchId, index, lease, slot, renewedAt, new CancellationTokenSource());
-        _held[lease.Token] = held;
+        _held[held.Claim] = held;
         return held.Lost.Token;
     }
 
-    /// <summary>Stops renewing a claim; returns when it was last extended, or <c>null</c> when it was not held.</summary>
-    public DateTimeOffset? Drop(long token) => _held.TryRemove(token, out var held) ? held.RenewedAt : null;
+    /// <summary>Stops renewing a batch's claim; returns when it was last extended, or <c>null</c> when it was not held.</summary>
+    public DateTimeOffset? Drop(string batchId, long token) => _held.TryRemove(new ClaimKey(batchId, token), out var held) ? held.RenewedAt : null;
 
     // Application services stop after the grains have deactivated, so leases stay renewed while
     // deactivating items let their calls finish.
@@ -74,13 +78,13 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
         var renewals = new List<(string Pool, LeaseRenewal Renewal)>(extended.Count);
         foreach (var held in due)
         {
-            if (!extended.Contains(held.Lease.Token))
+            if (!extended.Contains(held.Claim))
             {
                 await LoseAsync(held, LogLost);
                 continue;
             }
 
-            _held.TryUpdate(held.Lease.Token, held with { RenewedAt = now }, held);
+            _held.TryUpdate(held.Claim, held with { RenewedAt = now }, held);
             if (held.Slot is { } slot)
             {
                 renewals.Add((slot.Pool, new LeaseRenewal(held.BatchId, slot.Token, now + slot.Duration)));
@@ -109,7 +113,7 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
 
     private async Task LoseAsync(HeldLease held, Action<ILogger, string, int, long> log)
     {
-        if (_held.TryRemove(new KeyValuePair<long, HeldLease>(held.Lease.Token, held)))
+        if (_held.TryRemove(new KeyValuePair<ClaimKey, HeldLease>(held.Claim, held)))
         {
             log(logger, held.BatchId, held.Index, held.Lease.Token);
             await held.Lost.CancelAsync();
@@ -161,7 +165,10 @@ internal sealed partial class LeaseRenewer(IItemStore store, IGrainFactory grain
         }
     }
 
-    private sealed record HeldLease(string BatchId, int Index, ItemLease Lease, ItemLease? Slot, DateTimeOffset RenewedAt, CancellationTokenSource Lost);
+    private sealed record HeldLease(string BatchId, int Index, ItemLease Lease, ItemLease? Slot, DateTimeOffset RenewedAt, CancellationTokenSource Lost)
+    {
+        public ClaimKey Claim => new(BatchId, Lease.Token);
+    }
 
     [LoggerMessage(EventId = 3101, Level = LogLevel.Warning, Message = "Item {BatchId}/{Index} lost lease {Token}: its call is stopped and no result of it is kept")]
     private static partial void LogLost(ILogger logger, string batchId, int index, long token);

@@ -64,7 +64,7 @@ internal abstract class ItemStoreDialect : IAsyncDisposable
     public abstract Task<IReadOnlyList<bool>> RecordAsync(GroupTransaction group, IReadOnlyList<AttemptRecord> records);
 
     /// <summary>Extends the leases still held under their tokens (fenced like a result); answers the tokens extended.</summary>
-    public abstract Task<IReadOnlySet<long>> ExtendAsync(GroupTransaction group, IReadOnlyList<LeaseExtension> leases);
+    public abstract Task<IReadOnlySet<ClaimKey>> ExtendAsync(GroupTransaction group, IReadOnlyList<LeaseExtension> leases);
 
     /// <summary>Adds attempts to their items' histories (ns_attempts), one prepared statement a row; an attempt already there is left as it is.</summary>
     public virtual async Task LogAttemptsAsync(GroupTransaction group, IReadOnlyList<(string BatchId, int Index, long Token, AttemptLog Log)> attempts)

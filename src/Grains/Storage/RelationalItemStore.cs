@@ -114,7 +114,7 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
             .Command(RequeueExpired, ("@batch", batchId), ("@now", now.Millis()), ("@max_interruptions", _options.MaxInterruptions))
             .ReadAllAsync(reader => new RequeuedItem(reader.GetInt32(0), reader.GetInt32(1) == Failed), CancellationToken.None), cancellationToken);
 
-    public Task<IReadOnlySet<long>> ExtendLeasesAsync(IReadOnlyList<LeaseExtension> leases, CancellationToken cancellationToken) =>
+    public Task<IReadOnlySet<ClaimKey>> ExtendLeasesAsync(IReadOnlyList<LeaseExtension> leases, CancellationToken cancellationToken) =>
         _writer.RunAsync(group => _dialect.ExtendAsync(group, leases), cancellationToken);
 
     public Task<bool> ReleaseLeaseAsync(string batchId, int index, long leaseToken, bool interrupted, CancellationToken cancellationToken) =>

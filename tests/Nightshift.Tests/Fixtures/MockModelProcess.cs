@@ -1,3 +1,7 @@
+using System.Net.Http.Json;
+using System.Text.Json;
+using Nightshift.MockModel;
+
 namespace Nightshift.Tests.Fixtures;
 
 /// <summary>
@@ -17,6 +21,15 @@ public sealed class MockModelProcess : ChildProcess
 
     /// <summary>Where the child listens, read from the line it prints on stdout.</summary>
     public Uri BaseAddress { get; private set; } = null!;
+
+    private static readonly JsonSerializerOptions StatsJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
+    /// <summary>What the mock has counted so far (<c>GET /stats</c>).</summary>
+    public async Task<MockModelStats> StatsAsync(CancellationToken cancellationToken)
+    {
+        using var client = new HttpClient { BaseAddress = BaseAddress };
+        return (await client.GetFromJsonAsync<MockModelStats>("stats", StatsJson, cancellationToken))!;
+    }
 
     /// <summary>Starts the child without waiting for it to listen (for its usage errors).</summary>
     public static MockModelProcess Start(IEnumerable<string> arguments) => new(arguments);

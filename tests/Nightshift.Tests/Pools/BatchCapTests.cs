@@ -2,7 +2,6 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
-using Nightshift.MockModel;
 using Nightshift.Tests.Fixtures;
 
 namespace Nightshift.Tests.Pools;
@@ -13,8 +12,6 @@ namespace Nightshift.Tests.Pools;
 /// </summary>
 public sealed class BatchCapTests(ApiHost host) : IClassFixture<ApiHost>
 {
-    private static readonly JsonSerializerOptions StatsJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
-
     [Fact]
     public async Task ABatchWithItsOwnCap_NeverRunsMoreCalls_WhileTheOtherBatchUsesTheRestOfThePool()
     {
@@ -30,8 +27,7 @@ public sealed class BatchCapTests(ApiHost host) : IClassFixture<ApiHost>
             Assert.Equal(60L, (await host.WaitUntilFinishedAsync(id, TimeSpan.FromMinutes(1))).GetProperty("counts").GetProperty("succeeded").GetInt64());
         }
 
-        using var client = new HttpClient { BaseAddress = mock.BaseAddress };
-        var stats = (await client.GetFromJsonAsync<MockModelStats>("stats", StatsJson, Ct))!;
+        var stats = await mock.StatsAsync(Ct);
         Assert.Equal(2, stats.PeakByGroup["capped-batch"]);
         Assert.InRange(stats.PeakByGroup["free-batch"], 3, 8);
         Assert.InRange(stats.Peak, 1, 8);

@@ -2,7 +2,6 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
-using Nightshift.MockModel;
 using Nightshift.Tests.Fixtures;
 
 namespace Nightshift.Tests.Pools;
@@ -14,7 +13,6 @@ namespace Nightshift.Tests.Pools;
 /// </summary>
 public sealed class SharedModelPoolTests(ApiHost host) : IClassFixture<ApiHost>
 {
-    private static readonly JsonSerializerOptions StatsJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
     [Fact]
     public async Task EachLineCallsTheModelItNames_OrThePoolsDefault_AndTheyShareOneCap()
@@ -40,8 +38,7 @@ public sealed class SharedModelPoolTests(ApiHost host) : IClassFixture<ApiHost>
             var index = int.Parse(result.GetProperty("custom_id").GetString()!["shared-".Length..], System.Globalization.CultureInfo.InvariantCulture);
             Assert.Equal(asked[index % 3] ?? "m-small", result.GetProperty("response").GetProperty("body").GetProperty("model").GetString());
         });
-        using var client = new HttpClient { BaseAddress = mock.BaseAddress };
-        Assert.InRange((await client.GetFromJsonAsync<MockModelStats>("stats", StatsJson, Ct))!.Peak, 1, 3);
+        Assert.InRange((await mock.StatsAsync(Ct)).Peak, 1, 3);
     }
 
     [Fact]

@@ -3,7 +3,6 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
-using Nightshift.MockModel;
 using Nightshift.Tests.Api;
 using Nightshift.Tests.Fixtures;
 
@@ -69,8 +68,7 @@ public sealed class TeamLimitTests(TeamsApiHost host) : IClassFixture<TeamsApiHo
                 .Contains("\"state\":\"completed\"", StringComparison.Ordinal), () => $"batch {id} did not complete", TimeSpan.FromMinutes(2));
         }
 
-        using var client = new HttpClient { BaseAddress = mock.BaseAddress };
-        var stats = (await client.GetFromJsonAsync<MockModelStats>("stats", StatsJson, Ct))!;
+        var stats = await mock.StatsAsync(Ct);
         Assert.Equal(6, stats.PeakByGroup["alice"]);
         Assert.Equal(2, stats.PeakByGroup["bob"]);
         Assert.InRange(stats.PeakByGroup["carol"], 3, 30);
@@ -124,8 +122,7 @@ public sealed class TeamLimitTests(TeamsApiHost host) : IClassFixture<TeamsApiHo
         await Eventually.HoldsAsync(async () => (await (await SendAsync(HttpMethod.Get, $"/v1/batches/{id}", "bob-key")).Content.ReadAsStringAsync(Ct))
             .Contains("\"state\":\"completed\"", StringComparison.Ordinal), () => $"batch {id} did not complete", TimeSpan.FromMinutes(1));
 
-        using var client = new HttpClient { BaseAddress = mock.BaseAddress };
-        var stats = (await client.GetFromJsonAsync<MockModelStats>("stats", StatsJson, Ct))!;
+        var stats = await mock.StatsAsync(Ct);
         Assert.Equal((12, 12), (stats.CallsByModel["a"], stats.CallsByModel["b"]));
         Assert.InRange(stats.PeakByGroup["mixb"], 1, 2);
         Assert.InRange(stats.Peak, 1, 2);
@@ -140,8 +137,7 @@ public sealed class TeamLimitTests(TeamsApiHost host) : IClassFixture<TeamsApiHo
 
         // Research's batch alone would hold the whole pool for at least 300 × 100 ms / 4 = 7.5 s.
         var big = await SubmitAsync("alice-key", "bigr", "fair", 300);
-        using var client = new HttpClient { BaseAddress = mock.BaseAddress };
-        await Eventually.HoldsAsync(async () => (await client.GetFromJsonAsync<MockModelStats>("stats", StatsJson, Ct))!.Current == 4, () => "the big batch never filled the pool");
+        await Eventually.HoldsAsync(async () => (await mock.StatsAsync(Ct)).Current == 4, () => "the big batch never filled the pool");
 
         var small = await SubmitAsync("carol-key", "smalls", "fair", 8);
         await Eventually.HoldsAsync(async () => (await (await SendAsync(HttpMethod.Get, $"/v1/batches/{small}", "carol-key")).Content.ReadAsStringAsync(Ct))

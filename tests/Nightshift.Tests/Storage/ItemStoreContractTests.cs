@@ -184,9 +184,24 @@ public abstract class ItemStoreContractTests : IAsyncLifetime
             [new LeaseExtension("b", 0, 1, _time.GetUtcNow() + TimeSpan.FromSeconds(30)), new LeaseExtension("b", 1, 99, _time.GetUtcNow() + TimeSpan.FromSeconds(30))], Ct);
         _time.Advance(TimeSpan.FromSeconds(11));
 
-        Assert.Equal([1L], extended);
+        Assert.Equal([new ClaimKey("b", 1)], extended);
         Assert.Equal([new RequeuedItem(1, Failed: false)], await _store.RequeueExpiredLeasesAsync("b", _time.GetUtcNow(), Ct));
         Assert.Empty(await _store.ExtendLeasesAsync([new LeaseExtension("b", 1, 2, _time.GetUtcNow() + TimeSpan.FromSeconds(30))], Ct));
+    }
+
+    [Fact]
+    public async Task ExtendedLeases_AreKnownByBatchAndToken_SinceTwoBatchesNumberTheirClaimsAlike()
+    {
+        await IngestAsync("b", 1);
+        await IngestAsync("c", 1);
+        await _store.ClaimAsync("b", 0, [Lease(1)], _time.GetUtcNow(), Ct);
+        await _store.ClaimAsync("c", 0, [Lease(2)], _time.GetUtcNow(), Ct);
+
+        // Batch c's item is held under token 2, not 1: only batch b's claim 1 is extended.
+        var extended = await _store.ExtendLeasesAsync(
+            [new LeaseExtension("b", 0, 1, _time.GetUtcNow() + TimeSpan.FromSeconds(30)), new LeaseExtension("c", 0, 1, _time.GetUtcNow() + TimeSpan.FromSeconds(30))], Ct);
+
+        Assert.Equal([new ClaimKey("b", 1)], extended);
     }
 
     [Fact]

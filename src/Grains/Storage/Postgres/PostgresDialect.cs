@@ -168,17 +168,17 @@ internal sealed class PostgresDialect(string connectionString) : ItemStoreDialec
         return [.. records.Select(r => written.Contains((r.BatchId, r.Index, r.LeaseToken)))];
     }
 
-    public override async Task<IReadOnlySet<long>> ExtendAsync(GroupTransaction group, IReadOnlyList<LeaseExtension> leases)
+    public override async Task<IReadOnlySet<ClaimKey>> ExtendAsync(GroupTransaction group, IReadOnlyList<LeaseExtension> leases)
     {
         // Fenced on the token alone, for the same reason as a result. One statement for all.
         var extend = group.Command("""
             UPDATE ns_items i SET lease_expires_at = l.expires
             FROM unnest(@batches, @indices, @tokens, @expires) AS l(batch_id, idx, token, expires)
             WHERE i.batch_id = l.batch_id AND i.idx = l.idx AND i.lease_token = l.token
-            RETURNING i.lease_token;
+            RETURNING i.batch_id, i.lease_token;
             """, ("@batches", Column(leases, l => l.BatchId)), ("@indices", Column(leases, l => l.Index)), ("@tokens", Column(leases, l => l.Token)),
             ("@expires", Column(leases, l => l.ExpiresAt.Millis())));
-        return (await extend.ReadAllAsync(reader => reader.GetInt64(0), CancellationToken.None)).ToHashSet();
+        return (await extend.ReadAllAsync(reader => new ClaimKey(reader.GetString(0), reader.GetInt64(1)), CancellationToken.None)).ToHashSet();
     }
 
     public override async Task<IItemIngestSession> BeginIngestAsync(DbConnection connection, string batchId, string pool, long now, CancellationToken cancellationToken) =>

@@ -139,15 +139,15 @@ internal sealed class SqliteDialect(ItemStoreOptions options) : ItemStoreDialect
         return written;
     }
 
-    public override async Task<IReadOnlySet<long>> ExtendAsync(GroupTransaction group, IReadOnlyList<LeaseExtension> leases)
+    public override async Task<IReadOnlySet<ClaimKey>> ExtendAsync(GroupTransaction group, IReadOnlyList<LeaseExtension> leases)
     {
-        var extended = new HashSet<long>();
+        var extended = new HashSet<ClaimKey>();
         foreach (var lease in leases)
         {
             var extend = group.Command(ExtendOne, ("@batch", lease.BatchId), ("@idx", lease.Index), ("@token", lease.Token), ("@expires", lease.ExpiresAt.Millis()));
             if (await extend.ExecuteNonQueryAsync(CancellationToken.None) == 1)
             {
-                extended.Add(lease.Token);
+                extended.Add(lease.Claim);
             }
         }
 
