@@ -595,6 +595,12 @@ internal sealed partial class BatchGrain(
             throw new ArgumentException($"pool '{target}' does not exist", nameof(pool));
         }
 
+        // As at submission: a batch's own pool is never one it escalates to (one pool, one lane).
+        if (spec.Options.Escalate?.Contains(target, StringComparer.Ordinal) == true)
+        {
+            throw new ArgumentException($"pool '{target}' is one of the batch's escalation pools ({string.Join(", ", spec.Options.Escalate)}); retry on another", nameof(pool));
+        }
+
         var requeued = await store.RequeueTerminalAsync(Id, filter, target == spec.Pool ? null : target, CancellationToken.None);
         if (requeued == 0)
         {

@@ -53,6 +53,13 @@ public sealed class EscalationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
         var attempts = item.GetProperty("attempts").EnumerateArray()
             .Select(attempt => (attempt.GetProperty("pool").GetString(), attempt.GetProperty("model").GetString(), attempt.GetProperty("outcome").GetString())).ToList();
         Assert.Equal([(Pool("small"), "text-model", "validation_failed"), (Pool("big"), "json-model", "succeeded")], attempts);
+
+        // A retry cannot move the batch onto a pool it escalates to: one pool would be two of its stages.
+        var retry = await Http.PostAsJsonAsync($"/v1/batches/{id}/retry", new { pool = Pool("big") }, Ct);
+        Assert.Equal(HttpStatusCode.BadRequest, retry.StatusCode);
+        Assert.StartsWith($"pool: pool '{Pool("big")}' is one of the batch's escalation pools",
+            (await retry.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.Equal(Pool("small"), (await Http.GetFromJsonAsync<JsonElement>($"/v1/batches/{id}", Ct)).GetProperty("pool").GetString());
     }
 
     [Fact]
