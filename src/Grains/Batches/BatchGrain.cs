@@ -498,7 +498,10 @@ internal sealed partial class BatchGrain(
         {
             ranOn.Unfinished--;
             _lanes[report.Stage].Unfinished++;
-            Register(_lanes[report.Stage]);
+            if (state.State.State is BatchState.Running or BatchState.Paused)
+            {
+                Register(_lanes[report.Stage]);
+            }
         }
     }
 
@@ -794,6 +797,14 @@ internal sealed partial class BatchGrain(
             {
                 state.State.State = BatchState.Completed;
                 await LeavePoolsAsync();
+            }
+            else
+            {
+                // An attempt whose call had returned before the abort reached it may have recorded a retry after the
+                // cancel cancelled the items pending then (or maintenance requeued an expired claim): such an item is
+                // cancelled now, or it would stay pending for ever. Nothing is in flight, so nothing is pending after.
+                _cancelled += await store.CancelPendingAsync(Id, CancellationToken.None);
+                _pending = 0;
             }
 
             state.State.FinishedAt = time.GetUtcNow();
