@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -296,11 +297,16 @@ public static class BatchesApi
                 }
             }
 
-            // Each item is shaped like a JSONL line, so the one validating reader serves both forms.
+            // Each item is shaped like a JSONL line, so the one validating reader serves both forms. Written
+            // compact: an item indented over several lines (as most tools pretty-print) must stay one line.
             var lines = new MemoryStream(capacity: Math.Min(limits.MaxJsonBytes, (int)(context.Request.ContentLength ?? 4096)));
             foreach (var item in items.EnumerateArray())
             {
-                lines.Write(Encoding.UTF8.GetBytes(item.GetRawText()));
+                using (var line = new Utf8JsonWriter(lines, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+                {
+                    item.WriteTo(line);
+                }
+
                 lines.WriteByte((byte)'\n');
             }
 

@@ -154,7 +154,16 @@ public sealed class JsonlBatchReader(SubmissionOptions options)
             return Fail(line, "custom_id", $"must be a string, found {Describe(customIdElement.ValueKind)}");
         }
 
-        var customId = customIdElement.GetString()!;
+        if (Text(customIdElement) is not { } customId)
+        {
+            return Fail(line, "custom_id", "not valid text: it escapes a lone UTF-16 surrogate");
+        }
+
+        if (customId.Contains('\0', StringComparison.Ordinal))
+        {
+            return Fail(line, "custom_id", "must not contain the NUL character (\\u0000)");
+        }
+
         if (customId.Length == 0)
         {
             return Fail(line, "custom_id", "must not be empty");
@@ -173,9 +182,9 @@ public sealed class JsonlBatchReader(SubmissionOptions options)
                 return Fail(line, "method", $"must be a string, found {Describe(methodElement.ValueKind)}");
             }
 
-            if (!string.Equals(methodElement.GetString(), "POST", StringComparison.OrdinalIgnoreCase))
+            if (!string.Equals(Text(methodElement), "POST", StringComparison.OrdinalIgnoreCase))
             {
-                return Fail(line, "method", $"'{methodElement.GetString()}' is not supported; use POST");
+                return Fail(line, "method", $"'{Text(methodElement)}' is not supported; use POST");
             }
         }
 
@@ -187,7 +196,7 @@ public sealed class JsonlBatchReader(SubmissionOptions options)
                 return Fail(line, "url", $"must be a string, found {Describe(urlElement.ValueKind)}");
             }
 
-            url = urlElement.GetString()!;
+            url = Text(urlElement) ?? "";
             if (!SupportedUrls.Contains(url, StringComparer.Ordinal))
             {
                 return Fail(line, "url", $"'{url}' is not supported; supported: {string.Join(", ", SupportedUrls)}");
@@ -231,6 +240,19 @@ public sealed class JsonlBatchReader(SubmissionOptions options)
     }
 
     private static ParsedLine Fail(long line, string? field, string message) => new(null, new LineError(line, field, message));
+
+    /// <summary>A string's text, or <c>null</c> when an escape in it is no valid UTF-16 (a lone surrogate such as <c>\ud800</c>).</summary>
+    private static string? Text(JsonElement element)
+    {
+        try
+        {
+            return element.GetString();
+        }
+        catch (InvalidOperationException)
+        {
+            return null;
+        }
+    }
 
     private static string Describe(JsonValueKind kind) => kind switch
     {

@@ -124,6 +124,23 @@ public sealed class ApiTests(SmallLimitsApiHost host) : IClassFixture<SmallLimit
         }, Ct);
         Assert.Equal(HttpStatusCode.Created, json.StatusCode);
 
+        // Items indented over several lines, as most tools pretty-print JSON, each stay one item.
+        var indented = await Http.PostAsync("/v1/batches", new StringContent("""
+            {
+              "pool": "forms",
+              "items": [
+                {
+                  "custom_id": "pretty-1",
+                  "body": { "messages": [ { "role": "user", "content": "Résumé <1>" } ] }
+                },
+                { "custom_id": "pretty-2", "body": { "messages": [] } }
+              ]
+            }
+            """, Encoding.UTF8, "application/json"), Ct);
+        Assert.Equal(HttpStatusCode.Created, indented.StatusCode);
+        var prettyId = (await indented.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+        Assert.Equal(2, (await host.WaitUntilFinishedAsync(prettyId, TimeSpan.FromMinutes(1))).GetProperty("counts").GetProperty("succeeded").GetInt64());
+
         using var form = new MultipartFormDataContent();
         var file = new ByteArrayContent(Encoding.UTF8.GetBytes(Jsonl.Lines(20, "mp")));
         file.Headers.ContentType = new MediaTypeHeaderValue("application/x-ndjson");
@@ -142,6 +159,8 @@ public sealed class ApiTests(SmallLimitsApiHost host) : IClassFixture<SmallLimit
             { "empty body", "pool=bad", "application/x-ndjson", [], 400, "the input is empty" },
             { "malformed JSON line", "pool=bad", "application/x-ndjson", Utf8($"{line}\n{{\"custom_id\": \n"), 400, "line 2" },
             { "custom_id a number", "pool=bad", "application/x-ndjson", Utf8("""{"custom_id": 5, "body": {}}""" + "\n"), 400, "field 'custom_id': must be a string" },
+            { "custom_id a lone surrogate", "pool=bad", "application/x-ndjson", Utf8("""{"custom_id": "\ud800", "body": {}}""" + "\n"), 400, "line 1, field 'custom_id': not valid text" },
+            { "custom_id with NUL", "pool=bad", "application/x-ndjson", Utf8("""{"custom_id": "a\u0000b", "body": {}}""" + "\n"), 400, "line 1, field 'custom_id': must not contain the NUL character" },
             { "body missing", "pool=bad", "application/x-ndjson", Utf8($"{line}\n" + """{"custom_id": "b"}""" + "\n"), 400, "line 2, field 'body': missing" },
             { "a stream line", "pool=bad", "application/x-ndjson", Utf8($"{line}\n" + """{"custom_id": "s", "body": {"stream": true}}""" + "\n"), 400, "line 2, field 'body.stream': streaming is not supported" },
             { "duplicate custom_id", "pool=bad", "application/x-ndjson", Utf8($"{line}\n{line}\n"), 400, "duplicate custom_id 'ok'" },
