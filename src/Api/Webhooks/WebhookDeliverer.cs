@@ -105,7 +105,7 @@ internal sealed partial class WebhookDeliverer(
             var (state, error) = settings.Refusal(delivery.Url) is { } refused
                 ? (WebhookState.GivenUp, $"no longer allowed: {refused}")
                 : await BodyAsync(delivery, stoppingToken) is not { } body
-                    ? (WebhookState.GivenUp, "the item has no result any more: its batch was retried since it failed")
+                    ? (WebhookState.GivenUp, "the item has no failure to announce any more: its batch was retried since, and the item runs again or succeeded")
                     : await AttemptAsync(delivery, body, settings, stoppingToken);
             var next = time.GetUtcNow();
             switch (state)
@@ -169,7 +169,7 @@ internal sealed partial class WebhookDeliverer(
         return response.IsSuccessStatusCode ? null : $"the receiver answered {(int)response.StatusCode} {response.ReasonPhrase}";
     }
 
-    /// <summary>What a delivery sends; <c>null</c> for an item's failure whose result is gone (the batch was retried since).</summary>
+    /// <summary>What a delivery sends; <c>null</c> for an item's failure that is no longer its result (the batch was retried since).</summary>
     private async Task<byte[]?> BodyAsync(WebhookDelivery delivery, CancellationToken stoppingToken) =>
         delivery.Item == WebhookDelivery.BatchEnd ? await BatchBodyAsync(delivery, stoppingToken) : await ItemBodyAsync(delivery, stoppingToken);
 
@@ -181,10 +181,14 @@ internal sealed partial class WebhookDeliverer(
         return JsonSerializer.SerializeToUtf8Bytes(view, json.Value.SerializerOptions);
     }
 
-    /// <summary>The body of an item's failure: its line of the batch's results.</summary>
+    /// <summary>
+    /// The body of an item's failure: its line of the batch's results, while that is a failure. An item the batch's
+    /// retry ran again has none until it fails again (then it is that failure), and one that succeeded none at all:
+    /// an <c>item.failed</c> is never sent with a success in it.
+    /// </summary>
     private async Task<byte[]?> ItemBodyAsync(WebhookDelivery delivery, CancellationToken stoppingToken)
     {
-        if (await catalogue.GetResultAsync(delivery.BatchId, delivery.Item, stoppingToken) is not { } result)
+        if (await catalogue.GetResultAsync(delivery.BatchId, delivery.Item, stoppingToken) is not { State: ItemState.Failed } result)
         {
             return null;
         }

@@ -129,6 +129,56 @@ public sealed class WebhookTests : IDisposable
         Assert.Equal([0, 1, 2, 3], listed.Where(delivery => delivery.GetProperty("item").ValueKind == JsonValueKind.Number).Select(delivery => delivery.GetProperty("item").GetInt32()).Order());
     }
 
+    [Fact]
+    public async Task AFailureStillUndelivered_WhenARetryRunsItsItemAgain_IsGivenUp_NeverSentWithTheSuccessThatFollowed()
+    {
+        // json-model answers JSON, text-model plain text, which fails the batch's schema: every item fails on pool
+        // "text" and succeeds when a retry moves the batch onto pool "json".
+        using var mock = await MockModelProcess.StartAsync(["--port", "0", "--latency-ms", "1", "5", "--json-models", "json-model"], Ct);
+        var http = ApiHost.FreePort();
+        using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{http}") };
+        using var silo = Serve(http, Path.Combine(_directory.Path, "items.db"));
+        await SiloProcess.WaitUntilAnsweringAsync(client);
+        foreach (var (pool, model) in new[] { ("text", "text-model"), ("json", "json-model") })
+        {
+            var config = $$"""{"provider": "openai", "endpoint": "{{new Uri(mock.BaseAddress, "v1")}}", "model": "{{model}}", "maxRunning": 4}""";
+            Assert.Equal(HttpStatusCode.OK, (await client.PutAsync($"/v1/pools/{pool}", Json(config), Ct)).StatusCode);
+        }
+
+        // The receiver refuses the first five deliveries (the four failures and the batch's end), which are then due again in 1–2 s.
+        foreach (var _ in Enumerable.Range(0, 5))
+        {
+            _receiver.Answers.Enqueue(503);
+        }
+
+        var schema = Uri.EscapeDataString("""{"type": "object"}""");
+        var created = await client.PostAsync(
+            $"/v1/batches?pool=text&schema={schema}&maxValidationAttempts=1&callbackFailedItems=true&callbackUrl={Uri.EscapeDataString(_receiver.Url)}",
+            new StringContent(JsonAnswerLines.Lines("again", 4), Encoding.UTF8, "application/x-ndjson"), Ct);
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var batchId = created.Headers.Location!.OriginalString.Split('/')[^1];
+        await Eventually.MatchesAsync(() => _receiver.Received, hooks => hooks.Count >= 5, hooks => $"{hooks.Count} deliveries came, not 5. Silo output:\n{silo.Output}");
+
+        var retried = await client.PostAsync($"/v1/batches/{batchId}/retry", Json("""{"pool": "json"}"""), Ct);
+        Assert.Equal(HttpStatusCode.OK, retried.StatusCode);
+
+        // Run 0's failures are given up (their items succeeded in run 1); both runs' ends are delivered.
+        var listed = await Eventually.MatchesAsync(
+            async () => JsonDocument.Parse(await client.GetStringAsync($"/v1/batches/{batchId}/webhooks", Ct)).RootElement.EnumerateArray().ToList(),
+            deliveries => deliveries.Count == 6 && deliveries.All(delivery => delivery.GetProperty("state").GetString() != "pending"),
+            deliveries => $"deliveries: {string.Join(", ", deliveries)}");
+        var items = listed.Where(delivery => delivery.GetProperty("item").ValueKind == JsonValueKind.Number).ToList();
+        Assert.Equal(4, items.Count);
+        Assert.All(items, delivery =>
+        {
+            Assert.Equal("givenUp", delivery.GetProperty("state").GetString());
+            Assert.Contains("no failure to announce", delivery.GetProperty("lastError").GetString(), StringComparison.Ordinal);
+        });
+        Assert.Equal(2, listed.Count(delivery => delivery.GetProperty("state").GetString() == "delivered"));
+        Assert.All(_receiver.Received.Where(hook => hook.Headers["X-Nightshift-Event"] == "item.failed"),
+            hook => Assert.Equal("validation_failed", JsonDocument.Parse(hook.Body).RootElement.GetProperty("error").GetProperty("code").GetString()));
+    }
+
     public void Dispose()
     {
         _receiver.Dispose();
