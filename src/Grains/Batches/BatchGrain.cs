@@ -604,24 +604,47 @@ internal sealed partial class BatchGrain(
             throw new ArgumentException($"pool '{target}' is one of the batch's escalation pools ({string.Join(", ", spec.Options.Escalate)}); retry on another", nameof(pool));
         }
 
-        var requeued = await store.RequeueTerminalAsync(Id, filter, target == spec.Pool ? null : target, CancellationToken.None);
-        if (requeued == 0)
-        {
-            return 0;
-        }
-
-        // Running again: a new epoch, so this run's claim tokens differ from the last run's.
+        // Running again, written before the items are: a crash between the two leaves a running batch with nothing
+        // to run, which its next activation finishes again, never items pending in a batch that says it finished.
+        // A new epoch, so this run's claim tokens differ from the last run's.
+        var finished = (state.State.State, state.State.FinishedAt);
         state.State.Spec = spec with { Pool = target };
         state.State.State = BatchState.Running;
         state.State.FinishedAt = null;
         state.State.Epoch++;
         state.State.Runs++;
+        await SaveStateAsync();
+        int requeued;
+        try
+        {
+            requeued = await store.RequeueTerminalAsync(Id, filter, target == spec.Pool ? null : target, CancellationToken.None);
+        }
+        catch
+        {
+            await UndoRunAsync();
+            throw;
+        }
+
+        if (requeued == 0)
+        {
+            await UndoRunAsync();
+            return 0;
+        }
+
         var counts = await store.CountAsync(Id, CancellationToken.None);
         (_pending, _succeeded, _failed, _cancelled) = (counts.Pending, counts.Succeeded, counts.Failed, counts.Cancelled);
-        await SaveStateAsync();
         LogRetried(logger, Id, requeued, target);
         await JoinPoolAsync();
         return requeued;
+
+        // Nothing was requeued: the batch stays finished as it was, and the run that did not start is not counted.
+        async Task UndoRunAsync()
+        {
+            state.State.Spec = spec;
+            (state.State.State, state.State.FinishedAt) = finished;
+            state.State.Runs--;
+            await SaveStateAsync();
+        }
     }
 
     private void EnsureNotFinished(string action)

@@ -114,7 +114,10 @@ public sealed class ValidationTests(ApiHost host) : IClassFixture<ApiHost>, IAsy
 
         // Nothing is left to retry: the batch stays as it is.
         var again = await Http.PostAsJsonAsync($"/v1/batches/{id}/retry", new { errorCode = "validation_failed" }, Ct);
-        Assert.Equal(0, (await again.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("requeued").GetInt32());
+        var unchanged = await again.Content.ReadFromJsonAsync<JsonElement>(Ct);
+        Assert.Equal(0, unchanged.GetProperty("requeued").GetInt32());
+        Assert.Equal(("completed", batch.GetProperty("finishedAt").GetString()),
+            (unchanged.GetProperty("batch").GetProperty("state").GetString(), unchanged.GetProperty("batch").GetProperty("finishedAt").GetString()));
     }
 
     [Fact]
