@@ -111,7 +111,7 @@ internal sealed partial class WebhookDeliverer(
             switch (state)
             {
                 case WebhookState.Delivered:
-                    LogDelivered(logger, DeliveryId(delivery), delivery.Url, delivery.Attempts);
+                    LogDelivered(logger, DeliveryId(delivery), WithoutQuery(delivery.Url), delivery.Attempts);
                     break;
                 case WebhookState.GivenUp:
                     LogGivenUp(logger, DeliveryId(delivery), delivery.Attempts, error!);
@@ -197,6 +197,9 @@ internal sealed partial class WebhookDeliverer(
         await BatchOutputWriter.WriteAsync(new[] { result }.ToAsyncEnumerable(), delivery.BatchId, line, stoppingToken);
         return line.ToArray().AsSpan().TrimEnd("\n"u8).ToArray();
     }
+
+    /// <summary>A callback URL as the logs show it: without its query, where a receiver's token often is.</summary>
+    private static string WithoutQuery(string url) => Uri.TryCreate(url, UriKind.Absolute, out var uri) ? uri.GetLeftPart(UriPartial.Path) : url;
 
     /// <summary>What names a delivery in its header and the logs: <c>{batch}.{run}</c>, and <c>.{item}</c> for an item's failure.</summary>
     private static string DeliveryId(WebhookDelivery delivery) => delivery.Item == WebhookDelivery.BatchEnd

@@ -153,7 +153,7 @@ public sealed class WebhookTests : IDisposable
 
         var schema = Uri.EscapeDataString("""{"type": "object"}""");
         var created = await client.PostAsync(
-            $"/v1/batches?pool=text&schema={schema}&maxValidationAttempts=1&callbackFailedItems=true&callbackUrl={Uri.EscapeDataString(_receiver.Url)}",
+            $"/v1/batches?pool=text&schema={schema}&maxValidationAttempts=1&callbackFailedItems=true&callbackUrl={Uri.EscapeDataString(_receiver.Url + "?token=receiver-token-7")}",
             new StringContent(JsonAnswerLines.Lines("again", 4), Encoding.UTF8, "application/x-ndjson"), Ct);
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         var batchId = created.Headers.Location!.OriginalString.Split('/')[^1];
@@ -177,6 +177,10 @@ public sealed class WebhookTests : IDisposable
         Assert.Equal(2, listed.Count(delivery => delivery.GetProperty("state").GetString() == "delivered"));
         Assert.All(_receiver.Received.Where(hook => hook.Headers["X-Nightshift-Event"] == "item.failed"),
             hook => Assert.Equal("validation_failed", JsonDocument.Parse(hook.Body).RootElement.GetProperty("error").GetProperty("code").GetString()));
+
+        // The logs name where a delivery went, but not the token in its query.
+        Assert.Contains($"delivered to {_receiver.Url} ", silo.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("receiver-token-7", silo.Output, StringComparison.Ordinal);
     }
 
     public void Dispose()
