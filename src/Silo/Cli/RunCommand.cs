@@ -267,6 +267,12 @@ internal static class RunCommand
             {
                 await Console.Error.WriteLineAsync($"Resuming batch {batchId} from {NightshiftSilo.StoreName(builder.Configuration)}: " +
                     $"{status.Done} of {status.Total} items already done.");
+                if (await services.GetRequiredService<IItemCatalogue>().GetBatchAsync(batchId, cancellationToken) is { Options: { } kept }
+                    && Ignored(kept, options) is { Count: > 0 } ignored)
+                {
+                    await Console.Error.WriteLineAsync($"The batch keeps the options it was started with; ignored now: {string.Join(", ", ignored)}. " +
+                        "Run with another --store to start the file anew with them.");
+                }
                 if (status.State == BatchState.Paused)
                 {
                     await batch.Resume();
@@ -341,6 +347,28 @@ internal static class RunCommand
     }
 
     /// <summary>Submits the file, or starts a batch whose items were committed by a run that died before starting it.</summary>
+    /// <summary>The options given now that differ from those a batch started with, as the command line names them.</summary>
+    private static List<string> Ignored(BatchOptions kept, BatchOptions given)
+    {
+        var ignored = new List<string>();
+        if (given.MaxAttempts != kept.MaxAttempts)
+        {
+            ignored.Add($"--max-attempts {given.MaxAttempts} (the batch's: {kept.MaxAttempts})");
+        }
+
+        if (given.MaxValidationAttempts != kept.MaxValidationAttempts)
+        {
+            ignored.Add($"--max-validation-attempts {given.MaxValidationAttempts} (the batch's: {kept.MaxValidationAttempts})");
+        }
+
+        if (given.Schema != kept.Schema)
+        {
+            ignored.Add(given.Schema is null ? "no --schema (the batch has one)" : kept.Schema is null ? "--schema (the batch has none)" : "--schema (the batch's differs)");
+        }
+
+        return ignored;
+    }
+
     private static async Task<bool> StartAsync(IServiceProvider services, string batchId, FileInfo input, BatchOptions options, CancellationToken cancellationToken)
     {
         var store = services.GetRequiredService<IItemStore>();

@@ -45,6 +45,14 @@ public sealed class RunCommandTests : IDisposable
         }
 
         Assert.Equal(300, (await File.ReadAllLinesAsync(CallLog, Ct)).Length);
+
+        // The same file again is the same batch, finished: no call is made, and options given now are named as ignored.
+        using var again = _run.Start(RunWorkspace.Latency(1, 3), "--max-running", "8", "--max-attempts", "7");
+        Assert.Equal(0, await again.WaitForExitAsync(TimeSpan.FromMinutes(2)));
+        Assert.Contains("Resuming batch", again.Output);
+        Assert.Contains("ignored now: --max-attempts 7 (the batch's: 5)", again.Output);
+        Assert.Equal(300, (await File.ReadAllLinesAsync(Output, Ct)).Length);
+        Assert.Equal(300, (await File.ReadAllLinesAsync(CallLog, Ct)).Length);
     }
 
     [Fact]
