@@ -182,9 +182,10 @@ public sealed class JsonlBatchReader(SubmissionOptions options)
                 return Fail(line, "method", $"must be a string, found {Describe(methodElement.ValueKind)}");
             }
 
-            if (!string.Equals(Text(methodElement), "POST", StringComparison.OrdinalIgnoreCase))
+            var given = Text(methodElement);
+            if (!string.Equals(given, "POST", StringComparison.OrdinalIgnoreCase))
             {
-                return Fail(line, "method", $"'{Text(methodElement)}' is not supported; use POST");
+                return Fail(line, "method", $"'{given}' is not supported; use POST");
             }
         }
 

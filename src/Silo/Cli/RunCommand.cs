@@ -273,6 +273,7 @@ internal static class RunCommand
                     await Console.Error.WriteLineAsync($"The batch keeps the options it was started with; ignored now: {string.Join(", ", ignored)}. " +
                         "Run with another --store to start the file anew with them.");
                 }
+
                 if (status.State == BatchState.Paused)
                 {
                     await batch.Resume();
@@ -346,7 +347,6 @@ internal static class RunCommand
         }
     }
 
-    /// <summary>Submits the file, or starts a batch whose items were committed by a run that died before starting it.</summary>
     /// <summary>The options given now that differ from those a batch started with, as the command line names them.</summary>
     private static List<string> Ignored(BatchOptions kept, BatchOptions given)
     {
@@ -369,6 +369,7 @@ internal static class RunCommand
         return ignored;
     }
 
+    /// <summary>Submits the file, or starts a batch whose items were committed by a run that died before starting it.</summary>
     private static async Task<bool> StartAsync(IServiceProvider services, string batchId, FileInfo input, BatchOptions options, CancellationToken cancellationToken)
     {
         var store = services.GetRequiredService<IItemStore>();

@@ -14,8 +14,9 @@ public sealed class CancelTests(ApiHost host) : IClassFixture<ApiHost>
     [Fact]
     public async Task ACancelWhileCallsEndInRetries_LeavesNoItemPending_EveryItemEndsWithAResult()
     {
-        // Every call fails with a 500 after 20–80 ms and is retried at once, so the pool stays full and the calls ending around the cancel put their items back
-        // to pending for a retry, some of them after the cancel has cancelled the items pending then.
+        // Every call fails with a 500 after 20–80 ms and is retried at once, so the pool stays full and the calls
+        // ending around the cancel put their items back to pending for a retry, some of them after the cancel has
+        // cancelled the items pending then.
         using var mock = await MockModelProcess.StartAsync(["--port", "0", "--latency-ms", "20", "80", "--fault-500", "1", "--seed", "20261206"], Ct);
         var pool = await host.Http.PutAsJsonAsync("/v1/pools/cancelled",
             new { provider = "openai", endpoint = new Uri(mock.BaseAddress, "v1").ToString(), model = "m", maxRunning = 50 }, Ct);
