@@ -50,7 +50,8 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
     private readonly GroupCommitQueue _claims;
 
     private readonly Func<GroupTransaction, IReadOnlyList<AttemptRecord>, Task<IReadOnlyList<bool>>> _recordAll;
-    private bool _initialized;
+    private readonly Lock _initializing = new();
+    private Task? _initialization;
 
     /// <summary>A store on the database <paramref name="options"/> names.</summary>
     public RelationalItemStore(IOptions<ItemStoreOptions> options, TimeProvider time, ILogger<RelationalItemStore> logger)
@@ -66,20 +67,25 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
 
     public bool OwnedByOneProcess => _dialect.OwnedByOneProcess;
 
-    /// <summary>Once: a second call must not requeue the leases of calls this process is running.</summary>
-    public async Task InitializeAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Applies the schema once: calls that overlap (a one-shot run staging its file while its silo starts) share
+    /// one application, and one that failed is tried again by the next call.
+    /// </summary>
+    public Task InitializeAsync(CancellationToken cancellationToken)
     {
-        if (_initialized)
+        lock (_initializing)
         {
-            return;
-        }
+            if (_initialization is null || _initialization.IsFaulted || _initialization.IsCanceled)
+            {
+                _initialization = _retry.RunAsync(async token =>
+                {
+                    await _dialect.ApplySchemaAsync(token);
+                    return true;
+                }, cancellationToken);
+            }
 
-        await _retry.RunAsync(async token =>
-        {
-            await _dialect.ApplySchemaAsync(token);
-            return true;
-        }, cancellationToken);
-        _initialized = true;
+            return _initialization.WaitAsync(cancellationToken);
+        }
     }
 
     public async Task<IItemIngestSession> BeginIngestAsync(string batchId, string pool, CancellationToken cancellationToken)

@@ -64,14 +64,27 @@ public sealed class BatchSubmitter(IItemIngest store, IItemCatalogue catalogue, 
             return Rejected(batchId, SubmissionRejection.UnknownPool, $"pool '{pool}' does not exist");
         }
 
-        if (batchOptions.Schema is { } schema && AnswerValidator.SchemaProblem(schema) is { } problem)
-        {
-            return Rejected(batchId, SubmissionRejection.InvalidOptions, $"schema: not a JSON Schema: {problem}");
-        }
-
         if (await EscalationProblemAsync(pool, batchOptions.Escalate) is { } escalation)
         {
             return Rejected(batchId, SubmissionRejection.InvalidOptions, $"escalate: {escalation}");
+        }
+
+        await using var staged = await StageAsync(batchId, pool, config.Model, batchOptions, jsonl, idempotencyKey, cancellationToken);
+        return await AcceptAsync(staged, cancellationToken);
+    }
+
+    /// <summary>
+    /// Reads and checks a submission's lines and stages its items in the store, where nothing shows yet: the part
+    /// of a submission that needs no silo, so a one-shot run stages its file while its silo starts.
+    /// <see cref="AcceptAsync"/> then reserves queue room, commits and starts the batch; disposing the staged
+    /// submission without it keeps nothing. <paramref name="model"/> is the pool's: a line must name one of its models, when it has several.
+    /// </summary>
+    public async Task<StagedSubmission> StageAsync(string batchId, string pool, ModelBinding model, BatchOptions batchOptions, Stream jsonl,
+        string? idempotencyKey, CancellationToken cancellationToken)
+    {
+        if (batchOptions.Schema is { } schema && AnswerValidator.SchemaProblem(schema) is { } problem)
+        {
+            return new StagedSubmission(Rejected(batchId, SubmissionRejection.InvalidOptions, $"schema: not a JSON Schema: {problem}"));
         }
 
         using var fingerprint = new SubmissionFingerprint(pool, batchOptions);
@@ -79,7 +92,7 @@ public sealed class BatchSubmitter(IItemIngest store, IItemCatalogue catalogue, 
         {
             if (idempotencyKey is null)
             {
-                return Rejected(batchId, SubmissionRejection.BatchExists, $"batch '{batchId}' already exists");
+                return new StagedSubmission(Rejected(batchId, SubmissionRejection.BatchExists, $"batch '{batchId}' already exists"));
             }
 
             await foreach (var line in _reader.ReadAsync(jsonl, cancellationToken))
@@ -87,67 +100,81 @@ public sealed class BatchSubmitter(IItemIngest store, IItemCatalogue catalogue, 
                 fingerprint.Add(line.Item);
             }
 
-            return Replay(existing, fingerprint, idempotencyKey);
+            return new StagedSubmission(Replay(existing, fingerprint.Finish(), idempotencyKey));
         }
 
         var errors = new List<LineError>();
-        HashSet<string> models = new(StringComparer.Ordinal);
+        HashSet<string> named = new(StringComparer.Ordinal);
         var count = 0;
         var taken = false;
-        await using var session = await store.BeginIngestAsync(batchId, pool, cancellationToken);
-        await foreach (var line in _reader.ReadAsync(jsonl, cancellationToken))
+        var session = await store.BeginIngestAsync(batchId, pool, cancellationToken);
+        try
         {
-            var error = line.Error ?? ModelProblem(line.Item!, pool, config.Model.Models);
-            fingerprint.Add(line.Item);
-            if (config.Model.Models is { Length: > 0 } && line.Item is { } named)
+            await foreach (var line in _reader.ReadAsync(jsonl, cancellationToken))
             {
-                models.Add(ModelBinding.ModelOf(named.Body) ?? config.Model.Model);
-            }
+                var error = line.Error ?? ModelProblem(line.Item!, pool, model.Models);
+                fingerprint.Add(line.Item);
+                if (model.Models is { Length: > 0 } && line.Item is { } item)
+                {
+                    named.Add(ModelBinding.ModelOf(item.Body) ?? model.Model);
+                }
 
-            if (line.Item is { } item && error is null && !taken)
-            {
-                try
+                if (line.Item is { } valid && error is null && !taken)
                 {
-                    error = await session.AddAsync(item, cancellationToken);
-                    count++;
+                    try
+                    {
+                        error = await session.AddAsync(valid, cancellationToken);
+                        count++;
+                    }
+                    catch (BatchExistsException)
+                    {
+                        // A submission of the same key committed first, while this one was streaming. The rest
+                        // is read only to tell whether it was the same payload.
+                        taken = true;
+                    }
                 }
-                catch (BatchExistsException)
-                {
-                    // A submission of the same key committed first, while this one was streaming. The rest
-                    // is read only to tell whether it was the same payload.
-                    taken = true;
-                }
-            }
 
-            if (error is not null)
-            {
-                errors.Add(error);
-                if (errors.Count >= options.Value.MaxReportedErrors)
+                if (error is not null)
                 {
-                    break;
+                    errors.Add(error);
+                    if (errors.Count >= options.Value.MaxReportedErrors)
+                    {
+                        break;
+                    }
                 }
             }
+        }
+        catch
+        {
+            await session.DisposeAsync();
+            throw;
         }
 
         if (errors.Count > 0)
         {
-            return new SubmissionResult(batchId, 0, SubmissionRejection.InvalidInput, errors, $"{errors.Count} invalid line(s); first: {errors[0]}");
+            await session.DisposeAsync();
+            return new StagedSubmission(new SubmissionResult(batchId, 0, SubmissionRejection.InvalidInput, errors, $"{errors.Count} invalid line(s); first: {errors[0]}"));
         }
 
-        // In a pool of several models, a batch whose lines all name one counts under that model's limits; one whose lines
-        // name several, under all of theirs at once.
-        if (models.Count == 1)
+        return new StagedSubmission(batchId, pool, count, WithModels(batchOptions, named), session, fingerprint.Finish(), taken, idempotencyKey);
+    }
+
+    /// <summary>
+    /// Accepts a staged submission: the pool reserves queue room for its items, and only then are they committed
+    /// and the batch started. A submission refused while staged is answered as it was.
+    /// </summary>
+    public async Task<SubmissionResult> AcceptAsync(StagedSubmission staged, CancellationToken cancellationToken)
+    {
+        if (staged.Decided is { } decided)
         {
-            batchOptions = batchOptions with { Model = models.Single() };
-        }
-        else if (models.Count > 1)
-        {
-            batchOptions = batchOptions with { Models = [.. models.Order(StringComparer.Ordinal)] };
+            return decided;
         }
 
+        var (batchId, pool) = (staged.BatchId, staged.Pool);
+        var taken = staged.Taken;
         if (!taken)
         {
-            var reservation = await grains.GetGrain<IPoolGrain>(pool).Reserve(batchId, count, batchOptions.Priority);
+            var reservation = await grains.GetGrain<IPoolGrain>(pool).Reserve(batchId, staged.Count, staged.Options.Priority);
             if (!reservation.Accepted)
             {
                 return Rejected(batchId, SubmissionRejection.QueueFull, reservation.Reason);
@@ -155,7 +182,7 @@ public sealed class BatchSubmitter(IItemIngest store, IItemCatalogue catalogue, 
 
             try
             {
-                await session.CommitAsync(batchOptions, fingerprint.Finish(), cancellationToken);
+                await staged.Session.CommitAsync(staged.Options, staged.Fingerprint, cancellationToken);
             }
             catch (BatchExistsException)
             {
@@ -173,28 +200,39 @@ public sealed class BatchSubmitter(IItemIngest store, IItemCatalogue catalogue, 
         {
             var first = await catalogue.GetBatchAsync(batchId, cancellationToken)
                 ?? throw new InvalidOperationException($"batch '{batchId}' was committed first, yet is not in the catalogue");
-            return Replay(first, fingerprint, idempotencyKey ?? batchId);
+            return Replay(first, staged.Fingerprint, staged.IdempotencyKey ?? batchId);
         }
 
         // Checkpoint 1: every item and the batch's catalogue row (its spec with them) are durable, all
         // at once; before the commit nothing of the batch exists. A crash from here to checkpoint 2 leaves
         // a batch grain without state, which starts itself from the catalogue when first activated.
-        await grains.GetGrain<IBatchGrain>(batchId).Start(new BatchSpec(pool, count, batchOptions));
+        await grains.GetGrain<IBatchGrain>(batchId).Start(new BatchSpec(pool, staged.Count, staged.Options));
 
         // Checkpoint 2: the batch grain holds its spec; from here it resumes on its own after any crash
         // (Recovery/BatchResumer at start-up, its reminder otherwise).
-        return new SubmissionResult(batchId, count, SubmissionRejection.None, [], null);
+        return new SubmissionResult(batchId, staged.Count, SubmissionRejection.None, [], null);
     }
+
+    /// <summary>
+    /// In a pool of several models, a batch whose lines all name one counts under that model's limits; one whose lines
+    /// name several, under all of theirs at once.
+    /// </summary>
+    private static BatchOptions WithModels(BatchOptions batchOptions, HashSet<string> named) => named.Count switch
+    {
+        0 => batchOptions,
+        1 => batchOptions with { Model = named.Single() },
+        _ => batchOptions with { Models = [.. named.Order(StringComparer.Ordinal)] },
+    };
 
     /// <summary>
     /// A submission under an idempotency key whose batch exists: the same payload (pool, options and
     /// items) is the first submission again and answers with its batch; another payload is refused. A
     /// batch stored before fingerprints were has none, and is taken to be the same.
     /// </summary>
-    private static SubmissionResult Replay(StoredBatch existing, SubmissionFingerprint fingerprint, string idempotencyKey)
+    private static SubmissionResult Replay(StoredBatch existing, string fingerprint, string idempotencyKey)
     {
         var batchId = existing.Record.BatchId;
-        return existing.Fingerprint is null || fingerprint.Finish() == existing.Fingerprint
+        return existing.Fingerprint is null || fingerprint == existing.Fingerprint
             ? new SubmissionResult(batchId, existing.Record.ItemCount, SubmissionRejection.None, [], null) { Replayed = true }
             : Rejected(batchId, SubmissionRejection.KeyReused,
                 $"Idempotency-Key '{idempotencyKey}' was used for batch '{batchId}' with another payload; use a new key for a new batch");

@@ -234,30 +234,44 @@ internal static class RunCommand
         var store = parseResult.GetValue(Store);
         NightshiftSilo.Configure(builder, NightshiftSilo.PrivateEndpoints(), store);
         builder.AddNightshiftTelemetry(scrapeEndpoint: false);
+        var poolConfig = new PoolConfig
+        {
+            MaxRunning = parseResult.GetValue(MaxRunning),
+            Rpm = parseResult.GetValue(Rpm),
+            Tpm = parseResult.GetValue(Tpm),
+            Model = ModelBinding(
+                ProviderOf(parseResult.GetValue(Provider), parseResult.GetValue(Endpoint) is not null, parseResult.GetValue(AzureEndpoint) is not null),
+                parseResult.GetValue(Endpoint) ?? parseResult.GetValue(AzureEndpoint),
+                parseResult.GetValue(Model) ?? parseResult.GetValue(Deployment),
+                parseResult.GetValue(ApiKeyEnv)),
+        };
         using var host = builder.Build();
-        await host.StartAsync(cancellationToken);
+
+        // The store needs no silo: the file is read and staged while the silo starts (on another core, when there is one).
+        var staging = Task.Run(() => StageAsync(host.Services, hashing, input, options, poolConfig.Model, cancellationToken), cancellationToken);
+        try
+        {
+            await host.StartAsync(cancellationToken);
+        }
+        catch
+        {
+            await DropAsync(staging);
+            throw;
+        }
+
         var batchId = await hashing;
         try
         {
+            await using var staged = await staging;
             var services = host.Services;
             var grains = services.GetRequiredService<IGrainFactory>();
             var pool = grains.GetGrain<IPoolGrain>(PoolName);
-            await pool.Configure(new PoolConfig
-            {
-                MaxRunning = parseResult.GetValue(MaxRunning),
-                Rpm = parseResult.GetValue(Rpm),
-                Tpm = parseResult.GetValue(Tpm),
-                Model = ModelBinding(
-                    ProviderOf(parseResult.GetValue(Provider), parseResult.GetValue(Endpoint) is not null, parseResult.GetValue(AzureEndpoint) is not null),
-                    parseResult.GetValue(Endpoint) ?? parseResult.GetValue(AzureEndpoint),
-                    parseResult.GetValue(Model) ?? parseResult.GetValue(Deployment),
-                    parseResult.GetValue(ApiKeyEnv)),
-            });
+            await pool.Configure(poolConfig);
             var batch = grains.GetGrain<IBatchGrain>(batchId);
             var status = await batch.GetStatus();
             if (status.State == BatchState.NotFound)
             {
-                var started = await StartAsync(services, batchId, input, options, cancellationToken);
+                var started = await StartAsync(services, batchId, staged, input, options, cancellationToken);
                 if (!started)
                 {
                     return InputRejected;
@@ -369,22 +383,54 @@ internal static class RunCommand
         return ignored;
     }
 
-    /// <summary>Submits the file, or starts a batch whose items were committed by a run that died before starting it.</summary>
-    private static async Task<bool> StartAsync(IServiceProvider services, string batchId, FileInfo input, BatchOptions options, CancellationToken cancellationToken)
+    /// <summary>
+    /// Reads and stages the file's items in the store, unless the store holds the batch already (a run before this one
+    /// committed it): then there is nothing to stage, and <c>null</c>.
+    /// </summary>
+    private static async Task<StagedSubmission?> StageAsync(IServiceProvider services, Task<string> hashing, FileInfo input, BatchOptions options, ModelBinding model,
+        CancellationToken cancellationToken)
     {
-        var store = services.GetRequiredService<IItemStore>();
-        var grains = services.GetRequiredService<IGrainFactory>();
-        var committed = await store.CountAsync(batchId, cancellationToken);
-        if (committed.Total > 0)
+        var batchId = await hashing;
+        await services.GetRequiredService<IItemStore>().InitializeAsync(cancellationToken);
+        if (await services.GetRequiredService<IItemCatalogue>().GetBatchAsync(batchId, cancellationToken) is not null)
         {
-            var pool = grains.GetGrain<IPoolGrain>(PoolName);
-            await pool.Reserve(batchId, (int)committed.Total, options.Priority);
+            return null;
+        }
+
+        await using var stream = input.OpenRead();
+        return await services.GetRequiredService<BatchSubmitter>().StageAsync(batchId, PoolName, model, options, stream, idempotencyKey: null, cancellationToken);
+    }
+
+    /// <summary>Drops what was staged when the silo failed to start; the start's failure is the one to report.</summary>
+    private static async Task DropAsync(Task<StagedSubmission?> staging)
+    {
+        try
+        {
+            if (await staging is { } staged)
+            {
+                await staged.DisposeAsync();
+            }
+        }
+        catch (Exception) when (!staging.IsCompletedSuccessfully)
+        {
+            // Staging failed too; the start's failure is reported instead.
+        }
+    }
+
+    /// <summary>Accepts the staged file, or starts a batch whose items were committed by a run that died before starting it.</summary>
+    private static async Task<bool> StartAsync(IServiceProvider services, string batchId, StagedSubmission? staged, FileInfo input, BatchOptions options,
+        CancellationToken cancellationToken)
+    {
+        var grains = services.GetRequiredService<IGrainFactory>();
+        if (staged is null)
+        {
+            var committed = await services.GetRequiredService<IItemStore>().CountAsync(batchId, cancellationToken);
+            await grains.GetGrain<IPoolGrain>(PoolName).Reserve(batchId, (int)committed.Total, options.Priority);
             await grains.GetGrain<IBatchGrain>(batchId).Start(new BatchSpec(PoolName, (int)committed.Total, options));
             return true;
         }
 
-        await using var stream = input.OpenRead();
-        var result = await services.GetRequiredService<BatchSubmitter>().SubmitAsync(batchId, PoolName, options, stream, cancellationToken);
+        var result = await services.GetRequiredService<BatchSubmitter>().AcceptAsync(staged, cancellationToken);
         if (result.Accepted)
         {
             await Console.Error.WriteLineAsync($"Batch {batchId}: {result.ItemCount} items accepted.");

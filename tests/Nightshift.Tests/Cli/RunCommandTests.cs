@@ -109,6 +109,30 @@ public sealed class RunCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Run_RefusesASchemaThatIsNotOne_WithExitTwo_AndWritesNothing_ThenRunsWithAGoodOne()
+    {
+        // The file is staged while the silo starts; a refusal found there must leave nothing behind, so the same
+        // file with a good schema is a batch of its own from its first line.
+        await File.WriteAllTextAsync(Input, Jsonl.Lines(20, "ok"), Ct);
+        var schema = Path.Combine(Path.GetDirectoryName(Input)!, "schema.json");
+        await File.WriteAllTextAsync(schema, """{"type": 12}""", Ct);
+
+        using var refused = _run.Start(RunWorkspace.Latency(0, 0), "--schema", schema);
+        Assert.Equal(2, await refused.WaitForExitAsync(TimeSpan.FromMinutes(2)));
+        Assert.Contains("schema: not a JSON Schema", refused.Output);
+        Assert.False(File.Exists(Output));
+        Assert.False(File.Exists(CallLog));
+        Assert.Equal(0, (await _run.CountsAsync()).Values.Sum());
+
+        await File.WriteAllTextAsync(schema, """{"type": "object"}""", Ct);
+        using var run = _run.Start(RunWorkspace.Latency(0, 0), "--schema", schema);
+        Assert.Equal(1, await run.WaitForExitAsync(TimeSpan.FromMinutes(2)));
+        Assert.DoesNotContain("Resuming batch", run.Output);
+        Assert.Equal(20, (await File.ReadAllLinesAsync(Output, Ct)).Length);
+        Assert.Equal(20, (await _run.CountsAsync()).Values.Sum());
+    }
+
+    [Fact]
     public async Task Run_KilledWithSigkill_ResumesWhenRunAgain_WithoutCallingFinishedItemsAgain()
     {
         const int items = 1_500;
