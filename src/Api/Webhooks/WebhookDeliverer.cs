@@ -16,7 +16,9 @@ namespace Nightshift.Api.Webhooks;
 
 /// <summary>
 /// Delivers the store's webhook outbox: every <see cref="Period"/> it claims the deliveries due (in a cluster,
-/// whichever process claims one delivers it), POSTs each batch's view, signed, and records the outcome; a
+/// whichever process claims one delivers it), as many as keep <see cref="MaxInFlight"/> under way, POSTs each one's
+/// body, signed, and records the outcome. Each delivery runs on its own: a slow receiver holds its own deliveries,
+/// never the others' (they are claimed and sent at the next look). A
 /// failed attempt is tried again with backoff, up to <see cref="WebhookOptions.MaxAttempts"/>. The outbox row
 /// outlives any process, so a delivery interrupted by a crash is made by the next one to look (at least once:
 /// a crash after the receiver answered and before the outcome was recorded delivers it again, under the same
@@ -38,8 +40,8 @@ internal sealed partial class WebhookDeliverer(
 
     public static readonly TimeSpan Period = TimeSpan.FromSeconds(1);
 
-    /// <summary>Deliveries claimed per look.</summary>
-    private const int ClaimSize = 16;
+    /// <summary>Deliveries under way at once: each look claims as many as are missing.</summary>
+    private const int MaxInFlight = 16;
 
     // Redirects are not followed: an allowed URL must not lead a delivery to one that is not.
     private readonly HttpClient _http = new(new SocketsHttpHandler { AllowAutoRedirect = false, PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
@@ -66,36 +68,45 @@ internal sealed partial class WebhookDeliverer(
         }
 
         using var timer = new PeriodicTimer(Period, time);
+        var underWay = new List<Task>(MaxInFlight);
         try
         {
             while (await timer.WaitForNextTickAsync(stoppingToken))
             {
-                await DeliverDueAsync(stoppingToken);
+                underWay.RemoveAll(delivery => delivery.IsCompleted);
+                underWay.AddRange(await StartDueAsync(MaxInFlight - underWay.Count, stoppingToken));
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
             // Stopping: what is claimed and not delivered is due again once its claim runs out.
         }
+
+        // Stopping cuts each attempt under way short; what it meets then is no failure to report.
+        await Task.WhenAll(underWay).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 
-    private async Task DeliverDueAsync(CancellationToken stoppingToken)
+    /// <summary>Claims up to <paramref name="room"/> deliveries due and starts each, without waiting for any.</summary>
+    private async Task<IEnumerable<Task>> StartDueAsync(int room, CancellationToken stoppingToken)
     {
+        if (room == 0)
+        {
+            return [];
+        }
+
         var settings = options.Value;
-        IReadOnlyList<WebhookDelivery> due;
         try
         {
             // Claimed for longer than an attempt can take, so no other process sends it meanwhile.
             var now = time.GetUtcNow();
-            due = await outbox.ClaimWebhooksAsync(now, now + settings.Timeout * 3, ClaimSize, stoppingToken);
+            var due = await outbox.ClaimWebhooksAsync(now, now + settings.Timeout * 3, room, stoppingToken);
+            return [.. due.Select(delivery => DeliverAsync(delivery, settings, stoppingToken))];
         }
         catch (Exception failure) when (failure is not OperationCanceledException)
         {
             LogClaimFailed(logger, failure);
-            return;
+            return [];
         }
-
-        await Task.WhenAll(due.Select(delivery => DeliverAsync(delivery, settings, stoppingToken)));
     }
 
     private async Task DeliverAsync(WebhookDelivery delivery, WebhookOptions settings, CancellationToken stoppingToken)

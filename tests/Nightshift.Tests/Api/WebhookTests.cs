@@ -189,14 +189,44 @@ public sealed class WebhookTests : IDisposable
         _directory.Dispose();
     }
 
+    [Fact]
+    public async Task AReceiverThatHangs_HoldsOnlyItsOwnDelivery_AnotherBatchIsDeliveredMeanwhile()
+    {
+        var http = ApiHost.FreePort();
+        using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{http}") };
+        using var silo = Serve(http, Path.Combine(_directory.Path, "hanging.db"), timeout: TimeSpan.FromSeconds(40));
+        await SiloProcess.WaitUntilAnsweringAsync(client);
+        Assert.Equal(HttpStatusCode.OK, (await client.PutAsync("/v1/pools/p", Json("""{"maxRunning": 8}"""), Ct)).StatusCode);
+
+        // The first batch's end goes to a receiver that takes it and never answers: its attempt waits out the 40 s timeout.
+        var hanging = await client.PostAsync($"/v1/batches?pool=p&callbackUrl={Uri.EscapeDataString(_receiver.HangingUrl)}", Jsonl(5), Ct);
+        Assert.Equal(HttpStatusCode.Created, hanging.StatusCode);
+        var held = await Eventually.MatchesAsync(() => _receiver.Received.FirstOrDefault(hook => hook.AnsweredStatus == 0), hook => hook is not null,
+            _ => $"the hanging receiver got nothing. Silo output:\n{silo.Output}");
+
+        // The second batch's end is delivered while the first's attempt still hangs, not after it.
+        var created = await client.PostAsync($"/v1/batches?pool=p&callbackUrl={Uri.EscapeDataString(_receiver.Url)}", Jsonl(5), Ct);
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var batchId = created.Headers.Location!.OriginalString.Split('/')[^1];
+        var delivered = await Eventually.MatchesAsync(() => _receiver.Received.FirstOrDefault(hook => hook.Headers["X-Nightshift-Delivery"] == $"{batchId}.0"),
+            hook => hook is not null, _ => $"the second batch's end was not delivered. Silo output:\n{silo.Output}");
+        Assert.Equal(200, delivered!.AnsweredStatus);
+        Assert.True(delivered.At - held!.At < TimeSpan.FromSeconds(20),
+            $"the second batch's end came {(delivered.At - held.At).TotalSeconds:0.0} s after the hanging one was taken: it waited for that attempt");
+        Assert.Single(_receiver.Received, hook => hook.AnsweredStatus == 0);
+    }
+
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
 
     private static StringContent Jsonl(int count) => new(Fixtures.Jsonl.Lines(count, "hook"), Encoding.UTF8, "application/x-ndjson");
 
-    /// <summary>A <c>serve</c> process allowing webhooks to the receiver; retries 2 s apart at first, so none comes before the kill.</summary>
-    private SiloProcess Serve(int http, string store) => SiloProcess.Start(_directory.Path, new Dictionary<string, string>
+    /// <summary>
+    /// A <c>serve</c> process allowing webhooks to the receiver; retries 2 s apart at first, so none comes before the kill; an
+    /// attempt unanswered after <paramref name="timeout"/> (1 s unless given) fails.
+    /// </summary>
+    private SiloProcess Serve(int http, string store, TimeSpan? timeout = null) => SiloProcess.Start(_directory.Path, new Dictionary<string, string>
     {
         ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{http}",
         ["Nightshift__Silo__SiloPort"] = $"{ApiHost.FreePort()}",
@@ -204,6 +234,6 @@ public sealed class WebhookTests : IDisposable
         ["Nightshift__Webhooks__AllowedUrls__0"] = $"http://127.0.0.1:{_receiver.Port}/hooks/",
         ["Nightshift__Webhooks__Secret"] = Secret,
         ["Nightshift__Webhooks__BaseDelay"] = "00:00:02",
-        ["Nightshift__Webhooks__Timeout"] = "00:00:01",
+        ["Nightshift__Webhooks__Timeout"] = (timeout ?? TimeSpan.FromSeconds(1)).ToString(),
     }, "serve", "--store", store);
 }

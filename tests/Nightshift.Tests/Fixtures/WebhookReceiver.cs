@@ -8,12 +8,14 @@ public sealed record ReceivedWebhook(DateTimeOffset At, IReadOnlyDictionary<stri
 
 /// <summary>
 /// A webhook receiver on 127.0.0.1 (a free port): records every request it gets and answers each with the next
-/// status of <see cref="Answers"/>, 200 once that is empty.
+/// status of <see cref="Answers"/>, 200 once that is empty; a request to <see cref="HangingUrl"/> is recorded and
+/// never answered. Requests are taken on their own, so one left hanging holds no other.
 /// </summary>
 public sealed class WebhookReceiver : IDisposable
 {
     private readonly HttpListener _listener = new();
     private readonly ConcurrentQueue<ReceivedWebhook> _received = new();
+    private readonly CancellationTokenSource _stopping = new();
     private readonly Task _serving;
 
     public WebhookReceiver()
@@ -29,6 +31,9 @@ public sealed class WebhookReceiver : IDisposable
     /// <summary>Where deliveries go: <c>/hooks/batches</c> on this receiver.</summary>
     public string Url => $"http://127.0.0.1:{Port}/hooks/batches";
 
+    /// <summary>Where deliveries go that the receiver takes and never answers (recorded with status 0).</summary>
+    public string HangingUrl => $"http://127.0.0.1:{Port}/hooks/hanging";
+
     /// <summary>The statuses to answer, in order, before answering 200.</summary>
     public ConcurrentQueue<int> Answers { get; } = new();
 
@@ -36,6 +41,7 @@ public sealed class WebhookReceiver : IDisposable
 
     public void Dispose()
     {
+        _stopping.Cancel();
         _listener.Stop();
         _listener.Close();
         try
@@ -46,6 +52,8 @@ public sealed class WebhookReceiver : IDisposable
         {
             // The listener's loop ends with the listener.
         }
+
+        _stopping.Dispose();
     }
 
     private async Task ServeAsync()
@@ -62,15 +70,29 @@ public sealed class WebhookReceiver : IDisposable
                 return;
             }
 
-            using var body = new MemoryStream();
-            await context.Request.InputStream.CopyToAsync(body);
-            var status = Answers.TryDequeue(out var next) ? next : 200;
-            var headers = context.Request.Headers.AllKeys.OfType<string>().ToDictionary(key => key, key => context.Request.Headers[key] ?? "", StringComparer.OrdinalIgnoreCase);
-            headers["method"] = context.Request.HttpMethod;
-            headers["path"] = context.Request.Url?.AbsolutePath ?? "";
-            _received.Enqueue(new ReceivedWebhook(DateTimeOffset.UtcNow, headers, body.ToArray(), status));
-            context.Response.StatusCode = status;
-            context.Response.Close();
+            _ = AnswerAsync(context);
         }
+    }
+
+    private async Task AnswerAsync(HttpListenerContext context)
+    {
+        using var body = new MemoryStream();
+        await context.Request.InputStream.CopyToAsync(body);
+        var path = context.Request.Url?.AbsolutePath ?? "";
+        var hangs = path == new Uri(HangingUrl).AbsolutePath;
+        var status = hangs ? 0 : Answers.TryDequeue(out var next) ? next : 200;
+        var headers = context.Request.Headers.AllKeys.OfType<string>().ToDictionary(key => key, key => context.Request.Headers[key] ?? "", StringComparer.OrdinalIgnoreCase);
+        headers["method"] = context.Request.HttpMethod;
+        headers["path"] = path;
+        _received.Enqueue(new ReceivedWebhook(DateTimeOffset.UtcNow, headers, body.ToArray(), status));
+        if (hangs)
+        {
+            await Task.Delay(Timeout.Infinite, _stopping.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            context.Response.Abort();
+            return;
+        }
+
+        context.Response.StatusCode = status;
+        context.Response.Close();
     }
 }
