@@ -68,13 +68,25 @@ internal sealed partial class WebhookDeliverer(
         }
 
         using var timer = new PeriodicTimer(Period, time);
-        var underWay = new List<Task>(MaxInFlight);
+        var underWay = new Dictionary<(string BatchId, int Run, int Item), Task>(MaxInFlight);
         try
         {
             while (await timer.WaitForNextTickAsync(stoppingToken))
             {
-                underWay.RemoveAll(delivery => delivery.IsCompleted);
-                underWay.AddRange(await StartDueAsync(MaxInFlight - underWay.Count, stoppingToken));
+                foreach (var (key, _) in underWay.Where(delivery => delivery.Value.IsCompleted).ToList())
+                {
+                    underWay.Remove(key);
+                }
+
+                // An attempt that outlived its claim is claimed again here: it goes on, and is not sent a second time beside itself.
+                foreach (var delivery in await ClaimDueAsync(MaxInFlight - underWay.Count, stoppingToken))
+                {
+                    var key = (delivery.BatchId, delivery.Run, delivery.Item);
+                    if (!underWay.ContainsKey(key))
+                    {
+                        underWay[key] = DeliverAsync(delivery, options.Value, stoppingToken);
+                    }
+                }
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -83,24 +95,22 @@ internal sealed partial class WebhookDeliverer(
         }
 
         // Stopping cuts each attempt under way short; what it meets then is no failure to report.
-        await Task.WhenAll(underWay).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await Task.WhenAll(underWay.Values).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 
-    /// <summary>Claims up to <paramref name="room"/> deliveries due and starts each, without waiting for any.</summary>
-    private async Task<IEnumerable<Task>> StartDueAsync(int room, CancellationToken stoppingToken)
+    /// <summary>Claims up to <paramref name="room"/> deliveries due.</summary>
+    private async Task<IReadOnlyList<WebhookDelivery>> ClaimDueAsync(int room, CancellationToken stoppingToken)
     {
         if (room == 0)
         {
             return [];
         }
 
-        var settings = options.Value;
         try
         {
             // Claimed for longer than an attempt can take, so no other process sends it meanwhile.
             var now = time.GetUtcNow();
-            var due = await outbox.ClaimWebhooksAsync(now, now + settings.Timeout * 3, room, stoppingToken);
-            return [.. due.Select(delivery => DeliverAsync(delivery, settings, stoppingToken))];
+            return await outbox.ClaimWebhooksAsync(now, now + options.Value.Timeout * 3, room, stoppingToken);
         }
         catch (Exception failure) when (failure is not OperationCanceledException)
         {

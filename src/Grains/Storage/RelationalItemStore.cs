@@ -77,11 +77,12 @@ public sealed class RelationalItemStore : IItemStore, IAsyncDisposable
         {
             if (_initialization is null || _initialization.IsFaulted || _initialization.IsCanceled)
             {
-                _initialization = _retry.RunAsync(async token =>
+                // Run apart from the lock: SQLite's calls complete synchronously, and the other caller must not wait on the lock meanwhile.
+                _initialization = Task.Run(() => _retry.RunAsync(async token =>
                 {
                     await _dialect.ApplySchemaAsync(token);
                     return true;
-                }, cancellationToken);
+                }, cancellationToken), cancellationToken);
             }
 
             return _initialization.WaitAsync(cancellationToken);

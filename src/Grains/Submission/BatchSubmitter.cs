@@ -64,6 +64,12 @@ public sealed class BatchSubmitter(IItemIngest store, IItemCatalogue catalogue, 
             return Rejected(batchId, SubmissionRejection.UnknownPool, $"pool '{pool}' does not exist");
         }
 
+        // The schema is judged first, as staging judges it, before the escalation's pools are asked.
+        if (SchemaRefusal(batchId, batchOptions) is { } refused)
+        {
+            return refused;
+        }
+
         if (await EscalationProblemAsync(pool, batchOptions.Escalate) is { } escalation)
         {
             return Rejected(batchId, SubmissionRejection.InvalidOptions, $"escalate: {escalation}");
@@ -82,9 +88,9 @@ public sealed class BatchSubmitter(IItemIngest store, IItemCatalogue catalogue, 
     public async Task<StagedSubmission> StageAsync(string batchId, string pool, ModelBinding model, BatchOptions batchOptions, Stream jsonl,
         string? idempotencyKey, CancellationToken cancellationToken)
     {
-        if (batchOptions.Schema is { } schema && AnswerValidator.SchemaProblem(schema) is { } problem)
+        if (SchemaRefusal(batchId, batchOptions) is { } refused)
         {
-            return new StagedSubmission(Rejected(batchId, SubmissionRejection.InvalidOptions, $"schema: not a JSON Schema: {problem}"));
+            return new StagedSubmission(refused);
         }
 
         using var fingerprint = new SubmissionFingerprint(pool, batchOptions);
@@ -212,6 +218,12 @@ public sealed class BatchSubmitter(IItemIngest store, IItemCatalogue catalogue, 
         // (Recovery/BatchResumer at start-up, its reminder otherwise).
         return new SubmissionResult(batchId, staged.Count, SubmissionRejection.None, [], null);
     }
+
+    /// <summary>The refusal of a batch whose <c>schema</c> option is not a JSON Schema; <c>null</c> when it has none or a good one.</summary>
+    private static SubmissionResult? SchemaRefusal(string batchId, BatchOptions batchOptions) =>
+        batchOptions.Schema is { } schema && AnswerValidator.SchemaProblem(schema) is { } problem
+            ? Rejected(batchId, SubmissionRejection.InvalidOptions, $"schema: not a JSON Schema: {problem}")
+            : null;
 
     /// <summary>
     /// In a pool of several models, a batch whose lines all name one counts under that model's limits; one whose lines

@@ -248,13 +248,16 @@ internal static class RunCommand
         using var host = builder.Build();
 
         // The store needs no silo: the file is read and staged while the silo starts (on another core, when there is one).
-        var staging = Task.Run(() => StageAsync(host.Services, hashing, input, options, poolConfig.Model, cancellationToken), cancellationToken);
+        using var stopStaging = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var staging = Task.Run(() => StageAsync(host.Services, hashing, input, options, poolConfig.Model, stopStaging.Token), stopStaging.Token);
         try
         {
             await host.StartAsync(cancellationToken);
         }
         catch
         {
+            // The start's failure is reported at once, not after the rest of the file is read.
+            await stopStaging.CancelAsync();
             await DropAsync(staging);
             throw;
         }
@@ -262,22 +265,30 @@ internal static class RunCommand
         var batchId = await hashing;
         try
         {
-            await using var staged = await staging;
             var services = host.Services;
             var grains = services.GetRequiredService<IGrainFactory>();
             var pool = grains.GetGrain<IPoolGrain>(PoolName);
-            await pool.Configure(poolConfig);
             var batch = grains.GetGrain<IBatchGrain>(batchId);
-            var status = await batch.GetStatus();
-            if (status.State == BatchState.NotFound)
+            BatchStatus status;
+            var accepted = true;
+
+            // What was staged is kept only until it is accepted (its temporary copy of the file goes with it).
+            await using (var staged = await staging)
             {
-                var started = await StartAsync(services, batchId, staged, input, options, cancellationToken);
-                if (!started)
+                await pool.Configure(poolConfig);
+                status = await batch.GetStatus();
+                if (status.State == BatchState.NotFound)
                 {
-                    return InputRejected;
+                    accepted = await StartAsync(services, batchId, staged, input, options, cancellationToken);
                 }
             }
-            else
+
+            if (!accepted)
+            {
+                return InputRejected;
+            }
+
+            if (status.State != BatchState.NotFound)
             {
                 await Console.Error.WriteLineAsync($"Resuming batch {batchId} from {NightshiftSilo.StoreName(builder.Configuration)}: " +
                     $"{status.Done} of {status.Total} items already done.");
@@ -411,9 +422,9 @@ internal static class RunCommand
                 await staged.DisposeAsync();
             }
         }
-        catch (Exception) when (!staging.IsCompletedSuccessfully)
+        catch (Exception)
         {
-            // Staging failed too; the start's failure is reported instead.
+            // Stopped, or failed on its own: either way the start's failure is reported instead.
         }
     }
 

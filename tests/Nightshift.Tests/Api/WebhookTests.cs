@@ -213,7 +213,6 @@ public sealed class WebhookTests : IDisposable
         Assert.Equal(200, delivered!.AnsweredStatus);
         Assert.True(delivered.At - held!.At < TimeSpan.FromSeconds(20),
             $"the second batch's end came {(delivered.At - held.At).TotalSeconds:0.0} s after the hanging one was taken: it waited for that attempt");
-        Assert.Single(_receiver.Received, hook => hook.AnsweredStatus == 0);
     }
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
