@@ -395,32 +395,24 @@ internal static class RunCommand
     }
 
     /// <summary>
-    /// Reads and stages the file's items in the store, unless the store holds the batch already (a run before this one
-    /// committed it): then there is nothing to stage, and <c>null</c>.
+    /// Reads and stages the file's items in the store; a batch the store holds already (a run before this one committed
+    /// it) is answered as existing, and nothing of the file is read.
     /// </summary>
-    private static async Task<StagedSubmission?> StageAsync(IServiceProvider services, Task<string> hashing, FileInfo input, BatchOptions options, ModelBinding model,
+    private static async Task<StagedSubmission> StageAsync(IServiceProvider services, Task<string> hashing, FileInfo input, BatchOptions options, ModelBinding model,
         CancellationToken cancellationToken)
     {
         var batchId = await hashing;
         await services.GetRequiredService<IItemStore>().InitializeAsync(cancellationToken);
-        if (await services.GetRequiredService<IItemCatalogue>().GetBatchAsync(batchId, cancellationToken) is not null)
-        {
-            return null;
-        }
-
         await using var stream = input.OpenRead();
         return await services.GetRequiredService<BatchSubmitter>().StageAsync(batchId, PoolName, model, options, stream, idempotencyKey: null, cancellationToken);
     }
 
     /// <summary>Drops what was staged when the silo failed to start; the start's failure is the one to report.</summary>
-    private static async Task DropAsync(Task<StagedSubmission?> staging)
+    private static async Task DropAsync(Task<StagedSubmission> staging)
     {
         try
         {
-            if (await staging is { } staged)
-            {
-                await staged.DisposeAsync();
-            }
+            await (await staging).DisposeAsync();
         }
         catch (Exception)
         {
@@ -429,12 +421,12 @@ internal static class RunCommand
     }
 
     /// <summary>Accepts the staged file, or starts a batch whose items were committed by a run that died before starting it.</summary>
-    private static async Task<bool> StartAsync(IServiceProvider services, string batchId, StagedSubmission? staged, FileInfo input, BatchOptions options,
+    private static async Task<bool> StartAsync(IServiceProvider services, string batchId, StagedSubmission staged, FileInfo input, BatchOptions options,
         CancellationToken cancellationToken)
     {
-        var grains = services.GetRequiredService<IGrainFactory>();
-        if (staged is null)
+        if (staged.Decided is { Rejection: SubmissionRejection.BatchExists })
         {
+            var grains = services.GetRequiredService<IGrainFactory>();
             var committed = await services.GetRequiredService<IItemStore>().CountAsync(batchId, cancellationToken);
             await grains.GetGrain<IPoolGrain>(PoolName).Reserve(batchId, (int)committed.Total, options.Priority);
             await grains.GetGrain<IBatchGrain>(batchId).Start(new BatchSpec(PoolName, (int)committed.Total, options));
